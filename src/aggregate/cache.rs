@@ -1,0 +1,64 @@
+//! Per-batch reductions kept between runs in `aggregate/.cache/reductions.bin`, keyed by the
+//! batch's metrics.parquet size and mtime, so re-aggregating after new shards land reads only the
+//! new files. A cache written by another drivekit version or other chain settings is ignored.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::load::BatchReduction;
+use super::trajectory::ChainParams;
+use super::unprocessed::BatchKey;
+use crate::fsutil;
+
+/// Location under aggregate/.
+pub const FILE: &str = ".cache/reductions.bin";
+
+/// Reductions by batch key.
+pub type Cache = HashMap<BatchKey, BatchReduction>;
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    version: String,
+    max_dist_to_gt_m: f64,
+    entries: Vec<(BatchKey, BatchReduction)>,
+}
+
+fn version() -> String {
+    format!("drivekit-{}-cache-1", env!("CARGO_PKG_VERSION"))
+}
+
+/// Loads the cache; empty when absent, unreadable or made with other settings.
+pub fn load(path: &Path, params: &ChainParams) -> Cache {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Cache::new();
+    };
+    match bincode::deserialize::<Stored>(&bytes) {
+        Ok(s) if s.version == version() && s.max_dist_to_gt_m == params.max_dist_to_gt_m => {
+            s.entries.into_iter().collect()
+        }
+        _ => Cache::new(),
+    }
+}
+
+/// Saves the cache atomically.
+pub fn save(
+    path: &Path,
+    params: &ChainParams,
+    entries: &[(BatchKey, BatchReduction)],
+) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    struct StoredRef<'a> {
+        version: String,
+        max_dist_to_gt_m: f64,
+        entries: &'a [(BatchKey, BatchReduction)],
+    }
+    let bytes = bincode::serialize(&StoredRef {
+        version: version(),
+        max_dist_to_gt_m: params.max_dist_to_gt_m,
+        entries,
+    })
+    .map_err(std::io::Error::other)?;
+    fsutil::write_atomic(path, &bytes)
+}

@@ -1,0 +1,60 @@
+//! The outputs of `aggregate`, one module per format, each written atomically into aggregate/.
+
+pub mod json;
+pub mod png;
+pub mod tables;
+pub mod txt;
+pub mod videos;
+
+use std::path::PathBuf;
+
+use super::{Options, Outcome};
+
+/// Readable results table.
+pub const TXT: &str = "metrics_results.txt";
+/// Results plot.
+pub const PNG: &str = "metrics_results.png";
+/// One row per run.
+pub const RESULTS: &str = "metrics_results.parquet";
+/// One row per scene.
+pub const RESULTS_BY_SCENE: &str = "metrics_results_by_scene.parquet";
+/// Every input row.
+pub const UNPROCESSED: &str = "metrics_unprocessed.parquet";
+/// Per-rollout pass/fail and scores.
+pub const SUMMARY_JSON: &str = "results-summary.json";
+
+/// Writes every output except metrics_unprocessed.parquet; returns the paths written or the
+/// path that failed with its error. `batch_dirs[i]` is the directory of merged batch `i`.
+pub fn write_all(
+    outcome: &mut Outcome,
+    opts: &Options,
+    batch_dirs: &[PathBuf],
+) -> Result<Vec<PathBuf>, (PathBuf, String)> {
+    let dir = outcome.output_dir.clone();
+    let p = |n: &str| dir.join(n);
+    let e = |path: PathBuf| move |err: std::io::Error| (path, err.to_string());
+    // Videos first: dangling ones become problems that the reports list.
+    let video_report = videos::link(
+        &opts.run_dir,
+        &dir,
+        outcome,
+        batch_dirs,
+        opts.chain.max_dist_to_gt_m,
+    )
+    .map_err(e(p("videos")))?;
+    outcome.problems.extend(video_report.problems);
+    outcome.problems.sort();
+    tables::write_results(&p(RESULTS), outcome).map_err(e(p(RESULTS)))?;
+    tables::write_by_scene(&p(RESULTS_BY_SCENE), outcome).map_err(e(p(RESULTS_BY_SCENE)))?;
+    json::write(&p(SUMMARY_JSON), outcome, &video_report.links).map_err(e(p(SUMMARY_JSON)))?;
+    txt::write(&p(TXT), outcome, opts).map_err(e(p(TXT)))?;
+    png::write(&p(PNG), outcome).map_err(e(p(PNG)))?;
+    Ok(vec![
+        p(RESULTS),
+        p(RESULTS_BY_SCENE),
+        p(SUMMARY_JSON),
+        p(TXT),
+        p(PNG),
+        p("videos"),
+    ])
+}

@@ -1,0 +1,152 @@
+//! metrics_results.txt: a fixed-width table (≤ 160 columns) with the run header, the modifiers
+//! applied and their counts, warnings, and failed/incomplete/missing rollouts.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, ContentArrangement, Table};
+
+use crate::aggregate::trajectory::MODIFIERS;
+use crate::aggregate::{Options, Outcome, ProblemKind};
+use crate::fsutil;
+use crate::report::format::num;
+
+/// Maximum width of the file.
+pub const WIDTH: u16 = 160;
+
+fn rule(out: &mut String, title: &str) {
+    let pad = (WIDTH as usize).saturating_sub(title.len() + 2) / 2;
+    let _ = writeln!(out, "{} {title} {}", "─".repeat(pad), "─".repeat(pad));
+}
+
+/// Renders the report.
+pub fn render(o: &Outcome, opts: &Options) -> String {
+    let r = &o.results;
+    let mut out = String::new();
+    rule(&mut out, "drivekit aggregate");
+    let _ = writeln!(out, "Run: {}   run_uuid: {}", r.run_name, r.run_uuid);
+    let kept = r.trajectories.iter().filter(|t| t.kept).count();
+    let _ = writeln!(
+        out,
+        "n_scenes: {}   n_rollouts: {} (rollout uids; std and quantiles are over these)   trajectories: {}   mean n_clips: {}",
+        r.by_scene.len(),
+        r.run.n_rollouts,
+        kept,
+        num(r.run.n_clips.mean)
+    );
+    let _ = writeln!(
+        out,
+        "batches: {} found, {} aggregated ({} read, {} from cache), {} incomplete, {} failed rollouts, {} skipped files, {} missing scenes",
+        o.n_batches,
+        o.n_batches_used,
+        o.n_batches_read,
+        o.n_batches_used.saturating_sub(o.n_batches_read),
+        o.count(ProblemKind::IncompleteBatch),
+        o.failed_rollouts.len(),
+        o.count(ProblemKind::SkippedFile),
+        o.count(ProblemKind::MissingScene),
+    );
+    out.push('\n');
+    rule(&mut out, "Modifiers applied");
+    for (m, c) in MODIFIERS.iter().zip(&o.modifier_counts) {
+        let m = m.replace("{max_dist}", &num(Some(opts.chain.max_dist_to_gt_m)));
+        let _ = writeln!(
+            out,
+            "  {m}  −{} rows, {} trajectories",
+            c.rows, c.trajectories
+        );
+    }
+    out.push('\n');
+    rule(&mut out, "Results");
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(vec![
+            "Metric",
+            "mean ± std",
+            "p05",
+            "p25",
+            "p50",
+            "p75",
+            "p95",
+            "time agg.",
+        ]);
+    for (c, s) in r.columns.iter().zip(&r.run.columns) {
+        let ms = match s.std {
+            Some(sd) => format!("{} ± {}", num(s.mean), num(Some(sd))),
+            None => num(s.mean),
+        };
+        let mut row = vec![c.name.clone(), ms];
+        row.extend(s.quantiles.iter().map(|q| num(*q)));
+        row.push(
+            c.time_aggregation
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "over clips".into()),
+        );
+        table.add_row(row);
+    }
+    for i in 1..=7 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let _ = writeln!(out, "{table}");
+    let _ = writeln!(out, "Std deviation and quantiles are over rollouts (each the mean over its clips). km-per-incident columns: inf = no incident.");
+    let warnings: Vec<_> = o
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Warning)
+        .collect();
+    if !warnings.is_empty() {
+        out.push('\n');
+        rule(&mut out, "Warnings");
+        for p in warnings {
+            let _ = writeln!(
+                out,
+                "  WARNING: {}{}",
+                if p.path.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", p.path)
+                },
+                p.message
+            );
+        }
+    }
+    let errors: Vec<_> = o
+        .problems
+        .iter()
+        .filter(|p| p.kind != ProblemKind::Warning)
+        .collect();
+    if !errors.is_empty() || !o.failed_rollouts.is_empty() {
+        out.push('\n');
+        rule(
+            &mut out,
+            "Failed, incomplete, missing and skipped (left out of the numbers above)",
+        );
+        for f in &o.failed_rollouts {
+            let _ = writeln!(
+                out,
+                "  FAILED rollout {} (scene {}) in {}: {}",
+                f.rollout_id, f.clipgt_id, f.batch, f.error
+            );
+        }
+        for p in errors {
+            let tag = match p.kind {
+                ProblemKind::IncompleteBatch => "INCOMPLETE",
+                ProblemKind::SkippedFile => "SKIPPED",
+                ProblemKind::MissingScene => "MISSING scene",
+                _ => "FAILED",
+            };
+            let _ = writeln!(out, "  {tag} {}: {}", p.path, p.message);
+        }
+    }
+    out
+}
+
+/// Writes the report atomically.
+pub fn write(path: &Path, o: &Outcome, opts: &Options) -> std::io::Result<()> {
+    fsutil::write_atomic(path, render(o, opts).as_bytes())
+}

@@ -1,0 +1,361 @@
+//! Reading one batch's `metrics.parquet` and reducing every trajectory in it (DESIGN §4.1–4.5).
+//!
+//! A rollout lives in exactly one batch, so each batch reduces independently, in parallel, and
+//! only its per-trajectory results are kept: memory is bounded by the largest batch, not the run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+use arrow_array::{Array, DictionaryArray, RecordBatch, StringArray};
+use serde::{Deserialize, Serialize};
+
+use super::trajectory::{self, ChainColumns, ChainParams, ModifierCounts, Reduced, WideTrajectory};
+use crate::metrics::time_aggregation::UnknownTimeAggregation;
+use crate::metrics::TimeAggregation;
+use crate::metrics_file::{self, col, MetricsFileError};
+
+/// A batch whose metrics could not be used; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Unreadable, corrupt, truncated or wrongly typed file.
+    #[error(transparent)]
+    File(#[from] MetricsFileError),
+    /// One metric with two time aggregations.
+    #[error("{file}: metric `{metric}` has two time_aggregation values, {first:?} and {second:?}")]
+    ConflictingAggregation {
+        /// the file
+        file: PathBuf,
+        /// the metric
+        metric: String,
+        /// first value seen
+        first: String,
+        /// the other value
+        second: String,
+    },
+    /// A time aggregation drivekit does not know.
+    #[error("{file}: metric `{metric}`: {source}")]
+    UnknownAggregation {
+        /// the file
+        file: PathBuf,
+        /// the metric
+        metric: String,
+        /// the parse error
+        source: UnknownTimeAggregation,
+    },
+    /// Two rows for the same (rollout, metric, timestamp).
+    #[error("{file}: two rows for metric `{metric}` of rollout `{rollout_id}` at timestamps_us={timestamp_us}")]
+    DuplicateRow {
+        /// the file
+        file: PathBuf,
+        /// the metric
+        metric: String,
+        /// the rollout
+        rollout_id: String,
+        /// the timestamp
+        timestamp_us: i64,
+    },
+    /// A null where a value is required.
+    #[error("{file}: null in column `{column}` (only `values` may be null)")]
+    NullKey {
+        /// the file
+        file: PathBuf,
+        /// the column
+        column: &'static str,
+    },
+}
+
+/// One trajectory's identity and reduced values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrajectoryResult {
+    /// Scene id.
+    pub clipgt_id: String,
+    /// Rollout id (unique in the run).
+    pub rollout_id: String,
+    /// run_uuid as written in the file (before combining).
+    pub run_uuid: String,
+    /// run_name as written in the file.
+    pub run_name: String,
+    /// Rows of this trajectory in the file (long format).
+    pub rows: u64,
+    /// Values after the modifier chain, aligned with [`BatchReduction::columns`].
+    pub reduced: Reduced,
+}
+
+/// Everything `aggregate` keeps of one batch (and caches between runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchReduction {
+    /// The file's metrics (first-seen order) followed by the derived columns.
+    pub columns: Vec<(String, TimeAggregation)>,
+    /// How many of `columns` come from the file (the rest are derived).
+    pub n_file_metrics: usize,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Trajectories sorted by (clipgt_id, rollout_id).
+    pub trajectories: Vec<TrajectoryResult>,
+    /// Rows/trajectories removed by each modifier.
+    pub counts: ModifierCounts,
+}
+
+impl BatchReduction {
+    /// Sorted unique run_uuids of the batch.
+    pub fn run_uuids(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .trajectories
+            .iter()
+            .map(|t| t.run_uuid.as_str())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// True when the file has an `offroad` metric.
+    pub fn has_offroad(&self) -> bool {
+        self.columns[..self.n_file_metrics]
+            .iter()
+            .any(|(n, _)| n == trajectory::names::OFFROAD)
+    }
+}
+
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(s.to_string(), id);
+        self.names.push(s.to_string());
+        id
+    }
+}
+
+struct TrajBuild {
+    clip: u32,
+    rollout: u32,
+    run_uuid: u32,
+    run_name: u32,
+    rows: u64,
+    /// Points per metric id.
+    points: Vec<Vec<(i64, Option<f64>)>>,
+}
+
+/// Maps each dictionary key of a string column to an interned id.
+fn dict_ids(
+    batch: &RecordBatch,
+    c: usize,
+    interner: &mut Interner,
+    file: &Path,
+) -> Result<(Vec<u32>, Vec<i32>), BatchError> {
+    let arr: &DictionaryArray<Int32Type> = batch.column(c).as_dictionary();
+    if arr.null_count() > 0 {
+        return Err(BatchError::NullKey {
+            file: file.to_path_buf(),
+            column: metrics_file::COLUMNS[c],
+        });
+    }
+    let values: &StringArray = arr.values().as_string();
+    let map = (0..values.len())
+        .map(|i| interner.id(values.value(i)))
+        .collect();
+    Ok((map, arr.keys().values().to_vec()))
+}
+
+/// Reads the metrics file of one batch and reduces each of its trajectories.
+///
+/// When `keep_batches` is true the record batches read are returned too (for
+/// `metrics_unprocessed.parquet`), so the file is read only once.
+pub fn reduce_batch(
+    path: &Path,
+    params: &ChainParams,
+    keep_batches: bool,
+) -> Result<(BatchReduction, Vec<RecordBatch>), BatchError> {
+    let file = path;
+    let mut strings = Interner::default(); // clip, rollout, run ids and names
+    let mut metric_names = Interner::default();
+    let mut agg_names = Interner::default();
+    let mut metric_agg: Vec<Option<u32>> = Vec::new();
+    let mut traj_index: HashMap<(u32, u32), usize> = HashMap::new();
+    let mut trajs: Vec<TrajBuild> = Vec::new();
+    let mut kept = Vec::new();
+    let mut rows = 0u64;
+
+    for batch in metrics_file::open_metrics_file(path)? {
+        let batch = batch?;
+        let n = batch.num_rows();
+        rows += n as u64;
+        let (name_map, name_keys) = dict_ids(&batch, col::NAME, &mut metric_names, file)?;
+        let (agg_map, agg_keys) = dict_ids(&batch, col::TIME_AGGREGATION, &mut agg_names, file)?;
+        let (clip_map, clip_keys) = dict_ids(&batch, col::CLIPGT_ID, &mut strings, file)?;
+        let (roll_map, roll_keys) = dict_ids(&batch, col::ROLLOUT_ID, &mut strings, file)?;
+        let (uuid_map, uuid_keys) = dict_ids(&batch, col::RUN_UUID, &mut strings, file)?;
+        let (rname_map, rname_keys) = dict_ids(&batch, col::RUN_NAME, &mut strings, file)?;
+        let ts = batch.column(col::TIMESTAMPS_US).as_primitive::<Int64Type>();
+        if ts.null_count() > 0 {
+            return Err(BatchError::NullKey {
+                file: file.to_path_buf(),
+                column: "timestamps_us",
+            });
+        }
+        let ts = ts.values();
+        let vals = batch.column(col::VALUES).as_primitive::<Float64Type>();
+        metric_agg.resize(metric_names.names.len(), None);
+
+        let mut last: Option<((u32, u32), usize)> = None;
+        for i in 0..n {
+            let m = name_map[name_keys[i] as usize] as usize;
+            let a = agg_map[agg_keys[i] as usize];
+            match metric_agg[m] {
+                None => metric_agg[m] = Some(a),
+                Some(prev) if prev != a => {
+                    return Err(BatchError::ConflictingAggregation {
+                        file: file.to_path_buf(),
+                        metric: metric_names.names[m].clone(),
+                        first: agg_names.names[prev as usize].clone(),
+                        second: agg_names.names[a as usize].clone(),
+                    })
+                }
+                Some(_) => {}
+            }
+            let key = (
+                clip_map[clip_keys[i] as usize],
+                roll_map[roll_keys[i] as usize],
+            );
+            let t = match last {
+                Some((k, t)) if k == key => t,
+                _ => {
+                    let next = trajs.len();
+                    let t = *traj_index.entry(key).or_insert(next);
+                    if t == next {
+                        trajs.push(TrajBuild {
+                            clip: key.0,
+                            rollout: key.1,
+                            run_uuid: uuid_map[uuid_keys[i] as usize],
+                            run_name: rname_map[rname_keys[i] as usize],
+                            rows: 0,
+                            points: Vec::new(),
+                        });
+                    }
+                    last = Some((key, t));
+                    t
+                }
+            };
+            let tb = &mut trajs[t];
+            tb.rows += 1;
+            if tb.points.len() <= m {
+                tb.points.resize_with(m + 1, Vec::new);
+            }
+            let v = if vals.is_null(i) {
+                None
+            } else {
+                Some(vals.value(i))
+            };
+            tb.points[m].push((ts[i], v));
+        }
+        if keep_batches {
+            kept.push(batch);
+        }
+    }
+
+    let mut columns: Vec<(String, TimeAggregation)> =
+        Vec::with_capacity(metric_names.names.len() + 5);
+    for (m, name) in metric_names.names.iter().enumerate() {
+        let agg_name =
+            &agg_names.names[metric_agg[m].expect("every metric seen has a row") as usize];
+        let agg =
+            agg_name
+                .parse::<TimeAggregation>()
+                .map_err(|e| BatchError::UnknownAggregation {
+                    file: file.to_path_buf(),
+                    metric: name.clone(),
+                    source: e,
+                })?;
+        columns.push((name.clone(), agg));
+    }
+    let n_file_metrics = columns.len();
+    let chain = ChainColumns::resolve(&metric_names.names);
+    let aggs: Vec<TimeAggregation> = columns.iter().map(|c| c.1).collect();
+    columns.extend(
+        chain
+            .extra_columns()
+            .into_iter()
+            .map(|(n, a)| (n.to_string(), a)),
+    );
+
+    let mut counts = ModifierCounts::default();
+    let mut trajectories = Vec::with_capacity(trajs.len());
+    for tb in trajs {
+        let wide = widen(&tb, n_file_metrics).map_err(|(m, t)| BatchError::DuplicateRow {
+            file: file.to_path_buf(),
+            metric: metric_names.names[m].clone(),
+            rollout_id: strings.names[tb.rollout as usize].clone(),
+            timestamp_us: t,
+        })?;
+        let reduced = trajectory::reduce(&wide, &aggs, &chain, params);
+        trajectory::add_counts(&mut counts, &reduced.counts);
+        trajectories.push(TrajectoryResult {
+            clipgt_id: strings.names[tb.clip as usize].clone(),
+            rollout_id: strings.names[tb.rollout as usize].clone(),
+            run_uuid: strings.names[tb.run_uuid as usize].clone(),
+            run_name: strings.names[tb.run_name as usize].clone(),
+            rows: tb.rows,
+            reduced,
+        });
+    }
+    trajectories.sort_by(|a, b| (&a.clipgt_id, &a.rollout_id).cmp(&(&b.clipgt_id, &b.rollout_id)));
+    Ok((
+        BatchReduction {
+            columns,
+            n_file_metrics,
+            rows,
+            trajectories,
+            counts,
+        },
+        kept,
+    ))
+}
+
+/// Pivots one trajectory's points to wide form; `Err((metric, t))` on a duplicate row.
+fn widen(tb: &TrajBuild, n_metrics: usize) -> Result<WideTrajectory, (usize, i64)> {
+    let mut timestamps_us: Vec<i64> = tb.points.iter().flatten().map(|p| p.0).collect();
+    timestamps_us.sort_unstable();
+    timestamps_us.dedup();
+    let mut columns = Vec::with_capacity(n_metrics);
+    for m in 0..n_metrics {
+        let Some(points) = tb.points.get(m).filter(|p| !p.is_empty()) else {
+            columns.push(None);
+            continue;
+        };
+        let mut col = vec![None; timestamps_us.len()];
+        let mut seen = vec![false; timestamps_us.len()];
+        // Points usually arrive in time order: walk forward, fall back to a search.
+        let mut cursor = 0;
+        for &(t, v) in points {
+            let idx = if timestamps_us.get(cursor) == Some(&t) {
+                cursor
+            } else {
+                timestamps_us
+                    .binary_search(&t)
+                    .expect("timestamp collected above")
+            };
+            if seen[idx] {
+                return Err((m, t));
+            }
+            seen[idx] = true;
+            col[idx] = v;
+            cursor = idx + 1;
+        }
+        columns.push(Some(col));
+    }
+    Ok(WideTrajectory {
+        timestamps_us,
+        columns,
+    })
+}

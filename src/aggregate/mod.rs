@@ -1,0 +1,520 @@
+//! `aggregate runs/X`: turns a run directory in AlpaSim's layout into the results table, plots,
+//! Parquet tables, the results summary and sorted violation videos (DESIGN §4).
+//!
+//! Brief overview, in the order [`run`] goes:
+//! - [`crate::run_dir`] finds job dirs and batch dirs and reads their markers;
+//! - [`load`] reads one batch's metrics.parquet and reduces each trajectory through the modifier
+//!   chain of [`trajectory`] — batches run in parallel, and a [`cache`] keeps each batch's
+//!   reduction so a rerun reads only new or changed files;
+//! - [`unprocessed`] streams every row into metrics_unprocessed.parquet (reusing the encoded
+//!   rows of unchanged batches);
+//! - [`summary`] merges the batches and computes the statistics over clips and rollouts;
+//! - [`export`] writes the outputs, each atomically.
+//!
+//! ```no_run
+//! let opts = drivekit::aggregate::Options::new("runs/nightly".into());
+//! let outcome = drivekit::aggregate::run(&opts).expect("usable run dir");
+//! std::process::exit(outcome.exit_code());
+//! ```
+
+pub mod cache;
+pub mod export;
+pub mod load;
+pub mod summary;
+pub mod trajectory;
+pub mod unprocessed;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::config::WizardConfig;
+use crate::report::progress;
+use crate::run_dir::{self, BatchState, RunLayout};
+use load::BatchReduction;
+use summary::RunResults;
+use trajectory::{ChainParams, ModifierCounts};
+use unprocessed::{BatchKey, PreviousFile, Source, UnprocessedWriter};
+
+/// Settings of one aggregation.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The run dir (or Slurm array dir).
+    pub run_dir: PathBuf,
+    /// Accept job dirs whose wizard-config.yaml differ (reported as a warning).
+    pub allow_mixed_config: bool,
+    /// Modifier chain settings.
+    pub chain: ChainParams,
+    /// Reuse per-batch reductions from the previous run.
+    pub use_cache: bool,
+    /// Show a progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Options {
+    /// Defaults for `run_dir`: AlpaSim's 4 m threshold, cache on, progress on.
+    pub fn new(run_dir: PathBuf) -> Options {
+        Options {
+            run_dir,
+            allow_mixed_config: false,
+            chain: ChainParams::default(),
+            use_cache: true,
+            progress: true,
+        }
+    }
+}
+
+/// Errors that leave nothing to aggregate (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Not a run dir.
+    #[error(transparent)]
+    Layout(#[from] run_dir::LayoutError),
+    /// rollouts/ holds no batch dir.
+    #[error(
+        "{0}: rollouts/ holds no batch directories (expected rollouts/<scene_id>/<batch_uuid>/)"
+    )]
+    NoBatches(PathBuf),
+    /// Job dirs were configured differently.
+    #[error("{first} and {second} differ: the shards were run with different configurations; rerun them alike or pass --allow-mixed-config")]
+    MixedConfig {
+        /// first config
+        first: PathBuf,
+        /// differing config
+        second: PathBuf,
+    },
+    /// An output could not be written.
+    #[error("writing {path}: {message}")]
+    Write {
+        /// the output
+        path: PathBuf,
+        /// the cause
+        message: String,
+    },
+}
+
+/// What kind of problem a [`Problem`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// A batch without `_complete` or `_failed.json`.
+    IncompleteBatch,
+    /// A batch with `_failed.json`.
+    FailedBatch,
+    /// A file that could not be used (corrupt, truncated, wrong types, duplicate, conflict).
+    SkippedFile,
+    /// A scene listed in wizard-config.yaml with no batch.
+    MissingScene,
+    /// Something worth knowing that did not lose data.
+    Warning,
+}
+
+/// One thing that went wrong or deserves a look, naming the file involved.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Problem {
+    /// Category.
+    pub kind: ProblemKind,
+    /// File or directory involved (relative to the run dir where possible).
+    pub path: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// A rollout that produced no metrics (its batch failed for good).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedRollout {
+    /// Scene.
+    pub clipgt_id: String,
+    /// Rollout id (from `_failed.json`, or `{batch_uuid}-?` when it lists none).
+    pub rollout_id: String,
+    /// Error text from `_failed.json`.
+    pub error: String,
+    /// The batch dir.
+    pub batch: String,
+}
+
+/// Result of [`run`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The aggregate/ directory written.
+    pub output_dir: PathBuf,
+    /// The numbers.
+    pub results: RunResults,
+    /// Rows removed per modifier, over all batches.
+    pub modifier_counts: ModifierCounts,
+    /// Batches found, read, read from cache.
+    pub n_batches: usize,
+    /// Batches aggregated.
+    pub n_batches_used: usize,
+    /// Batches whose metrics were read this time (the rest came from the cache).
+    pub n_batches_read: usize,
+    /// Rollouts of failed batches.
+    pub failed_rollouts: Vec<FailedRollout>,
+    /// Everything that went wrong, sorted.
+    pub problems: Vec<Problem>,
+    /// Output files written.
+    pub outputs: Vec<PathBuf>,
+}
+
+impl Outcome {
+    /// 0: everything aggregated; 1: results written but something failed, is missing or was
+    /// skipped; 2: nothing could be aggregated.
+    pub fn exit_code(&self) -> i32 {
+        if self.results.trajectories.is_empty() {
+            2
+        } else if self.failed_rollouts.is_empty()
+            && self.problems.iter().all(|p| p.kind == ProblemKind::Warning)
+        {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// Number of problems of one kind.
+    pub fn count(&self, kind: ProblemKind) -> usize {
+        self.problems.iter().filter(|p| p.kind == kind).count()
+    }
+}
+
+enum Loaded {
+    Cached(BatchKey, BatchReduction, usize),
+    Fresh(BatchKey, BatchReduction, unprocessed::EncodedBatch),
+    Skipped(Problem),
+}
+
+/// Aggregates the run dir of `opts`; see the module docs.
+pub fn run(opts: &Options) -> Result<Outcome, Error> {
+    let root = &opts.run_dir;
+    let layout = RunLayout::discover(root)?;
+    if layout.batches.is_empty() {
+        return Err(Error::NoBatches(root.clone()));
+    }
+    let mut problems = Vec::new();
+    let expected_scenes = check_configs(&layout, opts, &mut problems)?;
+    let out_dir = root.join(run_dir::AGGREGATE);
+    let werr = |path: &Path, e: &dyn std::fmt::Display| Error::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+
+    let mut failed_rollouts = Vec::new();
+    let mut complete = Vec::new();
+    for b in &layout.batches {
+        match &b.state {
+            BatchState::Complete => complete.push(b),
+            BatchState::Incomplete => problems.push(Problem {
+                kind: ProblemKind::IncompleteBatch,
+                path: b.rel.clone(),
+                message: "no _complete marker (interrupted or still running); left out of the results".into(),
+            }),
+            BatchState::Failed(f) => {
+                let ids = if f.rollout_ids.is_empty() { vec![format!("{}-?", b.batch_uuid)] } else { f.rollout_ids.clone() };
+                for r in ids {
+                    failed_rollouts.push(FailedRollout {
+                        clipgt_id: b.scene_id.clone(),
+                        rollout_id: r,
+                        error: f.error.clone(),
+                        batch: b.rel.clone(),
+                    });
+                }
+            }
+            BatchState::FailedUnreadable(msg) => problems.push(Problem {
+                kind: ProblemKind::SkippedFile,
+                path: format!("{}/{}", b.rel, run_dir::FAILED),
+                message: format!("batch marked failed but its _failed.json is unreadable ({msg}); its rollouts are not counted"),
+            }),
+        }
+    }
+
+    let cache_path = out_dir.join(cache::FILE);
+    let unprocessed_path = out_dir.join(export::UNPROCESSED);
+    let cached = if opts.use_cache {
+        cache::load(&cache_path, &opts.chain)
+    } else {
+        Default::default()
+    };
+    let previous = if opts.use_cache {
+        PreviousFile::open(&unprocessed_path)
+    } else {
+        None
+    };
+    let guess = guess_run_uuid(&layout, previous.as_ref());
+    let mut writer = UnprocessedWriter::create(&unprocessed_path, &guess)
+        .map_err(|e| werr(&unprocessed_path, &e))?;
+    let encoder = writer.encoder();
+
+    let bar = progress::bar(complete.len() as u64, "reading batches", opts.progress);
+    let mut reductions: Vec<(String, BatchKey, BatchReduction)> =
+        Vec::with_capacity(complete.len());
+    let mut n_read = 0;
+    let chunk = (rayon::current_num_threads() * 8).max(8);
+    for group in complete.chunks(chunk) {
+        let loaded: Vec<Loaded> = group
+            .par_iter()
+            .map(|b| load_one(b, opts, &cached, previous.as_ref(), &encoder))
+            .collect();
+        for (b, l) in group.iter().zip(loaded) {
+            bar.inc(1);
+            match l {
+                Loaded::Skipped(p) => problems.push(p),
+                Loaded::Cached(key, red, rg) => {
+                    let prev = previous.as_ref().expect("cached only with a previous file");
+                    writer
+                        .append(key.clone(), Source::Copy(prev, rg))
+                        .map_err(|e| werr(&unprocessed_path, &e))?;
+                    reductions.push((b.rel.clone(), key, red));
+                }
+                Loaded::Fresh(key, red, enc) => {
+                    n_read += 1;
+                    writer
+                        .append(key.clone(), Source::Fresh(enc))
+                        .map_err(|e| werr(&unprocessed_path, &e))?;
+                    reductions.push((b.rel.clone(), key, red));
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    let pairs: Vec<(String, &BatchReduction)> = reductions
+        .iter()
+        .map(|(r, _, red)| (r.clone(), red))
+        .collect();
+    let results = summary::merge(&pairs);
+    let rejected: BTreeSet<String> = results.problems.iter().map(|p| p.batch.clone()).collect();
+    for p in &results.problems {
+        problems.push(Problem {
+            kind: ProblemKind::SkippedFile,
+            path: format!("{}/{}", p.batch, run_dir::METRICS),
+            message: p.message.clone(),
+        });
+    }
+    let mut modifier_counts = ModifierCounts::default();
+    for (rel, _, red) in &reductions {
+        if !rejected.contains(rel.as_str()) {
+            trajectory::add_counts(&mut modifier_counts, &red.counts);
+        }
+    }
+    if results.offroad_defaulted && !results.trajectories.is_empty() {
+        problems.push(Problem {
+            kind: ProblemKind::Warning,
+            path: String::new(),
+            message:
+                "No offroad column found in the metrics dataframe. Adding a default value of 0.0."
+                    .into(),
+        });
+    }
+    missing_scenes(&layout, &expected_scenes, &mut problems);
+
+    // metrics_unprocessed.parquet: rewrite once more only if the combined run_uuid differs from
+    // the guess or a batch was rejected while merging.
+    let unprocessed = writer.finish().map_err(|e| werr(&unprocessed_path, &e))?;
+    if results.run_uuid != guess || !rejected.is_empty() {
+        let prev =
+            PreviousFile::open(&unprocessed).ok_or_else(|| werr(&unprocessed, &"cannot reopen"))?;
+        let mut w = UnprocessedWriter::create(&unprocessed, &results.run_uuid)
+            .map_err(|e| werr(&unprocessed, &e))?;
+        for (rel, key, _) in &reductions {
+            if rejected.contains(rel) {
+                continue;
+            }
+            let rg = prev.row_group(key).expect("written above");
+            w.append(key.clone(), Source::Copy(&prev, rg))
+                .map_err(|e| werr(&unprocessed, &e))?;
+        }
+        w.finish().map_err(|e| werr(&unprocessed, &e))?;
+    }
+
+    problems.sort();
+    problems.dedup();
+    let mut outcome = Outcome {
+        output_dir: out_dir.clone(),
+        results,
+        modifier_counts,
+        n_batches: layout.batches.len(),
+        n_batches_used: reductions.len() - rejected.len(),
+        n_batches_read: n_read,
+        failed_rollouts,
+        problems,
+        outputs: vec![unprocessed],
+    };
+    let batch_dirs: Vec<PathBuf> = reductions
+        .iter()
+        .map(|(rel, _, _)| root.join(rel))
+        .collect();
+    let written =
+        export::write_all(&mut outcome, opts, &batch_dirs).map_err(|(p, e)| werr(&p, &e))?;
+    outcome.outputs.extend(written);
+    if opts.use_cache {
+        let entries: Vec<(BatchKey, BatchReduction)> =
+            reductions.into_iter().map(|(_, k, r)| (k, r)).collect();
+        cache::save(&cache_path, &opts.chain, &entries).map_err(|e| werr(&cache_path, &e))?;
+    }
+    Ok(outcome)
+}
+
+fn load_one(
+    b: &run_dir::BatchDir,
+    opts: &Options,
+    cached: &cache::Cache,
+    previous: Option<&PreviousFile>,
+    encoder: &unprocessed::Encoder,
+) -> Loaded {
+    let metrics = b.dir.join(run_dir::METRICS);
+    let skipped = |path: String, message: String| {
+        Loaded::Skipped(Problem {
+            kind: ProblemKind::SkippedFile,
+            path,
+            message,
+        })
+    };
+    let key =
+        match BatchKey::of(&b.rel, &metrics) {
+            Ok(k) => k,
+            Err(e) => return skipped(
+                format!("{}/{}", b.rel, run_dir::METRICS),
+                format!(
+                    "batch is marked _complete but metrics.parquet cannot be read ({e}); left out"
+                ),
+            ),
+        };
+    if let (Some(red), Some(prev)) = (cached.get(&key), previous) {
+        if let Some(rg) = prev.row_group(&key) {
+            return Loaded::Cached(key, red.clone(), rg);
+        }
+    }
+    let result = load::reduce_batch(&metrics, &opts.chain, true)
+        .map_err(|e| e.to_string())
+        .and_then(|(red, batches)| {
+            encoder
+                .encode(&batches)
+                .map(|enc| (red, enc))
+                .map_err(|e| format!("{}: {e}", metrics.display()))
+        });
+    match result {
+        Ok((red, enc)) => Loaded::Fresh(key, red, enc),
+        Err(message) => skipped(
+            format!("{}/{}", b.rel, run_dir::METRICS),
+            format!("{message}; batch left out"),
+        ),
+    }
+}
+
+/// Loads every job's wizard-config.yaml, checks they agree, and returns the scenes they expect.
+fn check_configs(
+    layout: &RunLayout,
+    opts: &Options,
+    problems: &mut Vec<Problem>,
+) -> Result<BTreeSet<String>, Error> {
+    let mut first: Option<(PathBuf, WizardConfig)> = None;
+    let mut scenes = BTreeSet::new();
+    for job in &layout.jobs {
+        let Some(path) = &job.wizard_config else {
+            continue;
+        };
+        let cfg = match WizardConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(Problem {
+                    kind: ProblemKind::Warning,
+                    path: path.display().to_string(),
+                    message: format!("{e}; its expected scenes are not checked"),
+                });
+                continue;
+            }
+        };
+        scenes.extend(cfg.scene_ids.iter().flatten().cloned());
+        match &first {
+            None => first = Some((path.clone(), cfg)),
+            Some((p0, c0)) if c0.canonical != cfg.canonical => {
+                if !opts.allow_mixed_config {
+                    return Err(Error::MixedConfig {
+                        first: p0.clone(),
+                        second: path.clone(),
+                    });
+                }
+                problems.push(Problem {
+                    kind: ProblemKind::Warning,
+                    path: path.display().to_string(),
+                    message: format!(
+                        "differs from {} (allowed by --allow-mixed-config)",
+                        p0.display()
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(scenes)
+}
+
+fn missing_scenes(layout: &RunLayout, expected: &BTreeSet<String>, problems: &mut Vec<Problem>) {
+    let present: BTreeSet<&str> = layout.batches.iter().map(|b| b.scene_id.as_str()).collect();
+    for s in expected {
+        if !present.contains(s.as_str()) {
+            problems.push(Problem {
+                kind: ProblemKind::MissingScene,
+                path: s.clone(),
+                message:
+                    "listed in wizard-config.yaml (scenes.scene_ids) but no batch of it was found"
+                        .into(),
+            });
+        }
+    }
+}
+
+/// The combined run_uuid expected before reading any metrics: from the jobs' run_metadata.yaml,
+/// else from the previous output. A wrong guess costs one extra copy pass, never a wrong file.
+fn guess_run_uuid(layout: &RunLayout, previous: Option<&PreviousFile>) -> String {
+    let metas = layout.run_metadata();
+    let uuids: Vec<String> = metas
+        .iter()
+        .filter_map(|(_, m)| m.as_ref().ok().map(|m| m.run_uuid.clone()))
+        .collect();
+    if !uuids.is_empty() && uuids.len() == layout.jobs.len() {
+        return summary::combine_run_uuids(uuids.iter().map(String::as_str));
+    }
+    previous.and_then(|p| p.run_uuid()).unwrap_or_default()
+}
+
+/// Per-scene problem counts, for reports.
+pub fn problems_by_kind(problems: &[Problem]) -> BTreeMap<ProblemKind, usize> {
+    let mut m = BTreeMap::new();
+    for p in problems {
+        *m.entry(p.kind).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The `--json` summary: totals, run-level means and where the outputs are.
+pub fn cli_summary(o: &Outcome) -> serde_json::Value {
+    let r = &o.results;
+    let metrics: serde_json::Map<String, serde_json::Value> = r
+        .columns
+        .iter()
+        .zip(&r.run.columns)
+        .map(|(c, s)| {
+            (
+                c.name.clone(),
+                serde_json::json!({"mean": export::json::num(s.mean), "std": export::json::num(s.std)}),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "run_name": r.run_name,
+        "run_uuid": r.run_uuid,
+        "exit_code": o.exit_code(),
+        "n_scenes": r.by_scene.len(),
+        "n_rollouts": r.run.n_rollouts,
+        "n_batches": o.n_batches,
+        "n_batches_used": o.n_batches_used,
+        "n_batches_read": o.n_batches_read,
+        "n_failed_rollouts": o.failed_rollouts.len(),
+        "problems": problems_by_kind(&o.problems),
+        "metrics": metrics,
+        "output_dir": o.output_dir,
+    })
+}

@@ -1,0 +1,441 @@
+//! From per-batch reductions to the run's results (DESIGN §4.2, 4.6, 4.7, 4.9): merge batches
+//! (duplicates and aggregation conflicts rejected), combined run_uuid, rollout uids, mean over
+//! clips, km per incident, then mean, std and quantiles over rollouts, per run and per scene.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::load::{BatchReduction, TrajectoryResult};
+use super::trajectory::names;
+use crate::metrics::stats::Summary;
+use crate::metrics::TimeAggregation;
+
+/// `avg_dist_between_incidents`: km driven per offroad-or-collision incident.
+pub const AVG_DIST: &str = "avg_dist_between_incidents";
+/// `avg_dist_between_incidents_at_fault`: km driven per at-fault incident.
+pub const AVG_DIST_AT_FAULT: &str = "avg_dist_between_incidents_at_fault";
+
+/// sha256 hex of the sorted unique run_uuids joined by U+001F (AlpaSim's
+/// `_combine_run_uuids_deterministically`).
+pub fn combine_run_uuids<'a>(uuids: impl IntoIterator<Item = &'a str>) -> String {
+    let mut v: Vec<&str> = uuids.into_iter().collect();
+    v.sort_unstable();
+    v.dedup();
+    let digest = Sha256::digest(v.join("\u{1f}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A column of the results: a metric with its time aggregation, or a km-per-incident ratio
+/// (computed over clips, no time aggregation).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// Time aggregation, `None` for the km-per-incident columns.
+    pub time_aggregation: Option<TimeAggregation>,
+}
+
+/// One trajectory after merging: identity, batch and its values on the run's columns.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trajectory {
+    /// Scene id.
+    pub clipgt_id: String,
+    /// Rollout id.
+    pub rollout_id: String,
+    /// run_name as written.
+    pub run_name: String,
+    /// Index of the batch in the merged batch list.
+    pub batch: usize,
+    /// Dense rank of the rollout within its scene, from 1 (AlpaSim's rollout_uid).
+    pub rollout_uid: u32,
+    /// False when the chain dropped it (img_is_black).
+    pub kept: bool,
+    /// Values on [`RunResults::metric_columns`] (null where absent).
+    pub values: Vec<Option<f64>>,
+}
+
+/// One row per rollout uid: mean over clips.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutRow {
+    /// AlpaSim's rollout_uid.
+    pub rollout_uid: u32,
+    /// Scenes averaged.
+    pub n_clips: usize,
+    /// Values on [`RunResults::columns`].
+    pub values: Vec<Option<f64>>,
+}
+
+/// Statistics over rollouts of a set of rows (the run, or one scene).
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Rows summarised (rollouts).
+    pub n_rollouts: usize,
+    /// n_clips summarised over the rows.
+    pub n_clips: Summary,
+    /// One per entry of [`RunResults::columns`].
+    pub columns: Vec<Summary>,
+}
+
+/// A batch rejected while merging.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeProblem {
+    /// Batch (relative path) rejected.
+    pub batch: String,
+    /// What is wrong, naming the other file where there is one.
+    pub message: String,
+}
+
+/// Everything the exporters need.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResults {
+    /// Combined run_uuid.
+    pub run_uuid: String,
+    /// Run name(s), sorted unique, joined by ", ".
+    pub run_name: String,
+    /// Metric columns (sorted by name) including the derived ones.
+    pub metric_columns: Vec<Column>,
+    /// `metric_columns` followed by the km-per-incident columns when `dist_traveled_m` exists.
+    pub columns: Vec<Column>,
+    /// All trajectories, sorted by (clipgt_id, rollout_id).
+    pub trajectories: Vec<Trajectory>,
+    /// Rows over clips, sorted by rollout_uid.
+    pub rollouts: Vec<RolloutRow>,
+    /// Over rollouts.
+    pub run: Stats,
+    /// Per scene, over its rollouts (sorted by clipgt_id).
+    pub by_scene: Vec<(String, Stats)>,
+    /// No batch had an `offroad` metric (AlpaSim then assumes 0.0 and warns).
+    pub offroad_defaulted: bool,
+    /// Batches rejected while merging.
+    pub problems: Vec<MergeProblem>,
+}
+
+/// Merges batch reductions (in sorted batch order) into run results.
+///
+/// `batches` pairs each batch's relative path with its reduction. A batch whose rollout already
+/// appeared in an earlier batch, or whose metric has another time aggregation than in an
+/// earlier batch, is rejected whole and reported.
+pub fn merge(batches: &[(String, &BatchReduction)]) -> RunResults {
+    let mut problems = Vec::new();
+    let mut agg: BTreeMap<String, (TimeAggregation, usize)> = BTreeMap::new();
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut accepted: Vec<usize> = Vec::new();
+    'batch: for (bi, (rel, red)) in batches.iter().enumerate() {
+        for (name, a) in &red.columns {
+            if let Some((prev, pb)) = agg.get(name) {
+                if prev != a {
+                    problems.push(MergeProblem {
+                        batch: rel.clone(),
+                        message: format!(
+                            "metric `{name}` has time_aggregation {a} here but {prev} in {}/metrics.parquet; batch left out",
+                            batches[*pb].0
+                        ),
+                    });
+                    continue 'batch;
+                }
+            }
+        }
+        for t in &red.trajectories {
+            if let Some(&pb) = seen.get(&(t.clipgt_id.as_str(), t.rollout_id.as_str())) {
+                problems.push(MergeProblem {
+                    batch: rel.clone(),
+                    message: format!(
+                        "duplicate rollout (scene {}, rollout {}): in {}/metrics.parquet and {}/metrics.parquet; the second is left out",
+                        t.clipgt_id, t.rollout_id, batches[pb].0, rel
+                    ),
+                });
+                continue 'batch;
+            }
+        }
+        for t in &red.trajectories {
+            seen.insert((t.clipgt_id.as_str(), t.rollout_id.as_str()), bi);
+        }
+        for (name, a) in &red.columns {
+            agg.entry(name.clone()).or_insert((*a, bi));
+        }
+        accepted.push(bi);
+    }
+
+    let offroad_defaulted = !accepted.iter().any(|&b| batches[b].1.has_offroad());
+    let metric_columns: Vec<Column> = agg
+        .iter()
+        .map(|(n, (a, _))| Column {
+            name: n.clone(),
+            time_aggregation: Some(*a),
+        })
+        .collect();
+    let index: HashMap<&str, usize> = metric_columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    let oc = [
+        names::OFFROAD_OR_COLLISION,
+        names::OFFROAD_OR_COLLISION_AT_FAULT,
+    ]
+    .map(|n| index.get(n).copied());
+
+    let mut run_uuids = Vec::new();
+    let mut run_names = Vec::new();
+    let mut trajectories = Vec::new();
+    for &bi in &accepted {
+        let red = batches[bi].1;
+        let map: Vec<usize> = red.columns.iter().map(|(n, _)| index[n.as_str()]).collect();
+        for t in &red.trajectories {
+            run_uuids.push(t.run_uuid.as_str());
+            run_names.push(t.run_name.as_str());
+            trajectories.push(place(
+                t,
+                bi,
+                &map,
+                metric_columns.len(),
+                offroad_defaulted,
+                oc,
+            ));
+        }
+    }
+    let run_uuid = combine_run_uuids(run_uuids.iter().copied());
+    run_names.sort_unstable();
+    run_names.dedup();
+    let run_name = run_names.join(", ");
+    trajectories.sort_by(|a, b| (&a.clipgt_id, &a.rollout_id).cmp(&(&b.clipgt_id, &b.rollout_id)));
+    assign_rollout_uids(&mut trajectories);
+
+    let dist = index.get(names::DIST_TRAVELED_M).copied();
+    let mut columns = metric_columns.clone();
+    if dist.is_some() {
+        for n in [AVG_DIST, AVG_DIST_AT_FAULT] {
+            columns.push(Column {
+                name: n.to_string(),
+                time_aggregation: None,
+            });
+        }
+    }
+    let kept: Vec<&Trajectory> = trajectories.iter().filter(|t| t.kept).collect();
+    let rollouts = over_clips(&kept, metric_columns.len(), dist, oc);
+    let run = stats(&rollouts, columns.len());
+    let mut scenes: BTreeMap<&str, Vec<&Trajectory>> = BTreeMap::new();
+    for t in &kept {
+        scenes.entry(t.clipgt_id.as_str()).or_default().push(t);
+    }
+    let by_scene = scenes
+        .into_iter()
+        .map(|(scene, ts)| {
+            // The same computation restricted to one scene: each rollout is a row with n_clips = 1.
+            let rows: Vec<RolloutRow> = ts
+                .iter()
+                .flat_map(|t| over_clips(&[*t], metric_columns.len(), dist, oc))
+                .collect();
+            (scene.to_string(), stats(&rows, columns.len()))
+        })
+        .collect();
+    RunResults {
+        run_uuid,
+        run_name,
+        metric_columns,
+        columns,
+        trajectories,
+        rollouts,
+        run,
+        by_scene,
+        offroad_defaulted,
+        problems,
+    }
+}
+
+fn place(
+    t: &TrajectoryResult,
+    batch: usize,
+    map: &[usize],
+    width: usize,
+    offroad_defaulted: bool,
+    oc: [Option<usize>; 2],
+) -> Trajectory {
+    let mut values = vec![None; width];
+    if t.reduced.kept {
+        for (v, &g) in t.reduced.values.iter().zip(map) {
+            values[g] = *v;
+        }
+        if offroad_defaulted {
+            if let Some(alt) = t.reduced.values_if_offroad_zero {
+                for (slot, v) in oc.iter().zip(alt) {
+                    if let Some(g) = slot {
+                        values[*g] = v;
+                    }
+                }
+            }
+        }
+    }
+    Trajectory {
+        clipgt_id: t.clipgt_id.clone(),
+        rollout_id: t.rollout_id.clone(),
+        run_name: t.run_name.clone(),
+        batch,
+        rollout_uid: 0,
+        kept: t.reduced.kept,
+        values,
+    }
+}
+
+/// Dense rank of rollout_id within each scene (all trajectories, as AlpaSim ranks before the
+/// modifiers run). Expects trajectories sorted by (clipgt_id, rollout_id).
+fn assign_rollout_uids(ts: &mut [Trajectory]) {
+    let mut i = 0;
+    while i < ts.len() {
+        let mut j = i;
+        let mut rank = 0;
+        while j < ts.len() && ts[j].clipgt_id == ts[i].clipgt_id {
+            if j == i || ts[j].rollout_id != ts[j - 1].rollout_id {
+                rank += 1;
+            }
+            ts[j].rollout_uid = rank;
+            j += 1;
+        }
+        i = j;
+    }
+}
+
+/// Step 6: per rollout uid, mean of every metric over clips and km per incident.
+fn over_clips(
+    kept: &[&Trajectory],
+    width: usize,
+    dist: Option<usize>,
+    oc: [Option<usize>; 2],
+) -> Vec<RolloutRow> {
+    let mut groups: BTreeMap<u32, Vec<&Trajectory>> = BTreeMap::new();
+    for t in kept {
+        groups.entry(t.rollout_uid).or_default().push(t);
+    }
+    groups
+        .into_iter()
+        .map(|(uid, ts)| {
+            let mut values: Vec<Option<f64>> = (0..width)
+                .map(|c| crate::metrics::stats::mean(ts.iter().map(|t| t.values[c])))
+                .collect();
+            if let Some(d) = dist {
+                // polars' sum skips nulls and is 0 for none; x/0 = inf, 0/0 = NaN.
+                let sum = |c: Option<usize>| -> f64 {
+                    c.map(|c| ts.iter().filter_map(|t| t.values[c]).sum())
+                        .unwrap_or(0.0)
+                };
+                let km = sum(Some(d));
+                values.push(Some(km / sum(oc[0]) / 1000.0));
+                values.push(Some(km / sum(oc[1]) / 1000.0));
+            }
+            RolloutRow {
+                rollout_uid: uid,
+                n_clips: ts.len(),
+                values,
+            }
+        })
+        .collect()
+}
+
+/// Step 7: mean, std and quantiles of every column over the rows.
+fn stats(rows: &[RolloutRow], width: usize) -> Stats {
+    let n_clips: Vec<Option<f64>> = rows.iter().map(|r| Some(r.n_clips as f64)).collect();
+    let columns = (0..width)
+        .map(|c| {
+            let v: Vec<Option<f64>> = rows.iter().map(|r| r.values[c]).collect();
+            Summary::of(&v)
+        })
+        .collect();
+    Stats {
+        n_rollouts: rows.len(),
+        n_clips: Summary::of(&n_clips),
+        columns,
+    }
+}
+
+/// AlpaSim's scene score of one trajectory (DESIGN §4.9, `scene_score.py`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SceneScore {
+    /// 0 on failure, else the progress score.
+    pub score: f64,
+    /// 1.0 under 5 m of recorded motion, else min(clamp(progress, 0, 1) / 0.8, 1).
+    pub progress_score: f64,
+    /// `collision_at_fault`, `offroad` or `left_corridor_laterally`; `None` when passed.
+    pub failure_reason: Option<&'static str>,
+}
+
+/// Recorded ego motion under which a scene always scores full progress (m).
+pub const MIN_GT_DISTANCE_FOR_FULL_SCORE_M: f64 = 5.0;
+/// Progress at which the progress score saturates.
+pub const PROGRESS_SATURATION: f64 = 0.8;
+
+/// Scores one trajectory from its values; `Err` names the metric that is missing or not finite.
+pub fn scene_score(get: impl Fn(&str) -> Option<f64>) -> Result<SceneScore, String> {
+    let need = |n: &str| -> Result<f64, String> {
+        match get(n) {
+            Some(v) if v.is_finite() => Ok(v),
+            Some(v) => Err(format!("metric `{n}` is not finite ({v})")),
+            None => Err(format!("metric `{n}` is missing")),
+        }
+    };
+    let gt = need(names::GT_DIST_TRAVELED_M)?;
+    let progress_score = if gt < MIN_GT_DISTANCE_FOR_FULL_SCORE_M {
+        1.0
+    } else {
+        (need(names::PROGRESS_CLIPPED_REL)?.clamp(0.0, 1.0) / PROGRESS_SATURATION).min(1.0)
+    };
+    let failure_reason = if need(names::COLLISION_AT_FAULT)? != 0.0 {
+        Some("collision_at_fault")
+    } else if need(names::OFFROAD)? != 0.0 {
+        Some("offroad")
+    } else if get("left_corridor_laterally").is_some_and(|v| v != 0.0) {
+        Some("left_corridor_laterally")
+    } else {
+        None
+    };
+    Ok(SceneScore {
+        score: if failure_reason.is_some() {
+            0.0
+        } else {
+            progress_score
+        },
+        progress_score,
+        failure_reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_uuid_is_sha256_of_sorted_unique_ids() {
+        // python3 -c "import hashlib; print(hashlib.sha256('a\\x1fb'.encode()).hexdigest())"
+        assert_eq!(
+            combine_run_uuids(["b", "a", "b"]),
+            "f04cdced9736a69da6103f08a4daaf8c485dd481217d218a1b4993c8c3968e13"
+        );
+        let one = combine_run_uuids(["x"]);
+        assert_eq!(one.len(), 64);
+    }
+
+    #[test]
+    fn scene_score_cases_from_design() {
+        let row = |gt: f64, prog: f64, caf: f64, off: f64| {
+            move |n: &str| match n {
+                "gt_dist_traveled_m" => Some(gt),
+                "progress_clipped_rel" => Some(prog),
+                "collision_at_fault" => Some(caf),
+                "offroad" => Some(off),
+                _ => None,
+            }
+        };
+        assert_eq!(scene_score(row(50.0, 0.5, 0.0, 0.0)).unwrap().score, 0.625);
+        assert_eq!(scene_score(row(3.0, 0.1, 0.0, 0.0)).unwrap().score, 1.0);
+        assert_eq!(scene_score(row(50.0, 1.5, 0.0, 0.0)).unwrap().score, 1.0);
+        let s = scene_score(row(50.0, 0.9, 1.0, 1.0)).unwrap();
+        assert_eq!(
+            (s.score, s.failure_reason),
+            (0.0, Some("collision_at_fault"))
+        );
+        let s = scene_score(row(50.0, 0.9, 0.0, 1.0)).unwrap();
+        assert_eq!(s.failure_reason, Some("offroad"));
+        assert!(scene_score(|_| None).is_err());
+    }
+}

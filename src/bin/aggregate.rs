@@ -1,0 +1,112 @@
+//! `aggregate runs/X`: results table, plots, Parquet tables and violation videos of a run.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use drivekit::aggregate::{self, trajectory::ChainParams};
+
+/// Aggregate the rollouts of a drivekit or AlpaSim run directory.
+///
+/// Reads every complete batch under RUN_DIR/rollouts (or under each job dir of a Slurm array
+/// dir), reduces each rollout's metrics with AlpaSim's semantics, and writes RUN_DIR/aggregate/:
+/// metrics_results.txt, metrics_results.png, metrics_results.parquet,
+/// metrics_results_by_scene.parquet, metrics_unprocessed.parquet, results-summary.json and
+/// videos/. Failed, incomplete and missing rollouts are listed, never dropped silently.
+///
+/// Exit status: 0 all aggregated; 1 results written but some batches failed, were incomplete,
+/// missing or skipped; 2 nothing usable (not a run dir, no rollouts, mixed configs).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Run directory (runs/X) or Slurm array directory holding one run dir per task.
+    run_dir: PathBuf,
+    /// Accept job dirs whose wizard-config.yaml differ (otherwise an error).
+    #[arg(long)]
+    allow_mixed_config: bool,
+    /// Drop timesteps after the first with dist_to_gt_trajectory ≥ this many metres.
+    #[arg(long, value_name = "METRES", default_value_t = 4.0)]
+    max_dist_to_gt: f64,
+    /// Read every batch again instead of reusing reductions from the previous run.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print a JSON summary on stdout (for scripts) instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads (default: all cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("aggregate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<u8> {
+    anyhow::ensure!(
+        args.max_dist_to_gt.is_finite() && args.max_dist_to_gt > 0.0,
+        "--max-dist-to-gt must be a positive number of metres, got {}",
+        args.max_dist_to_gt
+    );
+    if let Some(n) = args.jobs {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting --jobs")?;
+    }
+    let opts = aggregate::Options {
+        run_dir: args.run_dir.clone(),
+        allow_mixed_config: args.allow_mixed_config,
+        chain: ChainParams {
+            max_dist_to_gt_m: args.max_dist_to_gt,
+        },
+        use_cache: !args.no_cache,
+        progress: !args.quiet && !args.json,
+    };
+    let outcome = aggregate::run(&opts)?;
+    let mut stdout = std::io::stdout().lock();
+    let printed = if args.json {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&aggregate::cli_summary(&outcome))?
+        )
+    } else if !args.quiet {
+        writeln!(
+            stdout,
+            "{}",
+            aggregate::export::txt::render(&outcome, &opts)
+        )
+        .and_then(|_| writeln!(stdout, "Outputs in {}", outcome.output_dir.display()))
+    } else {
+        Ok(())
+    };
+    // A closed pipe (`aggregate … | head`) is not an error.
+    if let Err(e) = printed {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
+    if !args.quiet {
+        for p in outcome
+            .problems
+            .iter()
+            .filter(|p| p.kind != aggregate::ProblemKind::Warning)
+        {
+            eprintln!("aggregate: {}: {}", p.path, p.message);
+        }
+    }
+    Ok(outcome.exit_code() as u8)
+}

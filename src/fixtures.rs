@@ -1,0 +1,277 @@
+//! Writes run directories in AlpaSim's layout with chosen or synthetic metric values, for tests,
+//! the demo and the aggregation benchmark (`drivekit-fixtures`). Synthetic values come from a
+//! seeded generator, so the same spec always writes the same numbers.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::fsutil;
+use crate::metrics_file::{self, MetricRow, MetricsBuilder};
+use crate::run_dir::{self, RunMetadata};
+
+/// What a synthetic run looks like.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// run_name in run_metadata.yaml and every row.
+    pub run_name: String,
+    /// run_uuid of the run (each job dir gets `{run_uuid}-{job}` when `jobs > 1`).
+    pub run_uuid: String,
+    /// Scenes (one batch each).
+    pub scenes: usize,
+    /// Rollouts per batch.
+    pub rollouts: usize,
+    /// Timesteps per rollout.
+    pub steps: usize,
+    /// Control step (µs).
+    pub step_us: i64,
+    /// Seed of the value generator.
+    pub seed: u64,
+    /// Job dirs (Slurm array tasks, `task{N}/`); 1 writes a single run dir.
+    pub jobs: usize,
+    /// Offset added to scene numbers (to add shards to an existing run).
+    pub scene_offset: usize,
+}
+
+impl Default for RunSpec {
+    fn default() -> Self {
+        RunSpec {
+            run_name: "fixture".into(),
+            run_uuid: "00000000-0000-4000-8000-000000000000".into(),
+            scenes: 4,
+            rollouts: 2,
+            steps: 200,
+            step_us: 100_000,
+            seed: 1,
+            jobs: 1,
+            scene_offset: 0,
+        }
+    }
+}
+
+/// The 15 metrics the synthetic generator writes, with their time aggregation (DESIGN §3).
+pub const SYNTHETIC_METRICS: [(&str, &str); 15] = [
+    ("collision_any", "max"),
+    ("collision_front", "max"),
+    ("collision_lateral", "max"),
+    ("collision_rear", "max"),
+    ("offroad", "max"),
+    ("min_distance_to_obstacle_m", "min"),
+    ("dist_to_gt_trajectory", "max"),
+    ("dist_to_gt_location", "max"),
+    ("progress", "last"),
+    ("progress_rel_to_total", "last"),
+    ("dist_traveled_m", "last"),
+    ("gt_dist_traveled_m", "last"),
+    ("plan_deviation", "mean"),
+    ("eval_relevant", "max"),
+    ("time_to_collision_s", "min"),
+];
+
+/// SplitMix64: small, seedable, good enough for synthetic data.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A deterministic UUID-shaped id from a seed and a name.
+pub fn uuid_from(seed: u64, name: &str) -> String {
+    let mut h = seed ^ 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    let mut r = Rng::new(h);
+    let (a, b) = (r.next_u64(), r.next_u64());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0x3fff | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Writes `wizard-config.yaml` and `run_metadata.yaml` of a job dir.
+pub fn write_job_files(
+    job_dir: &Path,
+    meta: &RunMetadata,
+    scene_ids: &[String],
+    n_rollouts: usize,
+) -> std::io::Result<()> {
+    let mut cfg =
+        format!("n_rollouts: {n_rollouts}\ncontrol_timestep_us: 100000\nscenes:\n  scene_ids:\n");
+    for s in scene_ids {
+        cfg.push_str(&format!("    - {s}\n"));
+    }
+    fsutil::write_atomic(&job_dir.join(run_dir::WIZARD_CONFIG), cfg.as_bytes())?;
+    let meta_text = serde_norway::to_string(meta).map_err(std::io::Error::other)?;
+    fsutil::write_atomic(&job_dir.join(run_dir::RUN_METADATA), meta_text.as_bytes())
+}
+
+/// Writes one batch dir: metrics.parquet, then `_complete` when `complete`.
+pub fn write_batch(
+    batch_dir: &Path,
+    batch: &arrow_array::RecordBatch,
+    complete: bool,
+) -> std::io::Result<()> {
+    fs::create_dir_all(batch_dir)?;
+    metrics_file::write_metrics_file(
+        &batch_dir.join(run_dir::METRICS),
+        std::slice::from_ref(batch),
+    )
+    .map_err(std::io::Error::other)?;
+    if complete {
+        fsutil::write_atomic(&batch_dir.join(run_dir::COMPLETE), b"")?;
+    }
+    Ok(())
+}
+
+/// Synthetic metric rows for one rollout (see the module docs for the model).
+pub fn synthetic_rollout(
+    b: &mut MetricsBuilder,
+    spec: &RunSpec,
+    ids: (&str, &str, &str),
+    seed: u64,
+) {
+    let (clipgt_id, rollout_id, run_uuid) = ids;
+    let mut rng = Rng::new(seed);
+    let n = spec.steps;
+    let speed = 4.0 + 10.0 * rng.f64();
+    let gt_speed = 5.0 + 8.0 * rng.f64();
+    let dt = spec.step_us as f64 / 1e6;
+    let gt_total = gt_speed * dt * n as f64;
+    let collide_at = (rng.f64() < 0.08).then(|| 5 + (rng.next_u64() as usize % n.max(6)));
+    let collision_kind = rng.next_u64() % 3; // 0 front, 1 lateral, 2 rear
+    let offroad_at = (rng.f64() < 0.05).then(|| 5 + (rng.next_u64() as usize % n.max(6)));
+    let drift = 0.02 * rng.f64();
+    let relevant_from = rng.next_u64() as usize % 3;
+    let mut lateral = 0.0f64;
+    let mut vals = [0.0f64; 15];
+    for step in 0..n {
+        let t = step as i64 * spec.step_us;
+        let tf = (step + 1) as f64 * dt;
+        lateral = (lateral + drift + 0.05 * (rng.f64() - 0.5)).max(0.0);
+        let collided = collide_at.is_some_and(|c| step >= c);
+        let off = offroad_at.is_some_and(|c| step >= c);
+        let dist = speed * tf;
+        let min_d = 2.0 + 30.0 * rng.f64();
+        vals[0] = collided as u8 as f64;
+        vals[1] = (collided && collision_kind == 0) as u8 as f64;
+        vals[2] = (collided && collision_kind == 1) as u8 as f64;
+        vals[3] = (collided && collision_kind == 2) as u8 as f64;
+        vals[4] = off as u8 as f64;
+        vals[5] = if collided { 0.0 } else { min_d };
+        vals[6] = lateral;
+        vals[7] = (dist - gt_speed * tf).abs() + lateral;
+        vals[8] = dist;
+        vals[9] = dist / gt_total;
+        vals[10] = dist;
+        vals[11] = gt_speed * tf;
+        vals[12] = 0.3 * rng.f64();
+        vals[13] = (step >= relevant_from) as u8 as f64;
+        vals[14] = if min_d < 6.0 {
+            min_d / speed
+        } else {
+            f64::INFINITY
+        };
+        for ((name, agg), v) in SYNTHETIC_METRICS.iter().zip(vals) {
+            b.push(&MetricRow {
+                name,
+                timestamps_us: t,
+                value: Some(v),
+                valid: true,
+                time_aggregation: agg,
+                clipgt_id,
+                rollout_id,
+                run_uuid,
+                run_name: &spec.run_name,
+            });
+        }
+    }
+}
+
+/// Scene id of scene number `i`.
+pub fn scene_id(i: usize) -> String {
+    format!("scene-{i:06}")
+}
+
+/// Writes a synthetic run under `root` and returns the batch dirs written.
+pub fn write_run(root: &Path, spec: &RunSpec) -> std::io::Result<Vec<PathBuf>> {
+    fs::create_dir_all(root)?;
+    let jobs = spec.jobs.max(1);
+    let job_dir = |j: usize| {
+        if jobs == 1 {
+            root.to_path_buf()
+        } else {
+            root.join(format!("task{j}"))
+        }
+    };
+    let job_uuid = |j: usize| {
+        if jobs == 1 {
+            spec.run_uuid.clone()
+        } else {
+            format!("{}-{j}", spec.run_uuid)
+        }
+    };
+    let scenes: Vec<usize> = (spec.scene_offset..spec.scene_offset + spec.scenes).collect();
+    for j in 0..jobs {
+        // Every job lists all scenes, as a Slurm array's tasks share one config.
+        let all: Vec<String> = scenes.iter().map(|&s| scene_id(s)).collect();
+        let dir = job_dir(j);
+        if !dir.join(run_dir::WIZARD_CONFIG).exists() {
+            fs::create_dir_all(&dir)?;
+            write_job_files(
+                &dir,
+                &RunMetadata {
+                    run_name: spec.run_name.clone(),
+                    run_uuid: job_uuid(j),
+                },
+                &all,
+                spec.rollouts,
+            )?;
+        }
+    }
+    scenes
+        .par_iter()
+        .map(|&s| {
+            let j = s % jobs;
+            let clip = scene_id(s);
+            let batch_uuid = uuid_from(spec.seed, &clip);
+            let run_uuid = job_uuid(j);
+            let mut b = MetricsBuilder::new();
+            for r in 0..spec.rollouts {
+                let rollout_id = format!("{batch_uuid}-{r}");
+                let seed = spec
+                    .seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add((s * 1000 + r) as u64);
+                synthetic_rollout(&mut b, spec, (&clip, &rollout_id, &run_uuid), seed);
+            }
+            let dir = job_dir(j)
+                .join(run_dir::ROLLOUTS)
+                .join(&clip)
+                .join(&batch_uuid);
+            write_batch(&dir, &b.finish(), true)?;
+            Ok(dir)
+        })
+        .collect()
+}

@@ -1,0 +1,293 @@
+//! The run directory layout of DESIGN §2 (AlpaSim's): job dirs, batch dirs, `_complete` and
+//! `_failed.json` markers, and discovery of every batch of a run — one run dir, or an array dir
+//! holding one run dir per Slurm task.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Marker written last in a batch dir once everything in it is durable.
+pub const COMPLETE: &str = "_complete";
+/// Written instead of `_complete` when a batch failed for good.
+pub const FAILED: &str = "_failed.json";
+/// Per-batch metrics file.
+pub const METRICS: &str = "metrics.parquet";
+/// Resolved configuration of a run (one per job dir).
+pub const WIZARD_CONFIG: &str = "wizard-config.yaml";
+/// run_name and run_uuid of a run.
+pub const RUN_METADATA: &str = "run_metadata.yaml";
+/// Subdirectory holding `{scene_id}/{batch_uuid}/` batch dirs.
+pub const ROLLOUTS: &str = "rollouts";
+/// Output directory of `aggregate`.
+pub const AGGREGATE: &str = "aggregate";
+
+/// Contents of `_failed.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedBatch {
+    /// Why the batch failed.
+    pub error: String,
+    /// Scene of the batch.
+    #[serde(default)]
+    pub scene_id: String,
+    /// Batch uuid.
+    #[serde(default)]
+    pub batch_uuid: String,
+    /// Rollouts that produced nothing.
+    #[serde(default)]
+    pub rollout_ids: Vec<String>,
+}
+
+/// `run_metadata.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetadata {
+    /// Human-readable run name (not necessarily unique).
+    pub run_name: String,
+    /// Unique run id.
+    pub run_uuid: String,
+}
+
+/// State of a batch dir, from its markers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchState {
+    /// `_complete` present.
+    Complete,
+    /// `_failed.json` present (and no `_complete`).
+    Failed(FailedBatch),
+    /// `_failed.json` present but unreadable.
+    FailedUnreadable(String),
+    /// Neither marker: the batch was interrupted or is still running.
+    Incomplete,
+}
+
+/// One batch dir.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchDir {
+    /// Index into [`RunLayout::jobs`].
+    pub job: usize,
+    /// `{scene_id}` path component (= clipgt_id).
+    pub scene_id: String,
+    /// `{batch_uuid}` path component.
+    pub batch_uuid: String,
+    /// Absolute or caller-relative path of the batch dir.
+    pub dir: PathBuf,
+    /// Path relative to the run root, `/`-separated: a stable key for caches and reports.
+    pub rel: String,
+    /// Marker state.
+    pub state: BatchState,
+}
+
+/// One job dir (a directory with `rollouts/`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobDir {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Its `wizard-config.yaml`, when present.
+    pub wizard_config: Option<PathBuf>,
+}
+
+/// Every job and batch of a run, sorted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunLayout {
+    /// The directory given by the user.
+    pub root: PathBuf,
+    /// Job dirs, sorted (the root first when it is one).
+    pub jobs: Vec<JobDir>,
+    /// Batch dirs sorted by relative path.
+    pub batches: Vec<BatchDir>,
+}
+
+/// Why a directory cannot be read as a run.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// The path does not exist.
+    #[error("{0}: no such run directory")]
+    NotFound(PathBuf),
+    /// The path is a file.
+    #[error("{0}: is a file, expected a run directory (runs/X holding rollouts/)")]
+    NotADirectory(PathBuf),
+    /// No `rollouts/` in the dir nor in any job subdir.
+    #[error("{0}: no rollouts/ directory here or in any subdirectory holding wizard-config.yaml; is this a run directory?")]
+    NoRollouts(PathBuf),
+    /// A directory could not be listed.
+    #[error("{path}: cannot read directory: {source}")]
+    Io {
+        /// the directory
+        path: PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+}
+
+fn read_dir_sorted(path: &Path) -> Result<Vec<PathBuf>, LayoutError> {
+    let io = |e| LayoutError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut out = Vec::new();
+    for entry in fs::read_dir(path).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        // Follow symlinks: users link shards into a run dir.
+        if entry.path().is_dir() {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads the marker state of one batch dir.
+pub fn batch_state(dir: &Path) -> BatchState {
+    if dir.join(COMPLETE).exists() {
+        return BatchState::Complete;
+    }
+    let failed = dir.join(FAILED);
+    if failed.exists() {
+        return match fs::read(&failed)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<FailedBatch>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(f) => BatchState::Failed(f),
+            Err(e) => BatchState::FailedUnreadable(format!("{}: {e}", failed.display())),
+        };
+    }
+    BatchState::Incomplete
+}
+
+impl RunLayout {
+    /// Finds the job dirs and batch dirs under `root`.
+    ///
+    /// `root` is a job dir when it holds `rollouts/`; each subdirectory holding
+    /// `wizard-config.yaml` and `rollouts/` is a job dir too (Slurm array layout).
+    pub fn discover(root: &Path) -> Result<RunLayout, LayoutError> {
+        if !root.exists() {
+            return Err(LayoutError::NotFound(root.to_path_buf()));
+        }
+        if !root.is_dir() {
+            return Err(LayoutError::NotADirectory(root.to_path_buf()));
+        }
+        let mut jobs = Vec::new();
+        let job = |dir: &Path| JobDir {
+            dir: dir.to_path_buf(),
+            wizard_config: Some(dir.join(WIZARD_CONFIG)).filter(|p| p.is_file()),
+        };
+        if root.join(ROLLOUTS).is_dir() {
+            jobs.push(job(root));
+        }
+        for sub in read_dir_sorted(root)? {
+            let name = file_name(&sub);
+            if name == ROLLOUTS || name == AGGREGATE {
+                continue;
+            }
+            if sub.join(WIZARD_CONFIG).is_file() && sub.join(ROLLOUTS).is_dir() {
+                jobs.push(job(&sub));
+            }
+        }
+        if jobs.is_empty() {
+            return Err(LayoutError::NoRollouts(root.to_path_buf()));
+        }
+        let mut dirs = Vec::new();
+        for (j, job) in jobs.iter().enumerate() {
+            for scene in read_dir_sorted(&job.dir.join(ROLLOUTS))? {
+                for batch in read_dir_sorted(&scene)? {
+                    dirs.push((j, file_name(&scene), batch));
+                }
+            }
+        }
+        let mut batches: Vec<BatchDir> = dirs
+            .into_par_iter()
+            .map(|(j, scene_id, dir)| {
+                let rel = dir
+                    .strip_prefix(root)
+                    .unwrap_or(&dir)
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                BatchDir {
+                    job: j,
+                    scene_id,
+                    batch_uuid: file_name(&dir),
+                    state: batch_state(&dir),
+                    dir,
+                    rel,
+                }
+            })
+            .collect();
+        batches.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(RunLayout {
+            root: root.to_path_buf(),
+            jobs,
+            batches,
+        })
+    }
+
+    /// Reads `run_metadata.yaml` of every job that has one.
+    pub fn run_metadata(&self) -> Vec<(PathBuf, Result<RunMetadata, String>)> {
+        self.jobs
+            .iter()
+            .map(|j| j.dir.join(RUN_METADATA))
+            .filter(|p| p.is_file())
+            .map(|p| {
+                let r = fs::read_to_string(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| {
+                        serde_norway::from_str::<RunMetadata>(&s).map_err(|e| e.to_string())
+                    });
+                (p, r)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovers_single_and_array_layouts() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        assert!(matches!(
+            RunLayout::discover(root),
+            Err(LayoutError::NoRollouts(_))
+        ));
+        for job in ["task0", "task1"] {
+            let b = root
+                .join(job)
+                .join("rollouts/sceneA")
+                .join(format!("b-{job}"));
+            fs::create_dir_all(&b).unwrap();
+            fs::write(root.join(job).join(WIZARD_CONFIG), "n_rollouts: 1\n").unwrap();
+            if job == "task0" {
+                fs::write(b.join(COMPLETE), "").unwrap();
+            } else {
+                fs::write(b.join(FAILED), r#"{"error":"boom","rollout_ids":["x-0"]}"#).unwrap();
+            }
+        }
+        fs::create_dir_all(root.join("outputs/rollouts/s/b")).unwrap(); // no wizard-config: ignored
+        let l = RunLayout::discover(root).unwrap();
+        assert_eq!(l.jobs.len(), 2);
+        assert_eq!(l.batches.len(), 2);
+        assert_eq!(l.batches[0].rel, "task0/rollouts/sceneA/b-task0");
+        assert_eq!(l.batches[0].state, BatchState::Complete);
+        assert!(matches!(&l.batches[1].state, BatchState::Failed(f) if f.error == "boom"));
+        let f = root.join("file");
+        fs::write(&f, "").unwrap();
+        assert!(matches!(
+            RunLayout::discover(&f),
+            Err(LayoutError::NotADirectory(_))
+        ));
+        assert!(matches!(
+            RunLayout::discover(&root.join("nope")),
+            Err(LayoutError::NotFound(_))
+        ));
+    }
+}
