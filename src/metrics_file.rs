@@ -323,7 +323,7 @@ pub fn open_metrics_file(path: &Path) -> Result<MetricsFileReader, MetricsFileEr
         .with_projection(mask)
         .with_batch_size(1 << 16);
     // The projection keeps the file's column order; callers index by COLUMNS order.
-    let mut projected = roots.clone();
+    let mut projected = roots;
     projected.sort_unstable();
     let order = roots.map(|r| {
         projected

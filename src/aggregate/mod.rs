@@ -371,16 +371,17 @@ fn load_one(
             message,
         })
     };
-    let key =
-        match BatchKey::of(&b.rel, &metrics) {
-            Ok(k) => k,
-            Err(e) => return skipped(
+    let key = match BatchKey::of(&b.rel, &metrics) {
+        Ok(k) => k,
+        Err(e) => {
+            return skipped(
                 format!("{}/{}", b.rel, run_dir::METRICS),
                 format!(
                     "batch is marked _complete but metrics.parquet cannot be read ({e}); left out"
                 ),
-            ),
-        };
+            )
+        }
+    };
     if let (Some(red), Some(prev)) = (cached.get(&key), previous) {
         if let Some(rg) = prev.row_group(&key) {
             return Loaded::Cached(key, red.clone(), rg);

@@ -123,7 +123,7 @@ mod tests {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    (x % 5 != 0).then(|| (x % 10_000) as f64 / 37.0 - 100.0)
+                    (!x.is_multiple_of(5)).then(|| (x % 10_000) as f64 / 37.0 - 100.0)
                 })
                 .collect();
             let s = Summary::of(&v);

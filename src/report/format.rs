@@ -14,7 +14,7 @@ pub fn num(v: Option<f64>) -> String {
                 "-inf".into()
             }
         }
-        Some(x) if x == 0.0 => "0".into(),
+        Some(0.0) => "0".into(),
         Some(x) if x.abs() >= 1e6 || x.abs() < 1e-3 => format!("{x:.3e}"),
         Some(x) => {
             let s = format!("{x:.4}");

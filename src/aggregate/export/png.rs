@@ -145,8 +145,8 @@ fn draw_panel<DB: DrawingBackend>(
         .configure_mesh()
         .light_line_style(WHITE.mix(0.0))
         .x_labels(5)
-        .y_labels(4)
-        .x_label_formatter(&|v| num(Some(*v)))
+        .y_labels((ymax as usize).clamp(1, 4) + 1)
+        .x_label_formatter(&|v| num(Some(if v.abs() < (hi - lo) * 1e-9 { 0.0 } else { *v })))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style(("sans-serif", 11))
         .draw()?;

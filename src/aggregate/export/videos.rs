@@ -64,7 +64,8 @@ pub fn link(
     }
     let r = &o.results;
     let col = |n: &str| r.metric_columns.iter().position(|c| c.name == n);
-    let conds: [(Option<usize>, Box<dyn Fn(f64) -> bool>); 4] = [
+    type Condition = (Option<usize>, Box<dyn Fn(f64) -> bool>);
+    let conds: [Condition; 4] = [
         (col(names::COLLISION_AT_FAULT), Box::new(|v| v > 0.0)),
         (col(names::COLLISION_REAR), Box::new(|v| v > 0.0)),
         (col(names::OFFROAD), Box::new(|v| v > 0.0)),

@@ -1,0 +1,37 @@
+# drivekit: developer entry points. See README.md.
+CARGO ?= cargo
+DEMO_RUN ?= fixtures/runs/demo
+DEMO_OUT ?= runs/demo
+
+.PHONY: demo test lint fmt bench fixtures clean-demo
+
+## demo: aggregate the bundled fixture run (copied to runs/demo) and show the results table
+demo:
+	rm -rf $(DEMO_OUT) && mkdir -p $(dir $(DEMO_OUT)) && cp -r $(DEMO_RUN) $(DEMO_OUT)
+	$(CARGO) run --quiet --bin aggregate -- $(DEMO_OUT)
+	@echo "Plot: $(DEMO_OUT)/aggregate/metrics_results.png"
+
+## test: every test (unit, integration, Python readers of the Parquet outputs)
+test:
+	$(CARGO) test --all-targets
+	$(CARGO) test --doc
+
+## lint: formatting and clippy with warnings as errors
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+## bench: aggregate benchmark (cold and incremental, 1K/10K/100K rollouts; BENCH_SIZES=… to choose)
+bench:
+	$(CARGO) bench --bench aggregate
+
+## fixtures: regenerate the bundled demo run with the fixture generator
+fixtures:
+	rm -rf $(DEMO_RUN)
+	$(CARGO) run --quiet --bin drivekit-fixtures -- $(DEMO_RUN) --scenes 8 --rollouts 4 --steps 100 --run-name demo --seed 7
+
+clean-demo:
+	rm -rf $(DEMO_OUT)

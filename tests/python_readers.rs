@@ -1,0 +1,40 @@
+//! The Parquet outputs read back with Python's pyarrow, pandas and polars (installed by
+//! `.ci/run`; locally `pip install pyarrow pandas polars`).
+
+mod util;
+
+use std::process::Command;
+
+#[test]
+fn outputs_are_ordinary_parquet_for_pyarrow_pandas_and_polars() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    util::job(root, &["A", "B"]);
+    let s: &[(&str, &str, &[f64])] = &[
+        ("speed", "mean", &[1.0, 2.0, 3.0]),
+        ("offroad", "max", &[0.0, 0.0, 1.0]),
+    ];
+    util::batch(root, "A", "a1", &[s, s]);
+    util::batch(root, "B", "b1", &[s]);
+    // Run twice: the second run copies row groups from the first file.
+    for _ in 0..2 {
+        let out = util::bin("aggregate", &[root.to_str().unwrap(), "--quiet"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/read_outputs.py");
+        let py = Command::new("python3")
+            .args([script, root.to_str().unwrap(), "18"])
+            .output();
+        let py = py.expect("python3 is installed (see .ci/run)");
+        assert!(
+            py.status.success(),
+            "python check failed (needs `pip install pyarrow pandas polars`):\n{}{}",
+            String::from_utf8_lossy(&py.stdout),
+            String::from_utf8_lossy(&py.stderr)
+        );
+    }
+}

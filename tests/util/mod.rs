@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests: fresh run dirs and explicit metric rows.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use drivekit::fixtures;
+use drivekit::metrics_file::{MetricRow, MetricsBuilder};
+use drivekit::run_dir::RunMetadata;
+
+pub const RUN_UUID: &str = "11111111-2222-4333-8444-555555555555";
+
+/// One rollout's metrics: (name, time aggregation, values at t = 0, 1e5, 2e5, …).
+pub type Series<'a> = &'a [(&'a str, &'a str, &'a [f64])];
+
+/// Adds the rows of one rollout to a builder.
+pub fn push_rollout(b: &mut MetricsBuilder, clip: &str, rollout_id: &str, series: Series<'_>) {
+    for (name, agg, values) in series {
+        for (i, v) in values.iter().enumerate() {
+            b.push(&MetricRow {
+                name,
+                timestamps_us: i as i64 * 100_000,
+                value: if v.is_nan() { None } else { Some(*v) },
+                valid: true,
+                time_aggregation: agg,
+                clipgt_id: clip,
+                rollout_id,
+                run_uuid: RUN_UUID,
+                run_name: "test-run",
+            });
+        }
+    }
+}
+
+/// Writes a job dir's wizard-config.yaml and run_metadata.yaml.
+pub fn job(dir: &Path, scenes: &[&str]) {
+    let scenes: Vec<String> = scenes.iter().map(|s| s.to_string()).collect();
+    fixtures::write_job_files(
+        dir,
+        &RunMetadata {
+            run_name: "test-run".into(),
+            run_uuid: RUN_UUID.into(),
+        },
+        &scenes,
+        2,
+    )
+    .unwrap();
+}
+
+/// Writes batch `rollouts/{clip}/{batch}` with one rollout per entry of `rollouts` (ids `{batch}-{i}`).
+pub fn batch(job_dir: &Path, clip: &str, batch: &str, rollouts: &[Series<'_>]) -> PathBuf {
+    let mut b = MetricsBuilder::new();
+    for (i, s) in rollouts.iter().enumerate() {
+        push_rollout(&mut b, clip, &format!("{batch}-{i}"), s);
+    }
+    let dir = job_dir.join("rollouts").join(clip).join(batch);
+    fixtures::write_batch(&dir, &b.finish(), true).unwrap();
+    dir
+}
+
+/// Runs a built binary of this crate.
+pub fn bin(name: &str, args: &[&str]) -> Output {
+    let exe = match name {
+        "aggregate" => env!("CARGO_BIN_EXE_aggregate"),
+        "drivekit-fixtures" => env!("CARGO_BIN_EXE_drivekit-fixtures"),
+        other => panic!("unknown binary {other}"),
+    };
+    Command::new(exe).args(args).output().expect("binary runs")
+}
