@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray};
+use arrow_schema::Schema;
+use bytes::Bytes;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::column::writer::ColumnCloseResult;
@@ -114,6 +119,9 @@ pub struct UnprocessedWriter {
     tmp: PathBuf,
     path: PathBuf,
     run_uuid: String,
+    /// Encoded constant run_uuid chunks by row count: most batches share a row count, and
+    /// encoding a constant column row by row costs as much as the rest of the row group.
+    uuid_chunks: HashMap<usize, (Bytes, ColumnCloseResult)>,
 }
 
 fn other(e: impl std::fmt::Display) -> ParquetError {
@@ -146,6 +154,7 @@ impl UnprocessedWriter {
             tmp,
             path: path.to_path_buf(),
             run_uuid: run_uuid.to_string(),
+            uuid_chunks: HashMap::new(),
         })
     }
 
@@ -162,38 +171,30 @@ impl UnprocessedWriter {
             Source::Fresh(e) => e.rows,
             Source::Copy(prev, rg) => prev.meta.row_group(*rg).num_rows() as usize,
         };
-        let uuid_chunk = self
-            .encoder()
-            .encode_constant_run_uuid(&self.run_uuid, rows)?;
+        if !self.uuid_chunks.contains_key(&rows) {
+            let chunk = constant_run_uuid_chunk(&self.run_uuid, rows)?;
+            self.uuid_chunks.insert(rows, chunk);
+        }
+        let (uuid_bytes, uuid_close) = &self.uuid_chunks[&rows];
         let mut rg = self.writer.next_row_group()?;
+        // Columns are appended in schema order; run_uuid goes in its slot.
         match source {
             Source::Fresh(e) => {
                 let mut chunks = e.chunks.into_iter();
-                // Columns are appended in schema order; run_uuid goes in its slot.
-                let mut uuid_chunk = Some(uuid_chunk);
                 for c in 0..metrics_file::COLUMNS.len() {
                     if c == col::RUN_UUID {
-                        uuid_chunk
-                            .take()
-                            .expect("once")
-                            .append_to_row_group(&mut rg)?;
+                        rg.append_column(uuid_bytes, uuid_close.clone())?;
                     } else {
-                        chunks
-                            .next()
-                            .expect("one chunk per column")
-                            .append_to_row_group(&mut rg)?;
+                        let chunk = chunks.next().expect("one chunk per column");
+                        chunk.append_to_row_group(&mut rg)?;
                     }
                 }
             }
             Source::Copy(prev, n) => {
                 let group = prev.meta.row_group(n);
-                let mut uuid_chunk = Some(uuid_chunk);
                 for c in 0..metrics_file::COLUMNS.len() {
                     if c == col::RUN_UUID {
-                        uuid_chunk
-                            .take()
-                            .expect("once")
-                            .append_to_row_group(&mut rg)?;
+                        rg.append_column(uuid_bytes, uuid_close.clone())?;
                         continue;
                     }
                     let meta = group.column(c).clone();
@@ -265,25 +266,41 @@ impl Encoder {
         }
         Ok(EncodedBatch { chunks, rows })
     }
-
-    fn encode_constant_run_uuid(
-        &self,
-        run_uuid: &str,
-        rows: usize,
-    ) -> Result<ArrowColumnChunk, ParquetError> {
-        let schema = metrics_file::arrow_schema();
-        let mut w = self
-            .factory
-            .create_column_writers(0)?
-            .into_iter()
-            .nth(col::RUN_UUID)
-            .expect("schema has run_uuid");
-        let keys = Int32Array::from(vec![0; rows]);
-        let values = Arc::new(StringArray::from(vec![run_uuid]));
-        let arr: ArrayRef = Arc::new(DictionaryArray::try_new(keys, values).map_err(other)?);
-        for leaf in compute_leaves(schema.field(col::RUN_UUID), &arr)? {
-            w.write(&leaf)?;
-        }
-        w.close()
-    }
 }
+
+/// Encodes a run_uuid column of `rows` copies of `run_uuid` as a one-column Parquet file in
+/// memory and returns its bytes with the chunk's metadata, ready for `append_column`.
+fn constant_run_uuid_chunk(run_uuid: &str, rows: usize) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+    let field = metrics_file::arrow_schema().field(col::RUN_UUID).clone();
+    let schema = Arc::new(Schema::new(vec![field]));
+    let keys = Int32Array::from(vec![0; rows]);
+    let values = Arc::new(StringArray::from(vec![run_uuid]));
+    let arr: ArrayRef = Arc::new(DictionaryArray::try_new(keys, values).map_err(other)?);
+    let batch = RecordBatch::try_new(schema.clone(), vec![arr]).map_err(other)?;
+    let props = WriterProperties::builder()
+        .set_compression(metrics_file::COMPRESSION)
+        .set_max_row_group_row_count(None)
+        .build();
+    let opts = ArrowWriterOptions::new().with_properties(props).with_skip_arrow_metadata(true);
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new_with_options(&mut buf, schema, opts)?;
+    w.write(&batch)?;
+    w.close()?;
+    let bytes = Bytes::from(buf);
+    let reader = SerializedFileReader::new(bytes.clone())?;
+    let group = reader.metadata().row_group(0);
+    if reader.metadata().num_row_groups() != 1 || group.num_rows() as usize != rows {
+        return Err(other("run_uuid column did not fit one row group"));
+    }
+    let meta = group.column(0).clone();
+    let close = ColumnCloseResult {
+        bytes_written: meta.compressed_size() as u64,
+        rows_written: rows as u64,
+        metadata: meta,
+        bloom_filter: None,
+        column_index: None,
+        offset_index: None,
+    };
+    Ok((bytes, close))
+}
+
