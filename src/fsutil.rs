@@ -1,5 +1,9 @@
 //! Atomic file writes: every output is written to a temporary sibling and renamed into place, so
 //! a killed process never leaves a half-written file under its final name.
+//!
+//! [`Durability::Synced`] also fsyncs before the rename (for files that mark work as done, like
+//! `_complete`, where a power loss must not leave a marker without its data);
+//! [`Durability::Renamed`] skips the fsync, for derived outputs that any rerun regenerates.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -14,14 +18,36 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// How far a write must reach before it is renamed into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the data, then rename: survives a power loss.
+    Synced,
+    /// rename only: survives a killed process (the page cache keeps the data).
+    Renamed,
+}
+
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_with(path, |w| w.write_all(bytes))
 }
 
+/// Writes `bytes` to `path` atomically, fsyncing only for [`Durability::Synced`].
+pub fn write_atomic_as(path: &Path, durability: Durability, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with_as(path, durability, |w| w.write_all(bytes))
+}
+
 /// Calls `fill` with a buffered writer on a temporary sibling of `path`, then syncs and renames
 /// it into place. On error the temporary file is removed and `path` is left untouched.
 pub fn write_atomic_with<F>(path: &Path, fill: F) -> io::Result<()>
+where
+    F: FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+{
+    write_atomic_with_as(path, Durability::Synced, fill)
+}
+
+/// [`write_atomic_with`] with a choice of [`Durability`].
+pub fn write_atomic_with_as<F>(path: &Path, durability: Durability, fill: F) -> io::Result<()>
 where
     F: FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 {
@@ -35,7 +61,9 @@ where
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         fill(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        if durability == Durability::Synced {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -38,3 +38,26 @@ fn outputs_are_ordinary_parquet_for_pyarrow_pandas_and_polars() {
         );
     }
 }
+
+#[test]
+fn metrics_written_by_polars_are_aggregated() {
+    let d = tempfile::tempdir().unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/polars_written_run.py"
+    );
+    let py = Command::new("python3")
+        .args([
+            script,
+            env!("CARGO_BIN_EXE_aggregate"),
+            d.path().to_str().unwrap(),
+        ])
+        .output()
+        .expect("python3 is installed (see .ci/run)");
+    assert!(
+        py.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+}

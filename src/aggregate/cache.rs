@@ -60,5 +60,5 @@ pub fn save(
         entries,
     })
     .map_err(std::io::Error::other)?;
-    fsutil::write_atomic(path, &bytes)
+    fsutil::write_atomic_as(path, fsutil::Durability::Renamed, &bytes)
 }

@@ -180,8 +180,9 @@ impl Outcome {
 }
 
 enum Loaded {
-    Cached(BatchKey, BatchReduction, usize),
-    Fresh(BatchKey, BatchReduction, unprocessed::EncodedBatch),
+    Cached(BatchKey, BatchReduction, Vec<usize>),
+    /// Read now; the rows come re-encoded or straight from the batch's file.
+    Fresh(BatchKey, BatchReduction, Source<'static>),
     Skipped(Problem),
 }
 
@@ -231,6 +232,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
 
     let cache_path = out_dir.join(cache::FILE);
     let unprocessed_path = out_dir.join(export::UNPROCESSED);
+    let mut timer = PhaseTimer::from_env();
     let cached = if opts.use_cache {
         cache::load(&cache_path, &opts.chain)
     } else {
@@ -241,11 +243,12 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     } else {
         None
     };
-    let guess = guess_run_uuid(&layout, previous.as_ref());
+    let guess = guess_run_uuid(&layout, &cached);
     let mut writer = UnprocessedWriter::create(&unprocessed_path, &guess)
         .map_err(|e| werr(&unprocessed_path, &e))?;
     let encoder = writer.encoder();
 
+    timer.lap("discover + cache load");
     let bar = progress::bar(complete.len() as u64, "reading batches", opts.progress);
     let mut reductions: Vec<(String, BatchKey, BatchReduction)> =
         Vec::with_capacity(complete.len());
@@ -260,17 +263,17 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
             bar.inc(1);
             match l {
                 Loaded::Skipped(p) => problems.push(p),
-                Loaded::Cached(key, red, rg) => {
+                Loaded::Cached(key, red, groups) => {
                     let prev = previous.as_ref().expect("cached only with a previous file");
                     writer
-                        .append(key.clone(), Source::Copy(prev, rg))
+                        .append(key.clone(), Source::Copy(prev, groups))
                         .map_err(|e| werr(&unprocessed_path, &e))?;
                     reductions.push((b.rel.clone(), key, red));
                 }
-                Loaded::Fresh(key, red, enc) => {
+                Loaded::Fresh(key, red, rows) => {
                     n_read += 1;
                     writer
-                        .append(key.clone(), Source::Fresh(enc))
+                        .append(key.clone(), rows)
                         .map_err(|e| werr(&unprocessed_path, &e))?;
                     reductions.push((b.rel.clone(), key, red));
                 }
@@ -279,6 +282,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     }
     bar.finish_and_clear();
 
+    timer.lap("read + reduce + unprocessed");
     let pairs: Vec<(String, &BatchReduction)> = reductions
         .iter()
         .map(|(r, _, red)| (r.clone(), red))
@@ -311,6 +315,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
 
     // metrics_unprocessed.parquet: rewrite once more only if the combined run_uuid differs from
     // the guess or a batch was rejected while merging.
+    timer.lap("merge + stats");
     let unprocessed = writer.finish().map_err(|e| werr(&unprocessed_path, &e))?;
     if results.run_uuid != guess || !rejected.is_empty() {
         let prev =
@@ -321,13 +326,14 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
             if rejected.contains(rel) {
                 continue;
             }
-            let rg = prev.row_group(key).expect("written above");
-            w.append(key.clone(), Source::Copy(&prev, rg))
+            let groups = prev.row_groups(key).expect("written above").to_vec();
+            w.append(key.clone(), Source::Copy(&prev, groups))
                 .map_err(|e| werr(&unprocessed, &e))?;
         }
         w.finish().map_err(|e| werr(&unprocessed, &e))?;
     }
 
+    timer.lap("unprocessed footer");
     problems.sort();
     problems.dedup();
     let mut outcome = Outcome {
@@ -348,12 +354,29 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     let written =
         export::write_all(&mut outcome, opts, &batch_dirs).map_err(|(p, e)| werr(&p, &e))?;
     outcome.outputs.extend(written);
+    timer.lap("exports");
     if opts.use_cache {
         let entries: Vec<(BatchKey, BatchReduction)> =
             reductions.into_iter().map(|(_, k, r)| (k, r)).collect();
         cache::save(&cache_path, &opts.chain, &entries).map_err(|e| werr(&cache_path, &e))?;
     }
+    timer.lap("cache save");
     Ok(outcome)
+}
+
+/// Phase durations on stderr when `DRIVEKIT_TIMINGS` is set (a profiling aid).
+struct PhaseTimer(Option<std::time::Instant>);
+
+impl PhaseTimer {
+    fn from_env() -> PhaseTimer {
+        PhaseTimer(std::env::var_os("DRIVEKIT_TIMINGS").map(|_| std::time::Instant::now()))
+    }
+    fn lap(&mut self, phase: &str) {
+        if let Some(t) = self.0.as_mut() {
+            eprintln!("timing: {phase:<28} {:8.3} s", t.elapsed().as_secs_f64());
+            *t = std::time::Instant::now();
+        }
+    }
 }
 
 fn load_one(
@@ -383,20 +406,23 @@ fn load_one(
         }
     };
     if let (Some(red), Some(prev)) = (cached.get(&key), previous) {
-        if let Some(rg) = prev.row_group(&key) {
-            return Loaded::Cached(key, red.clone(), rg);
+        if let Some(groups) = prev.row_groups(&key) {
+            return Loaded::Cached(key, red.clone(), groups.to_vec());
         }
     }
-    let result = load::reduce_batch(&metrics, &opts.chain, true)
+    // Files with drivekit's exact schema are copied chunk by chunk; others are re-encoded.
+    let input = encoder.compatible_input(&metrics);
+    let result = load::reduce_batch(&metrics, &opts.chain, input.is_none())
         .map_err(|e| e.to_string())
-        .and_then(|(red, batches)| {
-            encoder
+        .and_then(|(red, batches)| match input {
+            Some(input) => Ok((red, Source::Input(input))),
+            None => encoder
                 .encode(&batches)
-                .map(|enc| (red, enc))
-                .map_err(|e| format!("{}: {e}", metrics.display()))
+                .map(|enc| (red, Source::Fresh(enc)))
+                .map_err(|e| format!("{}: {e}", metrics.display())),
         });
     match result {
-        Ok((red, enc)) => Loaded::Fresh(key, red, enc),
+        Ok((red, rows)) => Loaded::Fresh(key, red, rows),
         Err(message) => skipped(
             format!("{}/{}", b.rel, run_dir::METRICS),
             format!("{message}; batch left out"),
@@ -467,18 +493,23 @@ fn missing_scenes(layout: &RunLayout, expected: &BTreeSet<String>, problems: &mu
     }
 }
 
-/// The combined run_uuid expected before reading any metrics: from the jobs' run_metadata.yaml,
-/// else from the previous output. A wrong guess costs one extra copy pass, never a wrong file.
-fn guess_run_uuid(layout: &RunLayout, previous: Option<&PreviousFile>) -> String {
-    let metas = layout.run_metadata();
-    let uuids: Vec<String> = metas
-        .iter()
-        .filter_map(|(_, m)| m.as_ref().ok().map(|m| m.run_uuid.clone()))
+/// The combined run_uuid expected before reading any metrics: the run_uuids of the jobs'
+/// run_metadata.yaml and of the cached batches. A wrong guess costs one extra copy pass over
+/// metrics_unprocessed.parquet, never a wrong file.
+fn guess_run_uuid(layout: &RunLayout, cached: &cache::Cache) -> String {
+    let present: BTreeSet<&str> = layout.batches.iter().map(|b| b.rel.as_str()).collect();
+    let mut uuids: BTreeSet<String> = layout
+        .run_metadata()
+        .into_iter()
+        .filter_map(|(_, m)| m.ok().map(|m| m.run_uuid))
         .collect();
-    if !uuids.is_empty() && uuids.len() == layout.jobs.len() {
-        return summary::combine_run_uuids(uuids.iter().map(String::as_str));
+    for (key, red) in cached {
+        if !present.contains(key.batch.as_str()) {
+            continue;
+        }
+        uuids.extend(red.run_uuids().into_iter().map(str::to_string));
     }
-    previous.and_then(|p| p.run_uuid()).unwrap_or_default()
+    summary::combine_run_uuids(uuids.iter().map(String::as_str))
 }
 
 /// Per-scene problem counts, for reports.

@@ -1,8 +1,9 @@
 //! `aggregate/metrics_unprocessed.parquet`: every metrics row of the run, with the combined
 //! run_uuid, one row group per batch in sorted batch order.
 //!
-//! Row groups are encoded on the worker that read the batch (so encoding runs in parallel) and
-//! appended in order by one writer. The `run_uuid` column is encoded at append time, because the
+//! A batch whose metrics.parquet has exactly drivekit's schema (files written by drivekit) has its
+//! encoded column chunks copied as they are; any other file is re-encoded on the worker that read
+//! it (so encoding runs in parallel). One writer appends the row groups in order. The `run_uuid` column is encoded at append time, because the
 //! combined id is only final once every batch is read. A rerun copies the encoded bytes of
 //! unchanged batches from the previous file instead of reading their metrics again; which batch
 //! each row group holds is recorded in the file's key-value metadata.
@@ -17,15 +18,16 @@ use arrow_array::{ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArra
 use arrow_schema::Schema;
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
-use parquet::arrow::ArrowWriter;
-use parquet::file::properties::WriterProperties;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowSchemaConverter;
+use parquet::arrow::ArrowWriter;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{KeyValue, ParquetMetaData};
+use parquet::file::metadata::{ColumnChunkMetaData, KeyValue, ParquetMetaData};
+use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
+use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
@@ -72,7 +74,7 @@ pub struct EncodedBatch {
 pub struct PreviousFile {
     file: File,
     meta: ParquetMetaData,
-    by_key: HashMap<BatchKey, usize>,
+    by_key: HashMap<BatchKey, Vec<usize>>,
 }
 
 impl PreviousFile {
@@ -87,19 +89,16 @@ impl PreviousFile {
         if keys.len() != meta.num_row_groups() {
             return None;
         }
-        let by_key = keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
+        let mut by_key: HashMap<BatchKey, Vec<usize>> = HashMap::new();
+        for (i, k) in keys.into_iter().enumerate() {
+            by_key.entry(k).or_default().push(i);
+        }
         Some(PreviousFile { file, meta, by_key })
     }
 
-    /// The row group holding `key`, if the previous file has it.
-    pub fn row_group(&self, key: &BatchKey) -> Option<usize> {
-        self.by_key.get(key).copied()
-    }
-
-    /// The combined run_uuid the previous file was written with.
-    pub fn run_uuid(&self) -> Option<String> {
-        let kv = self.meta.file_metadata().key_value_metadata()?;
-        kv.iter().find(|k| k.key == KV_RUN_UUID)?.value.clone()
+    /// The row groups holding `key`, if the previous file has it.
+    pub fn row_groups(&self, key: &BatchKey) -> Option<&[usize]> {
+        self.by_key.get(key).map(Vec::as_slice)
     }
 }
 
@@ -107,14 +106,59 @@ impl PreviousFile {
 pub enum Source<'a> {
     /// Freshly encoded.
     Fresh(EncodedBatch),
-    /// Copied from row group `n` of a previous file.
-    Copy(&'a PreviousFile, usize),
+    /// Copied from these row groups of a previous file.
+    Copy(&'a PreviousFile, Vec<usize>),
+    /// Copied from the batch's own metrics.parquet.
+    Input(InputFile),
+}
+
+/// A batch's metrics.parquet whose schema is exactly drivekit's, so its encoded column chunks
+/// can be copied into the output without decoding.
+pub struct InputFile {
+    file: File,
+    meta: Arc<ParquetMetaData>,
+    /// Input leaf index of each output column.
+    columns: [usize; 9],
+}
+
+impl InputFile {
+    /// Opens `path` when every output column has an identical column (name, types, nullability)
+    /// in it; `None` otherwise.
+    pub fn open_if_compatible(path: &Path, output: &SchemaDescriptor) -> Option<InputFile> {
+        let file = File::open(path).ok()?;
+        let reader = SerializedFileReader::new(file.try_clone().ok()?).ok()?;
+        let meta = Arc::new(reader.metadata().clone());
+        let input = meta.file_metadata().schema_descr();
+        let mut columns = [0usize; 9];
+        for (c, slot) in columns.iter_mut().enumerate() {
+            let want = output.column(c);
+            *slot =
+                (0..input.num_columns()).find(|&i| input.column(i).as_ref() == want.as_ref())?;
+        }
+        Some(InputFile {
+            file,
+            meta,
+            columns,
+        })
+    }
+}
+
+fn close_result(meta: &ColumnChunkMetaData, rows: i64) -> ColumnCloseResult {
+    ColumnCloseResult {
+        bytes_written: meta.compressed_size() as u64,
+        rows_written: rows as u64,
+        metadata: meta.clone(),
+        bloom_filter: None,
+        column_index: None,
+        offset_index: None,
+    }
 }
 
 /// Streams row groups into a temporary file and renames it into place on [`finish`](Self::finish).
 pub struct UnprocessedWriter {
     writer: SerializedFileWriter<BufWriter<File>>,
     factory: Arc<ArrowRowGroupWriterFactory>,
+    descr: SchemaDescPtr,
     keys: Vec<BatchKey>,
     tmp: PathBuf,
     path: PathBuf,
@@ -150,6 +194,7 @@ impl UnprocessedWriter {
         Ok(UnprocessedWriter {
             writer,
             factory,
+            descr: Arc::new(descr),
             keys: Vec::new(),
             tmp,
             path: path.to_path_buf(),
@@ -162,56 +207,72 @@ impl UnprocessedWriter {
     pub fn encoder(&self) -> Encoder {
         Encoder {
             factory: Arc::clone(&self.factory),
+            descr: Arc::clone(&self.descr),
         }
     }
 
-    /// Appends one batch's rows as a row group.
+    /// Appends one batch's rows (one or more row groups).
     pub fn append(&mut self, key: BatchKey, source: Source<'_>) -> Result<(), ParquetError> {
-        let rows = match &source {
-            Source::Fresh(e) => e.rows,
-            Source::Copy(prev, rg) => prev.meta.row_group(*rg).num_rows() as usize,
-        };
+        match source {
+            Source::Fresh(e) => {
+                let mut chunks = e.chunks.into_iter();
+                self.row_group(&key, e.rows, |rg, _| {
+                    chunks
+                        .next()
+                        .expect("one chunk per column")
+                        .append_to_row_group(rg)
+                })
+            }
+            Source::Copy(prev, groups) => {
+                for n in groups {
+                    let group = prev.meta.row_group(n);
+                    self.row_group(&key, group.num_rows() as usize, |rg, c| {
+                        rg.append_column(
+                            &prev.file,
+                            close_result(group.column(c), group.num_rows()),
+                        )
+                    })?;
+                }
+                Ok(())
+            }
+            Source::Input(input) => {
+                for group in input.meta.row_groups() {
+                    self.row_group(&key, group.num_rows() as usize, |rg, c| {
+                        let meta = group.column(input.columns[c]);
+                        rg.append_column(&input.file, close_result(meta, group.num_rows()))
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends one row group: `column(rg, c)` appends column `c` (never run_uuid, which this
+    /// fills with the constant chunk).
+    fn row_group(
+        &mut self,
+        key: &BatchKey,
+        rows: usize,
+        mut column: impl FnMut(
+            &mut SerializedRowGroupWriter<'_, BufWriter<File>>,
+            usize,
+        ) -> Result<(), ParquetError>,
+    ) -> Result<(), ParquetError> {
         if !self.uuid_chunks.contains_key(&rows) {
             let chunk = constant_run_uuid_chunk(&self.run_uuid, rows)?;
             self.uuid_chunks.insert(rows, chunk);
         }
         let (uuid_bytes, uuid_close) = &self.uuid_chunks[&rows];
         let mut rg = self.writer.next_row_group()?;
-        // Columns are appended in schema order; run_uuid goes in its slot.
-        match source {
-            Source::Fresh(e) => {
-                let mut chunks = e.chunks.into_iter();
-                for c in 0..metrics_file::COLUMNS.len() {
-                    if c == col::RUN_UUID {
-                        rg.append_column(uuid_bytes, uuid_close.clone())?;
-                    } else {
-                        let chunk = chunks.next().expect("one chunk per column");
-                        chunk.append_to_row_group(&mut rg)?;
-                    }
-                }
-            }
-            Source::Copy(prev, n) => {
-                let group = prev.meta.row_group(n);
-                for c in 0..metrics_file::COLUMNS.len() {
-                    if c == col::RUN_UUID {
-                        rg.append_column(uuid_bytes, uuid_close.clone())?;
-                        continue;
-                    }
-                    let meta = group.column(c).clone();
-                    let close = ColumnCloseResult {
-                        bytes_written: meta.compressed_size() as u64,
-                        rows_written: group.num_rows() as u64,
-                        metadata: meta,
-                        bloom_filter: None,
-                        column_index: None,
-                        offset_index: None,
-                    };
-                    rg.append_column(&prev.file, close)?;
-                }
+        for c in 0..metrics_file::COLUMNS.len() {
+            if c == col::RUN_UUID {
+                rg.append_column(uuid_bytes, uuid_close.clone())?;
+            } else {
+                column(&mut rg, c)?;
             }
         }
         rg.close()?;
-        self.keys.push(key);
+        self.keys.push(key.clone());
         Ok(())
     }
 
@@ -226,7 +287,8 @@ impl UnprocessedWriter {
         ));
         let inner = self.writer.into_inner()?;
         let file = inner.into_inner().map_err(|e| other(e.error()))?;
-        file.sync_all().map_err(other)?;
+        // Derived output: renamed into place without fsync (see fsutil::Durability).
+        drop(file);
         fs::rename(&self.tmp, &self.path).map_err(other)?;
         Ok(self.path)
     }
@@ -241,9 +303,15 @@ impl UnprocessedWriter {
 #[derive(Clone)]
 pub struct Encoder {
     factory: Arc<ArrowRowGroupWriterFactory>,
+    descr: SchemaDescPtr,
 }
 
 impl Encoder {
+    /// The batch's own file, when its column chunks can be copied as they are.
+    pub fn compatible_input(&self, path: &Path) -> Option<InputFile> {
+        InputFile::open_if_compatible(path, &self.descr)
+    }
+
     /// Encodes all columns but run_uuid of `batches` (of [`metrics_file::arrow_schema`]).
     pub fn encode(&self, batches: &[RecordBatch]) -> Result<EncodedBatch, ParquetError> {
         let schema = metrics_file::arrow_schema();
@@ -270,7 +338,10 @@ impl Encoder {
 
 /// Encodes a run_uuid column of `rows` copies of `run_uuid` as a one-column Parquet file in
 /// memory and returns its bytes with the chunk's metadata, ready for `append_column`.
-fn constant_run_uuid_chunk(run_uuid: &str, rows: usize) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
+fn constant_run_uuid_chunk(
+    run_uuid: &str,
+    rows: usize,
+) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
     let field = metrics_file::arrow_schema().field(col::RUN_UUID).clone();
     let schema = Arc::new(Schema::new(vec![field]));
     let keys = Int32Array::from(vec![0; rows]);
@@ -281,7 +352,9 @@ fn constant_run_uuid_chunk(run_uuid: &str, rows: usize) -> Result<(Bytes, Column
         .set_compression(metrics_file::COMPRESSION)
         .set_max_row_group_row_count(None)
         .build();
-    let opts = ArrowWriterOptions::new().with_properties(props).with_skip_arrow_metadata(true);
+    let opts = ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(true);
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new_with_options(&mut buf, schema, opts)?;
     w.write(&batch)?;
@@ -303,4 +376,3 @@ fn constant_run_uuid_chunk(run_uuid: &str, rows: usize) -> Result<(Bytes, Column
     };
     Ok((bytes, close))
 }
-

@@ -50,7 +50,7 @@ fn write(path: &Path, cols: Vec<(Field, ArrayRef)>) -> std::io::Result<()> {
     let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = cols.into_iter().unzip();
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(std::io::Error::other)?;
-    fsutil::write_atomic_with(path, |w| {
+    fsutil::write_atomic_with_as(path, fsutil::Durability::Renamed, |w| {
         let mut writer = ArrowWriter::try_new(w, schema, None).map_err(std::io::Error::other)?;
         writer.write(&batch).map_err(std::io::Error::other)?;
         writer.close().map_err(std::io::Error::other)?;

@@ -148,5 +148,9 @@ pub fn render(o: &Outcome, opts: &Options) -> String {
 
 /// Writes the report atomically.
 pub fn write(path: &Path, o: &Outcome, opts: &Options) -> std::io::Result<()> {
-    fsutil::write_atomic(path, render(o, opts).as_bytes())
+    fsutil::write_atomic_as(
+        path,
+        fsutil::Durability::Renamed,
+        render(o, opts).as_bytes(),
+    )
 }
