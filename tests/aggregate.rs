@@ -443,6 +443,13 @@ fn incremental_rerun_reads_only_new_batches_and_matches_a_cold_run() {
     r(&[rs, "--scenes", "6", "--rollouts", "3", "--steps", "40"]);
     let first = aggregate::run(&quiet(&root)).unwrap();
     assert_eq!(first.n_batches_read, 6);
+    // Nothing new: nothing read, and metrics_unprocessed.parquet is left as it is.
+    let unp = root.join("aggregate/metrics_unprocessed.parquet");
+    let before = fs::metadata(&unp).unwrap().modified().unwrap();
+    let again = aggregate::run(&quiet(&root)).unwrap();
+    assert_eq!(again.n_batches_read, 0);
+    assert_eq!(fs::metadata(&unp).unwrap().modified().unwrap(), before);
+    assert_eq!(serde_json::to_string(&again.results).unwrap(), serde_json::to_string(&first.results).unwrap());
     r(&[
         rs,
         "--scenes",
@@ -512,4 +519,53 @@ fn json_flag_prints_a_machine_readable_summary() {
     assert_eq!(v["metrics"]["avg_dist_between_incidents"]["mean"], "inf");
     let help = bin("aggregate", &["--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("Exit status"));
+}
+
+#[test]
+fn bad_flags_are_rejected_with_the_fix() {
+    let d = tempfile::tempdir().unwrap();
+    write_known_run(d.path());
+    let out = bin(
+        "aggregate",
+        &[d.path().to_str().unwrap(), "--max-dist-to-gt=-1"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--max-dist-to-gt must be a positive number")
+    );
+    let out = bin(
+        "aggregate",
+        &[d.path().to_str().unwrap(), "--max-dist-to-gt", "abc"],
+    );
+    assert_eq!(out.status.code(), Some(2), "clap rejects a non-number");
+    let out = bin("aggregate", &[d.path().to_str().unwrap(), "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A different threshold changes the cut: A r1 reaches exactly 4.0 m, below 6 m.
+    let out = bin(
+        "aggregate",
+        &[
+            d.path().to_str().unwrap(),
+            "--max-dist-to-gt",
+            "6",
+            "--json",
+            "-j",
+            "1",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["metrics"]["dist_to_gt_trajectory"]["mean"],
+        serde_json::json!((0.75 + 4.0) / 2.0)
+    );
+}
+
+#[test]
+fn single_rollout_has_null_std_and_equal_quantiles() {
+    let d = tempfile::tempdir().unwrap();
+    job(d.path(), &["A"]);
+    batch(d.path(), "A", "b", &[&[("speed", "mean", &[2.0, 4.0])]]);
+    let o = aggregate::run(&quiet(d.path())).unwrap();
+    let s = col(&o, "speed");
+    assert_eq!((s.mean, s.std), (Some(3.0), None));
+    assert!(s.quantiles.iter().all(|q| *q == Some(3.0)));
 }

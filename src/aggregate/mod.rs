@@ -244,9 +244,19 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         None
     };
     let guess = guess_run_uuid(&layout, &cached);
-    let mut writer = UnprocessedWriter::create(&unprocessed_path, &guess)
-        .map_err(|e| werr(&unprocessed_path, &e))?;
-    let encoder = writer.encoder();
+    // Nothing new, changed or removed since the previous run: its unprocessed file stands as is.
+    let unchanged = previous
+        .as_ref()
+        .is_some_and(|p| p.unchanged(&complete_keys(&complete), &cached, &guess));
+    let mut writer = if unchanged {
+        None
+    } else {
+        Some(
+            UnprocessedWriter::create(&unprocessed_path, &guess)
+                .map_err(|e| werr(&unprocessed_path, &e))?,
+        )
+    };
+    let encoder = writer.as_ref().map(UnprocessedWriter::encoder);
 
     timer.lap("discover + cache load");
     let bar = progress::bar(complete.len() as u64, "reading batches", opts.progress);
@@ -257,23 +267,24 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     for group in complete.chunks(chunk) {
         let loaded: Vec<Loaded> = group
             .par_iter()
-            .map(|b| load_one(b, opts, &cached, previous.as_ref(), &encoder))
+            .map(|b| load_one(b, opts, &cached, previous.as_ref(), encoder.as_ref()))
             .collect();
         for (b, l) in group.iter().zip(loaded) {
             bar.inc(1);
             match l {
                 Loaded::Skipped(p) => problems.push(p),
                 Loaded::Cached(key, red, groups) => {
-                    let prev = previous.as_ref().expect("cached only with a previous file");
-                    writer
-                        .append(key.clone(), Source::Copy(prev, groups))
-                        .map_err(|e| werr(&unprocessed_path, &e))?;
+                    if let Some(w) = writer.as_mut() {
+                        let prev = previous.as_ref().expect("cached only with a previous file");
+                        w.append(key.clone(), Source::Copy(prev, groups))
+                            .map_err(|e| werr(&unprocessed_path, &e))?;
+                    }
                     reductions.push((b.rel.clone(), key, red));
                 }
                 Loaded::Fresh(key, red, rows) => {
                     n_read += 1;
-                    writer
-                        .append(key.clone(), rows)
+                    let w = writer.as_mut().expect("fresh batches only when writing");
+                    w.append(key.clone(), rows)
                         .map_err(|e| werr(&unprocessed_path, &e))?;
                     reductions.push((b.rel.clone(), key, red));
                 }
@@ -316,7 +327,11 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     // metrics_unprocessed.parquet: rewrite once more only if the combined run_uuid differs from
     // the guess or a batch was rejected while merging.
     timer.lap("merge + stats");
-    let unprocessed = writer.finish().map_err(|e| werr(&unprocessed_path, &e))?;
+    drop(previous); // release the old file before it is replaced
+    let unprocessed = match writer {
+        Some(w) => w.finish().map_err(|e| werr(&unprocessed_path, &e))?,
+        None => unprocessed_path.clone(),
+    };
     if results.run_uuid != guess || !rejected.is_empty() {
         let prev =
             PreviousFile::open(&unprocessed).ok_or_else(|| werr(&unprocessed, &"cannot reopen"))?;
@@ -379,12 +394,20 @@ impl PhaseTimer {
     }
 }
 
+/// The keys of the complete batches, `None` where metrics.parquet cannot be stat'ed.
+fn complete_keys(complete: &[&run_dir::BatchDir]) -> Vec<Option<BatchKey>> {
+    complete
+        .par_iter()
+        .map(|b| BatchKey::of(&b.rel, &b.dir.join(run_dir::METRICS)).ok())
+        .collect()
+}
+
 fn load_one(
     b: &run_dir::BatchDir,
     opts: &Options,
     cached: &cache::Cache,
     previous: Option<&PreviousFile>,
-    encoder: &unprocessed::Encoder,
+    encoder: Option<&unprocessed::Encoder>,
 ) -> Loaded {
     let metrics = b.dir.join(run_dir::METRICS);
     let skipped = |path: String, message: String| {
@@ -410,6 +433,12 @@ fn load_one(
             return Loaded::Cached(key, red.clone(), groups.to_vec());
         }
     }
+    let Some(encoder) = encoder else {
+        return skipped(
+            format!("{}/{}", b.rel, run_dir::METRICS),
+            "changed while aggregate was running; rerun aggregate to include it".into(),
+        );
+    };
     // Files with drivekit's exact schema are copied chunk by chunk; others are re-encoded.
     let input = encoder.compatible_input(&metrics);
     let result = load::reduce_batch(&metrics, &opts.chain, input.is_none())
@@ -512,7 +541,7 @@ fn guess_run_uuid(layout: &RunLayout, cached: &cache::Cache) -> String {
     summary::combine_run_uuids(uuids.iter().map(String::as_str))
 }
 
-/// Per-scene problem counts, for reports.
+/// Number of problems of each kind, for summaries.
 pub fn problems_by_kind(problems: &[Problem]) -> BTreeMap<ProblemKind, usize> {
     let mut m = BTreeMap::new();
     for p in problems {

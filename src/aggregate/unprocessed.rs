@@ -75,6 +75,8 @@ pub struct PreviousFile {
     file: File,
     meta: ParquetMetaData,
     by_key: HashMap<BatchKey, Vec<usize>>,
+    /// Batches in file order (each once).
+    order: Vec<BatchKey>,
 }
 
 impl PreviousFile {
@@ -90,10 +92,38 @@ impl PreviousFile {
             return None;
         }
         let mut by_key: HashMap<BatchKey, Vec<usize>> = HashMap::new();
+        let mut order: Vec<BatchKey> = Vec::new();
         for (i, k) in keys.into_iter().enumerate() {
+            if order.last() != Some(&k) {
+                order.push(k.clone());
+            }
             by_key.entry(k).or_default().push(i);
         }
-        Some(PreviousFile { file, meta, by_key })
+        Some(PreviousFile {
+            file,
+            meta,
+            by_key,
+            order,
+        })
+    }
+
+    /// True when this file holds exactly the batches `keys` (in order), all of them are in
+    /// `cache`, and it was written with `run_uuid`: then it needs no rewrite.
+    pub fn unchanged(
+        &self,
+        keys: &[Option<BatchKey>],
+        cache: &super::cache::Cache,
+        run_uuid: &str,
+    ) -> bool {
+        let kv = self.meta.file_metadata().key_value_metadata();
+        let uuid = kv.and_then(|kv| kv.iter().find(|k| k.key == KV_RUN_UUID)?.value.as_deref());
+        uuid == Some(run_uuid)
+            && self.order.len() == keys.len()
+            && self
+                .order
+                .iter()
+                .zip(keys)
+                .all(|(a, b)| b.as_ref() == Some(a) && cache.contains_key(a))
     }
 
     /// The row groups holding `key`, if the previous file has it.

@@ -1,4 +1,4 @@
-//! Presentation helpers shared by the binaries: progress bars, number formatting, plot fonts.
+//! Presentation helpers shared by the stages: progress bars and number formatting.
 
 pub mod format;
 pub mod progress;
