@@ -83,14 +83,16 @@ pub fn arrow_schema() -> SchemaRef {
 }
 
 /// Compression of metrics files written by drivekit.
-pub const COMPRESSION: Compression = Compression::SNAPPY;
+pub fn compression() -> Compression {
+    Compression::ZSTD(parquet::basic::ZstdLevel::try_new(1).expect("1 is a valid zstd level"))
+}
 
 /// Writer settings for metrics files: dictionary encoding on (every string column is highly
 /// repetitive), Snappy compression (fast to write and read), large row groups.
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
-        .set_compression(COMPRESSION)
+        .set_compression(compression())
         .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("drivekit {}", env!("CARGO_PKG_VERSION")))
         .build()

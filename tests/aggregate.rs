@@ -449,7 +449,10 @@ fn incremental_rerun_reads_only_new_batches_and_matches_a_cold_run() {
     let again = aggregate::run(&quiet(&root)).unwrap();
     assert_eq!(again.n_batches_read, 0);
     assert_eq!(fs::metadata(&unp).unwrap().modified().unwrap(), before);
-    assert_eq!(serde_json::to_string(&again.results).unwrap(), serde_json::to_string(&first.results).unwrap());
+    assert_eq!(
+        serde_json::to_string(&again.results).unwrap(),
+        serde_json::to_string(&first.results).unwrap()
+    );
     r(&[
         rs,
         "--scenes",

@@ -379,7 +379,7 @@ fn constant_run_uuid_chunk(
     let arr: ArrayRef = Arc::new(DictionaryArray::try_new(keys, values).map_err(other)?);
     let batch = RecordBatch::try_new(schema.clone(), vec![arr]).map_err(other)?;
     let props = WriterProperties::builder()
-        .set_compression(metrics_file::COMPRESSION)
+        .set_compression(metrics_file::compression())
         .set_max_row_group_row_count(None)
         .build();
     let opts = ArrowWriterOptions::new()
