@@ -56,20 +56,58 @@ where
             fs::create_dir_all(parent)?;
         }
     }
-    let tmp = temp_path(path);
-    let result = (|| {
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        fill(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        if durability == Durability::Synced {
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let tmp = TempFile::for_target(path);
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(tmp.path())?);
+    fill(&mut w)?;
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    if durability == Durability::Synced {
+        file.sync_all()?;
     }
-    result
+    drop(file);
+    tmp.persist(path)
+}
+
+/// A temporary file that is removed when dropped, unless [`persist`](TempFile::persist) renamed
+/// it into place first: an early return never leaves `.name.tmp-<pid>` files behind.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    /// Guards the temporary sibling of `target` (see [`temp_path`]).
+    pub fn for_target(target: &Path) -> TempFile {
+        TempFile {
+            path: temp_path(target),
+            armed: true,
+        }
+    }
+
+    /// Guards an explicitly chosen temporary path (e.g. one that must keep an extension).
+    pub fn at(path: PathBuf) -> TempFile {
+        TempFile { path, armed: true }
+    }
+
+    /// The temporary path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the temporary file to `target`.
+    pub fn persist(mut self, target: &Path) -> io::Result<()> {
+        fs::rename(&self.path, target)?;
+        self.armed = false;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 #[cfg(test)]

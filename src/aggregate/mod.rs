@@ -201,34 +201,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         message: e.to_string(),
     };
 
-    let mut failed_rollouts = Vec::new();
-    let mut complete = Vec::new();
-    for b in &layout.batches {
-        match &b.state {
-            BatchState::Complete => complete.push(b),
-            BatchState::Incomplete => problems.push(Problem {
-                kind: ProblemKind::IncompleteBatch,
-                path: b.rel.clone(),
-                message: "no _complete marker (interrupted or still running); left out of the results".into(),
-            }),
-            BatchState::Failed(f) => {
-                let ids = if f.rollout_ids.is_empty() { vec![format!("{}-?", b.batch_uuid)] } else { f.rollout_ids.clone() };
-                for r in ids {
-                    failed_rollouts.push(FailedRollout {
-                        clipgt_id: b.scene_id.clone(),
-                        rollout_id: r,
-                        error: f.error.clone(),
-                        batch: b.rel.clone(),
-                    });
-                }
-            }
-            BatchState::FailedUnreadable(msg) => problems.push(Problem {
-                kind: ProblemKind::SkippedFile,
-                path: format!("{}/{}", b.rel, run_dir::FAILED),
-                message: format!("batch marked failed but its _failed.json is unreadable ({msg}); its rollouts are not counted"),
-            }),
-        }
-    }
+    let (complete, failed_rollouts) = classify(&layout, &mut problems);
 
     let cache_path = out_dir.join(cache::FILE);
     let unprocessed_path = out_dir.join(export::UNPROCESSED);
@@ -333,19 +306,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         None => unprocessed_path.clone(),
     };
     if results.run_uuid != guess || !rejected.is_empty() {
-        let prev =
-            PreviousFile::open(&unprocessed).ok_or_else(|| werr(&unprocessed, &"cannot reopen"))?;
-        let mut w = UnprocessedWriter::create(&unprocessed, &results.run_uuid)
-            .map_err(|e| werr(&unprocessed, &e))?;
-        for (rel, key, _) in &reductions {
-            if rejected.contains(rel) {
-                continue;
-            }
-            let groups = prev.row_groups(key).expect("written above").to_vec();
-            w.append(key.clone(), Source::Copy(&prev, groups))
-                .map_err(|e| werr(&unprocessed, &e))?;
-        }
-        w.finish().map_err(|e| werr(&unprocessed, &e))?;
+        rewrite_unprocessed(&unprocessed, &results.run_uuid, &reductions, &rejected)?;
     }
 
     timer.lap("unprocessed footer");
@@ -392,6 +353,69 @@ impl PhaseTimer {
             *t = std::time::Instant::now();
         }
     }
+}
+
+/// Splits the batches by marker: complete ones to read, failed ones' rollouts, and incomplete
+/// or unreadable markers as problems.
+fn classify<'a>(
+    layout: &'a RunLayout,
+    problems: &mut Vec<Problem>,
+) -> (Vec<&'a run_dir::BatchDir>, Vec<FailedRollout>) {
+    let mut failed_rollouts = Vec::new();
+    let mut complete = Vec::new();
+    for b in &layout.batches {
+        match &b.state {
+            BatchState::Complete => complete.push(b),
+            BatchState::Incomplete => problems.push(Problem {
+                kind: ProblemKind::IncompleteBatch,
+                path: b.rel.clone(),
+                message: "no _complete marker (interrupted or still running); left out of the results".into(),
+            }),
+            BatchState::Failed(f) => {
+                let ids = if f.rollout_ids.is_empty() { vec![format!("{}-?", b.batch_uuid)] } else { f.rollout_ids.clone() };
+                for r in ids {
+                    failed_rollouts.push(FailedRollout {
+                        clipgt_id: b.scene_id.clone(),
+                        rollout_id: r,
+                        error: f.error.clone(),
+                        batch: b.rel.clone(),
+                    });
+                }
+            }
+            BatchState::FailedUnreadable(msg) => problems.push(Problem {
+                kind: ProblemKind::SkippedFile,
+                path: format!("{}/{}", b.rel, run_dir::FAILED),
+                message: format!("batch marked failed but its _failed.json is unreadable ({msg}); its rollouts are not counted"),
+            }),
+        }
+    }
+    (complete, failed_rollouts)
+}
+
+/// Rewrites metrics_unprocessed.parquet with another run_uuid and without the rejected batches,
+/// copying the encoded rows of the others.
+fn rewrite_unprocessed(
+    path: &Path,
+    run_uuid: &str,
+    reductions: &[(String, BatchKey, BatchReduction)],
+    rejected: &BTreeSet<String>,
+) -> Result<(), Error> {
+    let werr = |e: &dyn std::fmt::Display| Error::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let prev = PreviousFile::open(path).ok_or_else(|| werr(&"cannot reopen"))?;
+    let mut w = UnprocessedWriter::create(path, run_uuid).map_err(|e| werr(&e))?;
+    for (rel, key, _) in reductions {
+        if rejected.contains(rel) {
+            continue;
+        }
+        let groups = prev.row_groups(key).expect("written above").to_vec();
+        w.append(key.clone(), Source::Copy(&prev, groups))
+            .map_err(|e| werr(&e))?;
+    }
+    w.finish().map_err(|e| werr(&e))?;
+    Ok(())
 }
 
 /// The keys of the complete batches, `None` where metrics.parquet cannot be stat'ed.

@@ -190,7 +190,7 @@ pub struct UnprocessedWriter {
     factory: Arc<ArrowRowGroupWriterFactory>,
     descr: SchemaDescPtr,
     keys: Vec<BatchKey>,
-    tmp: PathBuf,
+    tmp: fsutil::TempFile,
     path: PathBuf,
     run_uuid: String,
     /// Encoded constant run_uuid chunks by row count: most batches share a row count, and
@@ -205,11 +205,11 @@ fn other(e: impl std::fmt::Display) -> ParquetError {
 impl UnprocessedWriter {
     /// Starts writing `path` (through a temporary sibling), with `run_uuid` in every row.
     pub fn create(path: &Path, run_uuid: &str) -> Result<UnprocessedWriter, ParquetError> {
-        let tmp = fsutil::temp_path(path);
+        let tmp = fsutil::TempFile::for_target(path);
         if let Some(p) = path.parent() {
             fs::create_dir_all(p).map_err(other)?;
         }
-        let file = File::create(&tmp).map_err(other)?;
+        let file = File::create(tmp.path()).map_err(other)?;
         let schema = metrics_file::arrow_schema();
         let props = Arc::new(metrics_file::writer_properties());
         let descr = ArrowSchemaConverter::new()
@@ -319,13 +319,8 @@ impl UnprocessedWriter {
         let file = inner.into_inner().map_err(|e| other(e.error()))?;
         // Derived output: renamed into place without fsync (see fsutil::Durability).
         drop(file);
-        fs::rename(&self.tmp, &self.path).map_err(other)?;
+        self.tmp.persist(&self.path).map_err(other)?;
         Ok(self.path)
-    }
-
-    /// Abandons the file.
-    pub fn abort(self) {
-        let _ = fs::remove_file(&self.tmp);
     }
 }
 

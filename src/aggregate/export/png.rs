@@ -8,6 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::aggregate::Outcome;
+use crate::fsutil;
 use crate::report::format::num;
 
 const FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
@@ -39,9 +40,10 @@ pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".tmp-{}-{name}", std::process::id()));
+    let tmp =
+        fsutil::TempFile::at(path.with_file_name(format!(".tmp-{}-{name}", std::process::id())));
     {
-        let root = BitMapBackend::new(&tmp, (w, h)).into_drawing_area();
+        let root = BitMapBackend::new(tmp.path(), (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(io)?;
         let (title, body) = root.split_vertically(60);
         title
@@ -70,7 +72,7 @@ pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
         }
         root.present().map_err(io)?;
     }
-    std::fs::rename(&tmp, path)
+    tmp.persist(path)
 }
 
 fn draw_panel<DB: DrawingBackend>(
