@@ -131,4 +131,18 @@ mod tests {
             "temp file removed"
         );
     }
+
+    #[test]
+    fn temp_file_is_removed_unless_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        let t = TempFile::for_target(&target);
+        fs::write(t.path(), b"x").unwrap();
+        drop(t);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let t = TempFile::for_target(&target);
+        fs::write(t.path(), b"y").unwrap();
+        t.persist(&target).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"y");
+    }
 }
