@@ -155,8 +155,8 @@ pub fn synthetic_rollout(
     let (clipgt_id, rollout_id, run_uuid) = ids;
     let mut rng = Rng::new(seed);
     let n = spec.steps;
-    let speed = 4.0 + 10.0 * rng.f64();
     let gt_speed = 5.0 + 8.0 * rng.f64();
+    let speed = gt_speed * (0.6 + 0.45 * rng.f64());
     let dt = spec.step_us as f64 / 1e6;
     let gt_total = gt_speed * dt * n as f64;
     let collide_at = (rng.f64() < 0.08).then(|| 5 + (rng.next_u64() as usize % n.max(6)));
@@ -183,7 +183,7 @@ pub fn synthetic_rollout(
         vals[6] = lateral;
         vals[7] = (dist - gt_speed * tf).abs() + lateral;
         vals[8] = dist;
-        vals[9] = dist / gt_total;
+        vals[9] = (dist / gt_total).min(1.0);
         vals[10] = dist;
         vals[11] = gt_speed * tf;
         vals[12] = 0.3 * rng.f64();
