@@ -13,7 +13,7 @@ demo:
 
 ## test: every test (unit, integration, Python readers of the Parquet outputs)
 test:
-	$(CARGO) test --all-targets
+	$(CARGO) test --lib --bins --tests
 	$(CARGO) test --doc
 
 ## lint: formatting and clippy with warnings as errors
