@@ -32,6 +32,7 @@ use serde::Serialize;
 
 use crate::config::WizardConfig;
 use crate::report::progress;
+use crate::report::timing::PhaseTimer;
 use crate::run_dir::{self, BatchState, RunLayout};
 use load::BatchReduction;
 use summary::RunResults;
@@ -205,7 +206,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
 
     let cache_path = out_dir.join(cache::FILE);
     let unprocessed_path = out_dir.join(export::UNPROCESSED);
-    let mut timer = PhaseTimer::from_env();
+    let mut timer = PhaseTimer::from_env("");
     let cached = if opts.use_cache {
         cache::load(&cache_path, &opts.chain)
     } else {
@@ -338,21 +339,6 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     }
     timer.lap("cache save");
     Ok(outcome)
-}
-
-/// Phase durations on stderr when `DRIVEKIT_TIMINGS` is set (a profiling aid).
-struct PhaseTimer(Option<std::time::Instant>);
-
-impl PhaseTimer {
-    fn from_env() -> PhaseTimer {
-        PhaseTimer(std::env::var_os("DRIVEKIT_TIMINGS").map(|_| std::time::Instant::now()))
-    }
-    fn lap(&mut self, phase: &str) {
-        if let Some(t) = self.0.as_mut() {
-            eprintln!("timing: {phase:<28} {:8.3} s", t.elapsed().as_secs_f64());
-            *t = std::time::Instant::now();
-        }
-    }
 }
 
 /// Splits the batches by marker: complete ones to read, failed ones' rollouts, and incomplete

@@ -34,12 +34,7 @@ pub fn write_all(
     let p = |n: &str| dir.join(n);
     let e = |path: PathBuf| move |err: std::io::Error| (path, err.to_string());
     // Videos first: dangling ones become problems that the reports list.
-    let t = std::time::Instant::now();
-    let lap = |what: &str| {
-        if std::env::var_os("DRIVEKIT_TIMINGS").is_some() {
-            eprintln!("timing:   {what:<26} {:8.3} s", t.elapsed().as_secs_f64());
-        }
-    };
+    let mut timer = crate::report::timing::PhaseTimer::from_env("  ");
     let video_report = videos::link(
         &opts.run_dir,
         &dir,
@@ -50,15 +45,16 @@ pub fn write_all(
     .map_err(e(p("videos")))?;
     outcome.problems.extend(video_report.problems);
     outcome.problems.sort();
-    lap("videos");
+    timer.lap("videos");
     tables::write_results(&p(RESULTS), outcome).map_err(e(p(RESULTS)))?;
     tables::write_by_scene(&p(RESULTS_BY_SCENE), outcome).map_err(e(p(RESULTS_BY_SCENE)))?;
-    lap("tables");
+    timer.lap("tables");
     json::write(&p(SUMMARY_JSON), outcome, &video_report.links).map_err(e(p(SUMMARY_JSON)))?;
-    lap("json");
+    timer.lap("json");
     txt::write(&p(TXT), outcome, opts).map_err(e(p(TXT)))?;
-    lap("txt");
+    timer.lap("txt");
     png::write(&p(PNG), outcome).map_err(e(p(PNG)))?;
+    timer.lap("png");
     Ok(vec![
         p(RESULTS),
         p(RESULTS_BY_SCENE),
