@@ -18,3 +18,4 @@ pub mod metrics;
 pub mod metrics_file;
 pub mod report;
 pub mod run_dir;
+pub mod scene;

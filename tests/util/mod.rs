@@ -64,6 +64,7 @@ pub fn bin(name: &str, args: &[&str]) -> Output {
     let exe = match name {
         "aggregate" => env!("CARGO_BIN_EXE_aggregate"),
         "drivekit-fixtures" => env!("CARGO_BIN_EXE_drivekit-fixtures"),
+        "simulate" => env!("CARGO_BIN_EXE_simulate"),
         other => panic!("unknown binary {other}"),
     };
     Command::new(exe).args(args).output().expect("binary runs")

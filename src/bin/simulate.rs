@@ -1,0 +1,87 @@
+//! `simulate`: closed-loop simulation of scene shards (issue #4, in progress). Available now:
+//! `simulate import` (public datasets → drivekit scenes) and `simulate scene-info`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use drivekit::scene::{self, Scene};
+
+/// Simulate driving policies on real scenes (scene import available; the simulation loop is
+/// being built in issue #4).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Convert a public-dataset scene into drivekit's scene format (`<scene_id>.dkscene`).
+    Import {
+        /// Dataset format of INPUT.
+        kind: Kind,
+        /// Input: for av2-forecasting, the directory holding scenario_<id>.parquet and
+        /// log_map_archive_<id>.json.
+        input: PathBuf,
+        /// Output directory.
+        #[arg(short, long, default_value = "fixtures/scenes")]
+        out: PathBuf,
+    },
+    /// Print a summary of a .dkscene file.
+    SceneInfo {
+        /// Scene file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    /// Argoverse 2 motion-forecasting scenario (parquet + map JSON).
+    Av2Forecasting,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("simulate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn summary(s: &Scene) -> String {
+    let dur =
+        (s.timestamps_us.last().unwrap_or(&0) - s.timestamps_us.first().unwrap_or(&0)) as f64 / 1e6;
+    format!(
+        "{}: {} timestamps ({dur:.1} s), ego observed {} times, {} agents, {} lanes, {} drivable areas, {} crosswalks\n  source: {}",
+        s.scene_id,
+        s.timestamps_us.len(),
+        s.ego.n_valid(),
+        s.agents.len(),
+        s.map.lanes.len(),
+        s.map.drivable_areas.len(),
+        s.map.crosswalks.len(),
+        s.source
+    )
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Import { kind, input, out } => {
+            let scene = match kind {
+                Kind::Av2Forecasting => scene::av2::import_forecasting_dir(&input)?,
+            };
+            let path = out.join(format!("{}.{}", scene.scene_id, scene::EXTENSION));
+            scene
+                .save(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("{}\n  written to {}", summary(&scene), path.display());
+        }
+        Command::SceneInfo { file } => println!("{}", summary(&Scene::load(&file)?)),
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Importing real Argoverse 2 data from `../shared/data` (CI has shared/ beside the clone).
+
+use std::path::PathBuf;
+
+use drivekit::scene::{av2, AgentClass, Scene};
+
+fn av2_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/av2/forecasting/0a1e6f0a-1817-4a98-b02e-db8c9327d151")
+}
+
+#[test]
+fn av2_forecasting_scenario_imports_with_its_tracks_and_map() {
+    let s = av2::import_forecasting_dir(&av2_dir()).expect("shared/data holds the AV2 scenario");
+    // data/README.md: 11 s at 10 Hz (timesteps 0–109), 58 tracks, ego track `AV`.
+    assert_eq!(s.scene_id, "0a1e6f0a-1817-4a98-b02e-db8c9327d151");
+    assert_eq!(s.timestamps_us.len(), 110);
+    assert_eq!(s.timestamps_us[1] - s.timestamps_us[0], 100_000);
+    assert_eq!(s.agents.len() + 1, 58);
+    assert_eq!(s.ego.id, "EGO");
+    assert_eq!(s.ego.n_valid(), 110, "the ego is observed throughout");
+    assert_eq!(
+        (
+            s.map.lanes.len(),
+            s.map.drivable_areas.len(),
+            s.map.crosswalks.len()
+        ),
+        (71, 2, 6)
+    );
+    let peds = s
+        .agents
+        .iter()
+        .filter(|a| a.class == AgentClass::Pedestrian)
+        .count();
+    assert!(peds > 0);
+    // Track 138902 is observed at timesteps 0..=48 (49 rows).
+    let t = s.agents.iter().find(|a| a.id == "138902").unwrap();
+    assert_eq!(t.n_valid(), 49);
+    assert!(t.valid[48] && !t.valid[49]);
+    assert!((t.x[0] - -436.089883).abs() < 1e-6 && (t.y[0] - 1311.189865).abs() < 1e-6);
+    // Crosswalk polygons close edge1 with edge2 reversed: 4 corners for 2-point edges.
+    assert!(s.map.crosswalks.iter().all(|c| c.points.len() >= 4));
+
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.dkscene");
+    s.save(&p).unwrap();
+    assert_eq!(Scene::load(&p).unwrap(), s);
+}
+
+#[test]
+fn simulate_import_cli_writes_a_scene_and_names_bad_input() {
+    let d = tempfile::tempdir().unwrap();
+    let exe = env!("CARGO_BIN_EXE_simulate");
+    let out = std::process::Command::new(exe)
+        .args([
+            "import",
+            "av2-forecasting",
+            av2_dir().to_str().unwrap(),
+            "-o",
+            d.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = d
+        .path()
+        .join("0a1e6f0a-1817-4a98-b02e-db8c9327d151.dkscene");
+    assert!(file.exists());
+    let info = std::process::Command::new(exe)
+        .args(["scene-info", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("57 agents, 71 lanes"));
+
+    // A directory without the two files, and a malformed map.
+    let out = std::process::Command::new(exe)
+        .args(["import", "av2-forecasting", d.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected scenario_<id>.parquet"));
+    let bad = d.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(
+        av2_dir().join("scenario_0a1e6f0a-1817-4a98-b02e-db8c9327d151.parquet"),
+        bad.join("scenario_x.parquet"),
+    )
+    .unwrap();
+    std::fs::write(bad.join("log_map_archive_x.json"), "{\"lane_segments\": [").unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["import", "av2-forecasting", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("log_map_archive_x.json") && err.contains("invalid Argoverse 2 map JSON"),
+        "{err}"
+    );
+}
