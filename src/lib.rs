@@ -5,7 +5,7 @@
 //! Stages talk only through files in AlpaSim's run-directory layout, so each reruns alone.
 //!
 //! Layers, bottom to top: formats and plumbing ([`fsutil`], [`config`], [`run_dir`],
-//! [`metrics_file`], [`report`]); metric vocabulary ([`metrics`]); file consumers
+//! [`metrics_file`], [`report`], [`scene`]); metric vocabulary ([`metrics`]); file consumers
 //! ([`aggregate`]); test and benchmark data ([`fixtures`]). Binaries in `src/bin/` only parse
 //! flags and call one of these.
 #![warn(missing_docs)]

@@ -102,3 +102,54 @@ fn simulate_import_cli_writes_a_scene_and_names_bad_input() {
         "{err}"
     );
 }
+
+fn nuplan_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nuplan_metric_cases")
+}
+
+#[test]
+fn nuplan_metric_cases_import_with_rear_axle_converted_to_box_centre() {
+    use drivekit::scene::nuplan_case;
+    let f = nuplan_dir().join("no_ego_at_fault_collision/active_rear_collision.json");
+    let s = nuplan_case::import_case(&f).unwrap();
+    assert_eq!(
+        s.scene_id,
+        "nuplan-no_ego_at_fault_collision-active_rear_collision"
+    );
+    // ego at t = 1 s plus two future states
+    assert_eq!(s.timestamps_us, vec![1_000_000, 2_000_000, 3_000_000]);
+    // Box centre = rear axle + (4.049 − 1.127)/2 m along the heading −2.0085689660475055 rad.
+    let h: f64 = -2.0085689660475055;
+    assert!((s.ego.x[0] - (664751.662199684 + 1.461 * h.cos())).abs() < 1e-9);
+    assert!((s.ego.y[0] - (3999461.989363281 + 1.461 * h.sin())).abs() < 1e-9);
+    assert!((s.ego.length_m - 5.176).abs() < 1e-12 && s.ego.width_m == 2.297);
+    // Ego velocity [5, 0] in its own frame → 5 m/s along the heading.
+    assert!((s.ego.vx[0] - 5.0 * h.cos()).abs() < 1e-12);
+    // size = [width, length]
+    let v = s.agents.iter().find(|a| a.id == "vehicle-1").unwrap();
+    assert_eq!((v.width_m, v.length_m), (2.0, 4.7));
+    assert!(v.valid.iter().all(|&x| x));
+
+    // Every case imports, including those whose expected values hold Python's Infinity.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args([
+            "import",
+            "nuplan-case",
+            nuplan_dir().to_str().unwrap(),
+            "-o",
+        ])
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("written to")
+            .count(),
+        8
+    );
+}

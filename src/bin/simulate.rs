@@ -24,7 +24,7 @@ enum Command {
         /// Dataset format of INPUT.
         kind: Kind,
         /// Input: for av2-forecasting, the directory holding scenario_<id>.parquet and
-        /// log_map_archive_<id>.json.
+        /// log_map_archive_<id>.json; for nuplan-case, a case JSON or a directory of them.
         input: PathBuf,
         /// Output directory.
         #[arg(short, long, default_value = "fixtures/scenes")]
@@ -41,6 +41,8 @@ enum Command {
 enum Kind {
     /// Argoverse 2 motion-forecasting scenario (parquet + map JSON).
     Av2Forecasting,
+    /// nuPlan devkit metric test case (one JSON file, or a directory searched for *.json).
+    NuplanCase,
 }
 
 fn main() -> ExitCode {
@@ -69,17 +71,49 @@ fn summary(s: &Scene) -> String {
     )
 }
 
+/// `input` itself when it is a file, else every *.json below it, sorted.
+fn json_files(input: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    if input.is_file() {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![input.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    anyhow::ensure!(
+        !out.is_empty(),
+        "{}: no .json case files found",
+        input.display()
+    );
+    Ok(out)
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Import { kind, input, out } => {
-            let scene = match kind {
-                Kind::Av2Forecasting => scene::av2::import_forecasting_dir(&input)?,
+            let scenes = match kind {
+                Kind::Av2Forecasting => vec![scene::av2::import_forecasting_dir(&input)?],
+                Kind::NuplanCase => json_files(&input)?
+                    .iter()
+                    .map(|f| scene::nuplan_case::import_case(f))
+                    .collect::<Result<_, _>>()?,
             };
-            let path = out.join(format!("{}.{}", scene.scene_id, scene::EXTENSION));
-            scene
-                .save(&path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            println!("{}\n  written to {}", summary(&scene), path.display());
+            for scene in scenes {
+                let path = out.join(format!("{}.{}", scene.scene_id, scene::EXTENSION));
+                scene
+                    .save(&path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{}\n  written to {}", summary(&scene), path.display());
+            }
         }
         Command::SceneInfo { file } => println!("{}", summary(&Scene::load(&file)?)),
     }
