@@ -14,6 +14,7 @@ pub mod aggregate;
 pub mod config;
 pub mod fixtures;
 pub mod fsutil;
+pub mod geometry;
 pub mod metrics;
 pub mod metrics_file;
 pub mod report;

@@ -153,3 +153,35 @@ fn nuplan_metric_cases_import_with_rear_axle_converted_to_box_centre() {
         8
     );
 }
+
+/// The collision cases' first frame, checked with drivekit's separating-axis test: nuPlan
+/// counts one at-fault collision in active_front_collision and reports TTC 0 in in_collision
+/// (both need an overlap at t0); no_collision has none.
+#[test]
+fn nuplan_collision_cases_overlap_where_nuplan_says_so() {
+    use drivekit::geometry::OrientedBox;
+    use drivekit::scene::nuplan_case;
+    let overlapping_at_t0 = |case: &str| -> Vec<String> {
+        let s = nuplan_case::import_case(&nuplan_dir().join(case)).unwrap();
+        let bx = |t: &drivekit::scene::Track| OrientedBox {
+            x: t.x[0],
+            y: t.y[0],
+            yaw: t.yaw[0],
+            length: t.length_m,
+            width: t.width_m,
+        };
+        let ego = bx(&s.ego);
+        s.agents
+            .iter()
+            .filter(|a| a.valid[0] && ego.overlaps(&bx(a)))
+            .map(|a| a.id.clone())
+            .collect()
+    };
+    assert_eq!(
+        overlapping_at_t0("no_ego_at_fault_collision/active_front_collision.json").len(),
+        1
+    );
+    assert!(overlapping_at_t0("no_ego_at_fault_collision/no_collision.json").is_empty());
+    assert!(!overlapping_at_t0("time_to_collision_within_bound/in_collision.json").is_empty());
+    assert!(overlapping_at_t0("time_to_collision_within_bound/no_collisions.json").is_empty());
+}
