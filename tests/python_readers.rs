@@ -61,3 +61,28 @@ fn metrics_written_by_polars_are_aggregated() {
         String::from_utf8_lossy(&py.stderr)
     );
 }
+
+/// drivekit against AlpaSim's pipeline evaluated by polars on a seeded random run (see the
+/// script's docstring).
+#[test]
+fn means_stds_and_quantiles_match_alpasim_semantics_in_polars() {
+    let d = tempfile::tempdir().unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/alpasim_reference.py"
+    );
+    let py = Command::new("python3")
+        .args([
+            script,
+            env!("CARGO_BIN_EXE_aggregate"),
+            d.path().to_str().unwrap(),
+        ])
+        .output()
+        .expect("python3 is installed (see .ci/run)");
+    assert!(
+        py.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+}
