@@ -20,3 +20,4 @@ pub mod metrics_file;
 pub mod report;
 pub mod run_dir;
 pub mod scene;
+pub mod sim_config;

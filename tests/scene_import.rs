@@ -185,3 +185,36 @@ fn nuplan_collision_cases_overlap_where_nuplan_says_so() {
     assert!(!overlapping_at_t0("time_to_collision_within_bound/in_collision.json").is_empty());
     assert!(overlapping_at_t0("time_to_collision_within_bound/no_collisions.json").is_empty());
 }
+
+#[test]
+fn check_config_prints_the_clock_table_or_names_the_broken_key() {
+    let d = tempfile::tempdir().unwrap();
+    let ok = d.path().join("ok.yaml");
+    std::fs::write(&ok, "control_timestep_us: 100002\nframe_interval_us: 33334\negopose_interval_us: 100002\ntime_start_offset_us: 300006\ndriver:\n  inference:\n    Cframes_subsample: 3\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .arg("--check-config")
+        .arg(&ok)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the clocks line up"));
+    let bad = d.path().join("bad.yaml");
+    std::fs::write(&bad, "time_start_offset_us: 250000\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .arg("--check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml")
+            && err.contains("time_start_offset_us = 250000")
+            && err.contains("use 200000 or 300000"),
+        "{err}"
+    );
+}

@@ -13,8 +13,11 @@ use drivekit::scene::{self, Scene};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    /// Check a wizard-config.yaml against the clock rules, print its clock table and exit.
+    #[arg(long, value_name = "WIZARD_CONFIG")]
+    check_config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,7 +101,16 @@ fn json_files(input: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    match args.command {
+    if let Some(path) = &args.check_config {
+        let cfg = drivekit::sim_config::SimConfig::load(path)?;
+        print!("{}", cfg.clock_table());
+        println!("{}: the clocks line up", path.display());
+        return Ok(());
+    }
+    let Some(command) = args.command else {
+        anyhow::bail!("nothing to do: give --check-config FILE or a subcommand (see --help)");
+    };
+    match command {
         Command::Import { kind, input, out } => {
             let scenes = match kind {
                 Kind::Av2Forecasting => vec![scene::av2::import_forecasting_dir(&input)?],
