@@ -4,9 +4,21 @@ use std::path::PathBuf;
 
 use drivekit::scene::{av2, AgentClass, Scene};
 
+/// `shared/data` beside the checkout (CI lays it there), or `$DRIVEKIT_SHARED_DATA`.
+fn shared_data() -> PathBuf {
+    let dir = std::env::var_os("DRIVEKIT_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    assert!(
+        dir.is_dir(),
+        "{} not found: these tests read the real datasets in shared/data (set DRIVEKIT_SHARED_DATA)",
+        dir.display()
+    );
+    dir
+}
+
 fn av2_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/av2/forecasting/0a1e6f0a-1817-4a98-b02e-db8c9327d151")
+    shared_data().join("av2/forecasting/0a1e6f0a-1817-4a98-b02e-db8c9327d151")
 }
 
 #[test]
@@ -104,7 +116,7 @@ fn simulate_import_cli_writes_a_scene_and_names_bad_input() {
 }
 
 fn nuplan_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nuplan_metric_cases")
+    shared_data().join("nuplan_metric_cases")
 }
 
 #[test]
