@@ -230,3 +230,52 @@ fn check_config_prints_the_clock_table_or_names_the_broken_key() {
         "{err}"
     );
 }
+
+#[test]
+fn av2_sensor_log_imports_into_the_city_frame() {
+    use drivekit::scene::av2_sensor;
+    let dir = shared_data().join("av2/sensor_log");
+    let s = av2_sensor::import_sensor_log_dir(&dir).unwrap();
+    // data/README.md: 156 annotation timestamps, 146 tracks, ~15.9 s, Pittsburgh.
+    assert_eq!(s.scene_id, "adcf7d18-0510-35b0-a2fa-b4cea13a6d76");
+    assert_eq!(s.timestamps_us.len(), 156);
+    assert_eq!(s.agents.len(), 146);
+    let dur = (s.timestamps_us[155] - s.timestamps_us[0]) as f64 / 1e6;
+    assert!((15.0..16.5).contains(&dur), "{dur}");
+    assert_eq!(s.ego.n_valid(), 156);
+    // Ego speed from finite differences stays within urban driving speeds.
+    let speed = |i: usize| s.ego.vx[i].hypot(s.ego.vy[i]);
+    assert!((0..156).all(|i| speed(i) < 30.0));
+    // Cuboids in the city frame lie near the ego (annotations reach ~100 m around it).
+    for a in &s.agents {
+        for i in (0..156).filter(|&i| a.valid[i]) {
+            let d = (a.x[i] - s.ego.x[i]).hypot(a.y[i] - s.ego.y[i]);
+            assert!(d < 250.0, "track {} {d} m from the ego", a.id);
+        }
+    }
+    // Annotated sizes are kept.
+    assert!(s.agents.iter().all(|a| a.length_m > 0.0 && a.width_m > 0.0));
+    // The ego stays on the map's drivable area (within nuPlan's 0.3 m tolerance) along the log.
+    let polys: Vec<Vec<[f64; 2]>> = s
+        .map
+        .drivable_areas
+        .iter()
+        .map(|p| p.points.clone())
+        .collect();
+    let on_road = (0..156)
+        .filter(|&i| {
+            drivekit::geometry::OrientedBox {
+                x: s.ego.x[i],
+                y: s.ego.y[i],
+                yaw: s.ego.yaw[i],
+                length: s.ego.length_m,
+                width: s.ego.width_m,
+            }
+            .inside_any(&polys, 0.3)
+        })
+        .count();
+    assert!(
+        on_road >= 150,
+        "ego on the drivable area at {on_road} of 156 sweeps"
+    );
+}

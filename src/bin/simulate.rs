@@ -27,7 +27,7 @@ enum Command {
         /// Dataset format of INPUT.
         kind: Kind,
         /// Input: for av2-forecasting, the directory holding scenario_<id>.parquet and
-        /// log_map_archive_<id>.json; for nuplan-case, a case JSON or a directory of them.
+        /// log_map_archive_<id>.json; for av2-sensor, the log directory; for nuplan-case, a case JSON or a directory of them.
         input: PathBuf,
         /// Output directory.
         #[arg(short, long, default_value = "fixtures/scenes")]
@@ -44,6 +44,8 @@ enum Command {
 enum Kind {
     /// Argoverse 2 motion-forecasting scenario (parquet + map JSON).
     Av2Forecasting,
+    /// Argoverse 2 sensor log (annotations.feather + city_SE3_egovehicle.feather + map JSON).
+    Av2Sensor,
     /// nuPlan devkit metric test case (one JSON file, or a directory searched for *.json).
     NuplanCase,
 }
@@ -114,6 +116,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Command::Import { kind, input, out } => {
             let scenes = match kind {
                 Kind::Av2Forecasting => vec![scene::av2::import_forecasting_dir(&input)?],
+                Kind::Av2Sensor => vec![scene::av2_sensor::import_sensor_log_dir(&input)?],
                 Kind::NuplanCase => json_files(&input)?
                     .iter()
                     .map(|f| scene::nuplan_case::import_case(f))

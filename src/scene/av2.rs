@@ -94,6 +94,19 @@ pub fn default_size(object_type: &str) -> (AgentClass, (f64, f64, f64)) {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::midline;
+
+    #[test]
+    fn midline_of_two_parallel_boundaries() {
+        let left = [[0.0, 2.0], [10.0, 2.0]];
+        let right = [[0.0, 0.0], [5.0, 0.0], [10.0, 0.0]];
+        let m = midline(&left, &right);
+        assert_eq!(m, vec![[0.0, 1.0], [5.0, 1.0], [10.0, 1.0]]);
+    }
+}
+
 #[derive(Deserialize)]
 struct P3 {
     x: f64,
@@ -117,7 +130,9 @@ struct DrivableArea {
 #[derive(Deserialize)]
 struct LaneSegment {
     id: i64,
-    centerline: Vec<P3>,
+    /// Present in forecasting maps; sensor-log maps give only the boundaries.
+    #[serde(default)]
+    centerline: Option<Vec<P3>>,
     left_lane_boundary: Vec<P3>,
     right_lane_boundary: Vec<P3>,
     #[serde(default)]
@@ -143,6 +158,46 @@ fn pts(v: &[P3]) -> Vec<Point> {
     v.iter().map(|p| [p.x, p.y]).collect()
 }
 
+/// `line` resampled to `n` points equally spaced by arc length.
+fn resample(line: &[Point], n: usize) -> Vec<Point> {
+    if line.len() < 2 || n < 2 {
+        return line.iter().copied().take(n.max(1)).collect();
+    }
+    let mut cum = vec![0.0];
+    for w in line.windows(2) {
+        cum.push(cum[cum.len() - 1] + (w[1][0] - w[0][0]).hypot(w[1][1] - w[0][1]));
+    }
+    let total = cum[cum.len() - 1];
+    let mut seg = 0;
+    (0..n)
+        .map(|k| {
+            let s = total * k as f64 / (n - 1) as f64;
+            while seg + 2 < cum.len() && cum[seg + 1] < s {
+                seg += 1;
+            }
+            let len = cum[seg + 1] - cum[seg];
+            let t = if len > 0.0 {
+                ((s - cum[seg]) / len).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            let (a, b) = (line[seg], line[seg + 1]);
+            [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t]
+        })
+        .collect()
+}
+
+/// The lane centerline as the midpoints of both boundaries resampled alike (av2-api's
+/// `compute_midpoint_line`), for maps that store no centerline.
+pub fn midline(left: &[Point], right: &[Point]) -> Vec<Point> {
+    let n = left.len().max(right.len()).max(2);
+    resample(left, n)
+        .into_iter()
+        .zip(resample(right, n))
+        .map(|(l, r)| [(l[0] + r[0]) / 2.0, (l[1] + r[1]) / 2.0])
+        .collect()
+}
+
 /// Reads an Argoverse 2 map JSON.
 pub fn read_map(path: &Path) -> Result<Map, ImportError> {
     let text = std::fs::read(path).map_err(|e| ImportError::Io {
@@ -158,7 +213,10 @@ pub fn read_map(path: &Path) -> Result<Map, ImportError> {
         .into_values()
         .map(|l| Lane {
             id: l.id,
-            centerline: pts(&l.centerline),
+            centerline: match &l.centerline {
+                Some(c) => pts(c),
+                None => midline(&pts(&l.left_lane_boundary), &pts(&l.right_lane_boundary)),
+            },
             left_boundary: pts(&l.left_lane_boundary),
             right_boundary: pts(&l.right_lane_boundary),
             predecessors: l.predecessors,

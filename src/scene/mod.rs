@@ -9,6 +9,7 @@
 //! a millisecond. Importers for public datasets live in submodules ([`av2`]).
 
 pub mod av2;
+pub mod av2_sensor;
 pub mod nuplan_case;
 
 use std::path::{Path, PathBuf};
