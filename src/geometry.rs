@@ -137,6 +137,60 @@ pub fn project_on_polyline(line: &[[f64; 2]], p: [f64; 2]) -> Option<(f64, f64)>
     }
 }
 
+/// A polyline with its cumulative arc lengths, for walking along it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Polyline {
+    points: Vec<[f64; 2]>,
+    cum: Vec<f64>,
+}
+
+impl Polyline {
+    /// Builds the arc-length table; `None` with fewer than two points.
+    pub fn new(points: Vec<[f64; 2]>) -> Option<Polyline> {
+        if points.len() < 2 {
+            return None;
+        }
+        let mut cum = Vec::with_capacity(points.len());
+        cum.push(0.0);
+        for w in points.windows(2) {
+            cum.push(cum[cum.len() - 1] + (w[1][0] - w[0][0]).hypot(w[1][1] - w[0][1]));
+        }
+        Some(Polyline { points, cum })
+    }
+
+    /// Total length (m).
+    pub fn length(&self) -> f64 {
+        self.cum[self.cum.len() - 1]
+    }
+
+    /// The point at arc length `s` (clamped to the line) and the heading of its segment.
+    pub fn at(&self, s: f64) -> ([f64; 2], f64) {
+        let s = s.clamp(0.0, self.length());
+        let last = self.points.len() - 2;
+        let i = self
+            .cum
+            .partition_point(|&c| c < s)
+            .saturating_sub(1)
+            .min(last);
+        let len = self.cum[i + 1] - self.cum[i];
+        let t = if len > 0.0 {
+            (s - self.cum[i]) / len
+        } else {
+            0.0
+        };
+        let (a, b) = (self.points[i], self.points[i + 1]);
+        (
+            [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t],
+            (b[1] - a[1]).atan2(b[0] - a[0]),
+        )
+    }
+
+    /// Distance from `p` and arc length of the nearest point.
+    pub fn project(&self, p: [f64; 2]) -> (f64, f64) {
+        project_on_polyline(&self.points, p).expect("a polyline has points")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +270,19 @@ mod tests {
         // A box straddling two adjacent polygons is inside their union.
         let right = vec![[10.0, 0.0], [20.0, 0.0], [20.0, 10.0], [10.0, 10.0]];
         assert!(b(10.0, 5.0, 0.0, 4.0, 2.0).inside_any(&[sq, right], 0.0));
+    }
+
+    #[test]
+    fn polyline_walk() {
+        let l = Polyline::new(vec![[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]]).unwrap();
+        assert_eq!(l.length(), 20.0);
+        assert_eq!(l.at(5.0), ([5.0, 0.0], 0.0));
+        let (p, h) = l.at(15.0);
+        assert_eq!(p, [10.0, 5.0]);
+        assert!((h - std::f64::consts::FRAC_PI_2).abs() < 1e-12);
+        assert_eq!(l.at(99.0).0, [10.0, 10.0]);
+        assert_eq!(l.at(-1.0).0, [0.0, 0.0]);
+        assert!(Polyline::new(vec![[0.0, 0.0]]).is_none());
     }
 
     #[test]

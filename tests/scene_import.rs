@@ -279,3 +279,67 @@ fn av2_sensor_log_imports_into_the_city_frame() {
         "ego on the drivable area at {on_road} of 156 sweeps"
     );
 }
+
+#[test]
+fn commonroad_scenarios_import_with_a_routed_ego() {
+    use drivekit::scene::commonroad;
+    let dir = shared_data().join("commonroad");
+    // (file, lanelets, obstacles with rectangles), counted with Python's xml.etree on the files
+    // and the file's timeStepSize.
+    for (file, lanelets, obstacles, step_us) in [
+        ("USA_US101-3_3_T-1.xml", 12, 12, 100_000),
+        ("DEU_A9-3_1_T-1.xml", 32, 9, 200_000),
+        ("USA_Lanker-1_1_T-1.xml", 91, 24, 100_000),
+        ("ARG_Carcarana-4_5_T-1.xml", 368, 8, 100_000),
+    ] {
+        let s = commonroad::import(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(s.scene_id, file.trim_end_matches(".xml"));
+        assert_eq!(s.map.lanes.len(), lanelets, "{file}");
+        assert_eq!(s.agents.len(), obstacles, "{file}");
+        assert!(
+            s.timestamps_us.len() >= 2 && s.timestamps_us[1] - s.timestamps_us[0] == step_us,
+            "{file}"
+        );
+        // The routed ego drives along lanelet centerlines: its centre stays on the drivable area.
+        let polys: Vec<Vec<[f64; 2]>> = s
+            .map
+            .drivable_areas
+            .iter()
+            .map(|p| p.points.clone())
+            .collect();
+        let valid: Vec<usize> = (0..s.timestamps_us.len())
+            .filter(|&i| s.ego.valid[i])
+            .collect();
+        let on = valid
+            .iter()
+            .filter(|&&i| {
+                polys
+                    .iter()
+                    .any(|p| drivekit::geometry::contains(p, [s.ego.x[i], s.ego.y[i]]))
+            })
+            .count();
+        assert!(
+            on * 10 >= valid.len() * 9,
+            "{file}: ego on the road at {on} of {} steps",
+            valid.len()
+        );
+    }
+    // US101: the planning problem starts at (0, 0) heading −0.72 rad at 9.65 m/s.
+    let s = commonroad::import(&dir.join("USA_US101-3_3_T-1.xml")).unwrap();
+    assert!(
+        s.ego.x[0].hypot(s.ego.y[0]) < 2.0,
+        "ego starts near the initial state"
+    );
+    assert!((s.ego.vx[0].hypot(s.ego.vy[0]) - 9.65).abs() < 1e-9);
+
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.xml");
+    std::fs::write(&bad, "<commonRoad><lanelet id=\"1\"><leftBound>").unwrap();
+    let e = commonroad::import(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.xml") && e.contains("malformed XML"), "{e}");
+    std::fs::write(&bad, "<commonRoad timeStepSize=\"0.1\"></commonRoad>").unwrap();
+    assert!(commonroad::import(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("no <lanelet>"));
+}

@@ -27,7 +27,8 @@ enum Command {
         /// Dataset format of INPUT.
         kind: Kind,
         /// Input: for av2-forecasting, the directory holding scenario_<id>.parquet and
-        /// log_map_archive_<id>.json; for av2-sensor, the log directory; for nuplan-case, a case JSON or a directory of them.
+        /// log_map_archive_<id>.json; for av2-sensor, the log directory; for nuplan-case, a case JSON or a directory of them; for commonroad, an XML file or a
+        /// directory of them.
         input: PathBuf,
         /// Output directory.
         #[arg(short, long, default_value = "fixtures/scenes")]
@@ -48,6 +49,8 @@ enum Kind {
     Av2Sensor,
     /// nuPlan devkit metric test case (one JSON file, or a directory searched for *.json).
     NuplanCase,
+    /// CommonRoad XML scenario (one file, or a directory searched for *.xml).
+    Commonroad,
 }
 
 fn main() -> ExitCode {
@@ -76,8 +79,8 @@ fn summary(s: &Scene) -> String {
     )
 }
 
-/// `input` itself when it is a file, else every *.json below it, sorted.
-fn json_files(input: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+/// `input` itself when it is a file, else every `*.{ext}` below it, sorted.
+fn files_with(input: &std::path::Path, ext: &str) -> anyhow::Result<Vec<PathBuf>> {
     if input.is_file() {
         return Ok(vec![input.to_path_buf()]);
     }
@@ -88,7 +91,7 @@ fn json_files(input: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
             let p = e?.path();
             if p.is_dir() {
                 dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "json") {
+            } else if p.extension().is_some_and(|x| x == ext) {
                 out.push(p);
             }
         }
@@ -117,9 +120,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             let scenes = match kind {
                 Kind::Av2Forecasting => vec![scene::av2::import_forecasting_dir(&input)?],
                 Kind::Av2Sensor => vec![scene::av2_sensor::import_sensor_log_dir(&input)?],
-                Kind::NuplanCase => json_files(&input)?
+                Kind::NuplanCase => files_with(&input, "json")?
                     .iter()
                     .map(|f| scene::nuplan_case::import_case(f))
+                    .collect::<Result<_, _>>()?,
+                Kind::Commonroad => files_with(&input, "xml")?
+                    .iter()
+                    .map(|f| scene::commonroad::import(f))
                     .collect::<Result<_, _>>()?,
             };
             for scene in scenes {

@@ -160,31 +160,12 @@ fn pts(v: &[P3]) -> Vec<Point> {
 
 /// `line` resampled to `n` points equally spaced by arc length.
 fn resample(line: &[Point], n: usize) -> Vec<Point> {
-    if line.len() < 2 || n < 2 {
-        return line.iter().copied().take(n.max(1)).collect();
+    match crate::geometry::Polyline::new(line.to_vec()) {
+        Some(l) if n >= 2 => (0..n)
+            .map(|k| l.at(l.length() * k as f64 / (n - 1) as f64).0)
+            .collect(),
+        _ => line.iter().copied().take(n.max(1)).collect(),
     }
-    let mut cum = vec![0.0];
-    for w in line.windows(2) {
-        cum.push(cum[cum.len() - 1] + (w[1][0] - w[0][0]).hypot(w[1][1] - w[0][1]));
-    }
-    let total = cum[cum.len() - 1];
-    let mut seg = 0;
-    (0..n)
-        .map(|k| {
-            let s = total * k as f64 / (n - 1) as f64;
-            while seg + 2 < cum.len() && cum[seg + 1] < s {
-                seg += 1;
-            }
-            let len = cum[seg + 1] - cum[seg];
-            let t = if len > 0.0 {
-                ((s - cum[seg]) / len).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-            let (a, b) = (line[seg], line[seg + 1]);
-            [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t]
-        })
-        .collect()
 }
 
 /// The lane centerline as the midpoints of both boundaries resampled alike (av2-api's
