@@ -343,3 +343,22 @@ fn commonroad_scenarios_import_with_a_routed_ego() {
         .to_string()
         .contains("no <lanelet>"));
 }
+
+#[test]
+fn bundled_scenes_load_with_this_format_version() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenes");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "dkscene") {
+            let s =
+                Scene::load(&p).unwrap_or_else(|e| panic!("{e} (re-import: see fixtures/NOTICE)"));
+            assert_eq!(p.file_stem().unwrap().to_string_lossy(), s.scene_id);
+            n += 1;
+        }
+    }
+    assert_eq!(
+        n, 6,
+        "two Argoverse 2 and four CommonRoad scenes are bundled"
+    );
+}
