@@ -18,6 +18,7 @@ pub mod geometry;
 pub mod metrics;
 pub mod metrics_file;
 pub mod report;
+pub mod rollout_log;
 pub mod run_dir;
 pub mod scene;
 pub mod sim_config;
