@@ -73,6 +73,29 @@ fn dot(a: [f64; 2], b: [f64; 2]) -> f64 {
     a[0] * b[0] + a[1] * b[1]
 }
 
+/// Distance between two boxes' outlines (0 when they overlap or touch): the smallest
+/// corner-to-edge distance either way, exact for disjoint convex polygons.
+pub fn box_distance(a: &OrientedBox, b: &OrientedBox) -> f64 {
+    if a.overlaps(b) {
+        return 0.0;
+    }
+    let one_way = |p: &OrientedBox, q: &OrientedBox| {
+        let ring = q.corners();
+        p.corners()
+            .iter()
+            .map(|&c| distance_to_ring(&ring, c))
+            .fold(f64::INFINITY, f64::min)
+    };
+    one_way(a, b).min(one_way(b, a))
+}
+
+/// A point in `frame`'s coordinates: (along its heading, to its left) from its centre.
+pub fn to_frame(frame: &OrientedBox, p: [f64; 2]) -> [f64; 2] {
+    let (s, c) = frame.yaw.sin_cos();
+    let (dx, dy) = (p[0] - frame.x, p[1] - frame.y);
+    [dx * c + dy * s, -dx * s + dy * c]
+}
+
 /// Even-odd point-in-polygon test (boundary points may go either way; callers add a tolerance).
 pub fn contains(polygon: &[[f64; 2]], p: [f64; 2]) -> bool {
     let n = polygon.len();
@@ -270,6 +293,18 @@ mod tests {
         // A box straddling two adjacent polygons is inside their union.
         let right = vec![[10.0, 0.0], [20.0, 0.0], [20.0, 10.0], [10.0, 10.0]];
         assert!(b(10.0, 5.0, 0.0, 4.0, 2.0).inside_any(&[sq, right], 0.0));
+    }
+
+    #[test]
+    fn box_distance_and_frames() {
+        let a = b(0.0, 0.0, 0.0, 2.0, 2.0);
+        assert_eq!(box_distance(&a, &b(5.0, 0.0, 0.0, 2.0, 2.0)), 3.0);
+        assert_eq!(box_distance(&a, &b(1.5, 0.0, 0.3, 2.0, 2.0)), 0.0);
+        let d = box_distance(&a, &b(4.0, 4.0, 0.0, 2.0, 2.0));
+        assert!((d - 2f64.hypot(2.0)).abs() < 1e-12);
+        let f = b(1.0, 1.0, std::f64::consts::FRAC_PI_2, 4.0, 2.0);
+        let p = to_frame(&f, [1.0, 3.0]);
+        assert!((p[0] - 2.0).abs() < 1e-12 && p[1].abs() < 1e-12, "{p:?}");
     }
 
     #[test]

@@ -21,4 +21,5 @@ pub mod report;
 pub mod rollout_log;
 pub mod run_dir;
 pub mod scene;
+pub mod sim;
 pub mod sim_config;

@@ -362,3 +362,59 @@ fn bundled_scenes_load_with_this_format_version() {
         "two Argoverse 2 and four CommonRoad scenes are bundled"
     );
 }
+
+/// nuPlan's no_ego_at_fault_collision cases through drivekit's collision classes: the expected
+/// statistics (BOOLEAN, COUNT at fault, COUNT with VRUs, …) say active_front_collision has one
+/// at-fault collision with a vulnerable road user and active_rear_collision none at fault.
+#[test]
+fn nuplan_collision_classes_match_the_expected_fault() {
+    use drivekit::geometry::OrientedBox;
+    use drivekit::metrics::ego_step::{step, ContactMemory, StepInput};
+    use drivekit::scene::{nuplan_case, AgentClass};
+    let run = |case: &str| -> Vec<(String, AgentClass, bool, bool)> {
+        let s = nuplan_case::import_case(&nuplan_dir().join(case)).unwrap();
+        let bx = |t: &drivekit::scene::Track, i: usize| OrientedBox {
+            x: t.x[i],
+            y: t.y[i],
+            yaw: t.yaw[i],
+            length: t.length_m,
+            width: t.width_m,
+        };
+        let mut mem = ContactMemory::default();
+        let mut hits = Vec::new();
+        for i in 0..s.timestamps_us.len() {
+            for (k, a) in s.agents.iter().enumerate().filter(|(_, a)| a.valid[i]) {
+                let tracks = [(k, bx(a, i))];
+                let m = step(
+                    &StepInput {
+                        ego: bx(&s.ego, i),
+                        tracks: &tracks,
+                        drivable: &[],
+                        gt_path: None,
+                        gt_here: None,
+                    },
+                    &mut mem,
+                );
+                if m.collision_any {
+                    hits.push((
+                        a.id.clone(),
+                        a.class,
+                        m.collision_front || m.collision_lateral,
+                        m.collision_rear,
+                    ));
+                }
+            }
+        }
+        hits
+    };
+    let front = run("no_ego_at_fault_collision/active_front_collision.json");
+    assert!(!front.is_empty());
+    assert!(
+        front.iter().all(|h| h.2 && h.1 == AgentClass::Cyclist),
+        "{front:?}"
+    );
+    let rear = run("no_ego_at_fault_collision/active_rear_collision.json");
+    assert!(!rear.is_empty(), "the rear case has a collision");
+    assert!(rear.iter().all(|h| h.3 && !h.2), "{rear:?}");
+    assert!(run("no_ego_at_fault_collision/no_collision.json").is_empty());
+}

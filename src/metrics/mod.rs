@@ -1,6 +1,7 @@
 //! Metric vocabulary shared by the simulator (which emits metrics) and `aggregate` (which reduces
 //! them): the time aggregations of DESIGN §3 and the statistics used over rollouts.
 
+pub mod ego_step;
 pub mod stats;
 pub mod time_aggregation;
 
