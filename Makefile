@@ -2,14 +2,21 @@
 CARGO ?= cargo
 DEMO_RUN ?= fixtures/runs/demo
 DEMO_OUT ?= runs/demo
+SCENES ?= fixtures/scenes
 
-.PHONY: demo test lint fmt bench fixtures clean-demo
+.PHONY: demo demo-aggregate test lint fmt bench fixtures clean-demo
 
-## demo: aggregate the bundled fixture run (copied to runs/demo) and show the results table
+## demo: simulate the bundled real scenes (one shard, log replay) and aggregate the run
 demo:
-	rm -rf $(DEMO_OUT) && mkdir -p $(dir $(DEMO_OUT)) && cp -r $(DEMO_RUN) $(DEMO_OUT)
+	rm -rf $(DEMO_OUT)
+	$(CARGO) run --quiet --bin simulate -- run --scenes $(SCENES) --out $(DEMO_OUT) --rollouts 2 --run-name demo
 	$(CARGO) run --quiet --bin aggregate -- $(DEMO_OUT)
-	@echo "Plot: $(DEMO_OUT)/aggregate/metrics_results.png"
+	@echo "Table: $(DEMO_OUT)/aggregate/metrics_results.txt  Plot: $(DEMO_OUT)/aggregate/metrics_results.png"
+
+## demo-aggregate: aggregate the bundled synthetic run (copied to runs/demo-fixture)
+demo-aggregate:
+	rm -rf $(DEMO_OUT)-fixture && mkdir -p $(dir $(DEMO_OUT)) && cp -r $(DEMO_RUN) $(DEMO_OUT)-fixture
+	$(CARGO) run --quiet --bin aggregate -- $(DEMO_OUT)-fixture
 
 ## test: every test (unit, integration, Python readers of the Parquet outputs)
 test:

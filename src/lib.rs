@@ -20,6 +20,7 @@ pub mod metrics_file;
 pub mod report;
 pub mod rollout_log;
 pub mod run_dir;
+pub mod runner;
 pub mod scene;
 pub mod sim;
 pub mod sim_config;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use drivekit::runner::{self, RunOptions, Shard};
 use drivekit::scene::{self, Scene};
 
 /// Simulate driving policies on real scenes (scene import available; the simulation loop is
@@ -22,6 +23,27 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Simulate this shard's scenes (log-replay driver and traffic for now) into a run dir.
+    Run {
+        /// Directory of .dkscene files.
+        #[arg(long, default_value = "fixtures/scenes")]
+        scenes: PathBuf,
+        /// Run directory to write (created; a rerun resumes).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// wizard-config.yaml to use (default: the 10 Hz base config).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Shard i/n of the sorted scene list; default: Slurm's array variables, else 0/1.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Rollouts per scene (overrides the config).
+        #[arg(long)]
+        rollouts: Option<u32>,
+        /// run_name for a new run dir.
+        #[arg(long, default_value = "drivekit")]
+        run_name: String,
+    },
     /// Convert a public-dataset scene into drivekit's scene format (`<scene_id>.dkscene`).
     Import {
         /// Dataset format of INPUT.
@@ -116,6 +138,54 @@ fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("nothing to do: give --check-config FILE or a subcommand (see --help)");
     };
     match command {
+        Command::Run {
+            scenes,
+            out,
+            config,
+            shard,
+            rollouts,
+            run_name,
+        } => {
+            let mut cfg = match &config {
+                Some(p) => drivekit::sim_config::SimConfig::load(p)?,
+                None => drivekit::sim_config::SimConfig::default(),
+            };
+            if let Some(n) = rollouts {
+                cfg.n_rollouts = n;
+                cfg.check(std::path::Path::new("--rollouts"))?;
+            }
+            let shard = match shard {
+                Some(s) => Shard::parse(&s)?,
+                None => Shard::from_slurm(|k| std::env::var(k).ok())?
+                    .unwrap_or(Shard { index: 0, count: 1 }),
+            };
+            let opts = RunOptions {
+                scenes_dir: scenes,
+                run_dir: out.clone(),
+                config: cfg,
+                shard,
+                run_name,
+            };
+            let o = runner::run(&opts)?;
+            println!(
+                "shard {}/{}: {} batches simulated, {} already complete, {} failed → {}",
+                shard.index,
+                shard.count,
+                o.simulated,
+                o.skipped_complete,
+                o.failed.len(),
+                out.display()
+            );
+            for (scene, err) in &o.failed {
+                eprintln!("simulate: {scene}: {err}");
+            }
+            if !o.failed.is_empty() {
+                anyhow::bail!(
+                    "{} scene(s) failed; see _failed.json in their batch dirs",
+                    o.failed.len()
+                );
+            }
+        }
         Command::Import { kind, input, out } => {
             let scenes = match kind {
                 Kind::Av2Forecasting => vec![scene::av2::import_forecasting_dir(&input)?],
