@@ -50,23 +50,23 @@ impl Default for RunSpec {
     }
 }
 
-/// The 15 metrics the synthetic generator writes, with their time aggregation (DESIGN §3).
-pub const SYNTHETIC_METRICS: [(&str, &str); 15] = [
-    ("collision_any", "max"),
-    ("collision_front", "max"),
-    ("collision_lateral", "max"),
-    ("collision_rear", "max"),
-    ("offroad", "max"),
-    ("min_distance_to_obstacle_m", "min"),
-    ("dist_to_gt_trajectory", "max"),
-    ("dist_to_gt_location", "max"),
-    ("progress", "last"),
-    ("progress_rel_to_total", "last"),
-    ("dist_traveled_m", "last"),
-    ("gt_dist_traveled_m", "last"),
-    ("plan_deviation", "mean"),
-    ("eval_relevant", "max"),
-    ("time_to_collision_s", "min"),
+/// The 15 metrics the synthetic generator writes (aggregations from the registry).
+pub const SYNTHETIC_METRICS: [&str; 15] = [
+    "collision_any",
+    "collision_front",
+    "collision_lateral",
+    "collision_rear",
+    "offroad",
+    "min_distance_to_obstacle_m",
+    "dist_to_gt_trajectory",
+    "dist_to_gt_location",
+    "progress",
+    "progress_rel_to_total",
+    "dist_traveled_m",
+    "gt_dist_traveled_m",
+    "plan_deviation",
+    "eval_relevant",
+    "time_to_collision_s",
 ];
 
 /// SplitMix64: small, seedable, good enough for synthetic data.
@@ -193,13 +193,13 @@ pub fn synthetic_rollout(
         } else {
             f64::INFINITY
         };
-        for ((name, agg), v) in SYNTHETIC_METRICS.iter().zip(vals) {
+        for (name, v) in SYNTHETIC_METRICS.iter().zip(vals) {
             b.push(&MetricRow {
                 name,
                 timestamps_us: t,
                 value: Some(v),
                 valid: true,
-                time_aggregation: agg,
+                time_aggregation: crate::metrics::registry::aggregation_of(name),
                 clipgt_id,
                 rollout_id,
                 run_uuid,

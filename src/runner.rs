@@ -17,6 +17,7 @@ use crate::fixtures::uuid_from;
 use crate::fsutil::{self, Durability};
 use crate::geometry::{OrientedBox, Polyline};
 use crate::metrics::ego_step::{self, ContactMemory, StepInput};
+use crate::metrics::registry;
 use crate::metrics_file::{self, MetricRow, MetricsBuilder};
 use crate::rollout_log::asl::AslWriter;
 use crate::rollout_log::proto;
@@ -293,22 +294,22 @@ fn pose(s: &Sample) -> proto::Pose {
     }
 }
 
-/// The metric names, their time aggregation, in the order rows are written.
-const METRICS: [(&str, &str); 14] = [
-    ("collision_front", "max"),
-    ("collision_lateral", "max"),
-    ("collision_rear", "max"),
-    ("collision_any", "max"),
-    ("offroad", "max"),
-    ("min_distance_to_obstacle_m", "min"),
-    ("dist_to_gt_trajectory", "max"),
-    ("dist_to_gt_location", "max"),
-    ("progress", "last"),
-    ("progress_rel_to_total", "last"),
-    ("dist_traveled_m", "last"),
-    ("gt_dist_traveled_m", "last"),
-    ("eval_relevant", "max"),
-    ("ego_is_making_progress", "last"),
+/// The metrics written per step, in row order (aggregations from [`registry`]).
+const METRICS: [&str; 14] = [
+    "collision_front",
+    "collision_lateral",
+    "collision_rear",
+    "collision_any",
+    "offroad",
+    "min_distance_to_obstacle_m",
+    "dist_to_gt_trajectory",
+    "dist_to_gt_location",
+    "progress",
+    "progress_rel_to_total",
+    "dist_traveled_m",
+    "gt_dist_traveled_m",
+    "eval_relevant",
+    "ego_is_making_progress",
 ];
 
 /// Simulates every rollout of one scene and writes the batch dir (DESIGN §2, 3, 5).
@@ -467,7 +468,7 @@ fn simulate_batch(
                 b(t >= driven_from_us),
                 b(ego_s.speed() > 0.1 || traveled > 0.0),
             ];
-            for ((name, agg), v) in METRICS.iter().zip(values) {
+            for (name, v) in METRICS.iter().zip(values) {
                 // A metric that does not apply (no map, no recording) is simply absent.
                 if name == &"offroad" && m.offroad.is_none() {
                     continue;
@@ -488,7 +489,7 @@ fn simulate_batch(
                     timestamps_us: t,
                     value: v,
                     valid: v.is_some(),
-                    time_aggregation: agg,
+                    time_aggregation: registry::aggregation_of(name),
                     clipgt_id: &scene.scene_id,
                     rollout_id: &rollout_id,
                     run_uuid: &meta.run_uuid,

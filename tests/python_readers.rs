@@ -39,16 +39,14 @@ fn outputs_are_ordinary_parquet_for_pyarrow_pandas_and_polars() {
     }
 }
 
-#[test]
-fn metrics_written_by_polars_are_aggregated() {
+/// Runs `tests/python/<script>` with the aggregate binary and a fresh work dir; fails with its
+/// output.
+fn run_script(script: &str) {
     let d = tempfile::tempdir().unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/polars_written_run.py"
-    );
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let py = Command::new("python3")
         .args([
-            script,
+            path.as_str(),
             env!("CARGO_BIN_EXE_aggregate"),
             d.path().to_str().unwrap(),
         ])
@@ -62,27 +60,14 @@ fn metrics_written_by_polars_are_aggregated() {
     );
 }
 
+#[test]
+fn metrics_written_by_polars_are_aggregated() {
+    run_script("polars_written_run.py");
+}
+
 /// drivekit against AlpaSim's pipeline evaluated by polars on a seeded random run (see the
 /// script's docstring).
 #[test]
 fn means_stds_and_quantiles_match_alpasim_semantics_in_polars() {
-    let d = tempfile::tempdir().unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/alpasim_reference.py"
-    );
-    let py = Command::new("python3")
-        .args([
-            script,
-            env!("CARGO_BIN_EXE_aggregate"),
-            d.path().to_str().unwrap(),
-        ])
-        .output()
-        .expect("python3 is installed (see .ci/run)");
-    assert!(
-        py.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&py.stdout),
-        String::from_utf8_lossy(&py.stderr)
-    );
+    run_script("alpasim_reference.py");
 }

@@ -2,6 +2,7 @@
 //! them): the time aggregations of DESIGN §3 and the statistics used over rollouts.
 
 pub mod ego_step;
+pub mod registry;
 pub mod stats;
 pub mod time_aggregation;
 
