@@ -8,7 +8,7 @@ use drivekit::fixtures::{self, RunSpec};
 
 /// Write a synthetic run directory (AlpaSim layout, seeded values) for demos and benchmarks.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Run directory to create (or add scenes to).
     out: PathBuf,

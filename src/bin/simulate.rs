@@ -12,7 +12,7 @@ use drivekit::scene::{self, Scene};
 /// Simulate driving policies on real scenes (scene import available; the simulation loop is
 /// being built in issue #4).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Check a wizard-config.yaml against the clock rules, print its clock table and exit.
     #[arg(long, value_name = "WIZARD_CONFIG")]
