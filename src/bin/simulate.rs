@@ -1,5 +1,6 @@
-//! `simulate`: closed-loop simulation of scene shards (issue #4, in progress). Available now:
-//! `simulate import` (public datasets → drivekit scenes) and `simulate scene-info`.
+//! `simulate`: closed-loop simulation of scene shards (issue #4, in progress): `run` (log-replay
+//! driver and traffic so far), `import` (public datasets → drivekit scenes), `scene-info`, and
+//! `--check-config`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,8 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use drivekit::runner::{self, RunOptions, Shard};
 use drivekit::scene::{self, Scene};
 
-/// Simulate driving policies on real scenes (scene import available; the simulation loop is
-/// being built in issue #4).
+/// Simulate driving policies on real scenes: import scenes, check a configuration, run shards
+/// into AlpaSim-layout run directories (log-replay driver and traffic so far).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
