@@ -13,6 +13,8 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use crate::fixtures::uuid_from;
 use crate::fsutil::{self, Durability};
 use crate::geometry::{OrientedBox, Polyline};
@@ -191,31 +193,21 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     ));
     let mut log = fs::File::create(&log_path).map_err(io_err(&log_path))?;
 
+    // Scenes run in parallel (each writes only its own batch dir); results are logged in order.
+    let results: Vec<Result<SceneResult, RunnerError>> = opts
+        .shard
+        .pick(&ids)
+        .into_par_iter()
+        .map(|scene_id| run_scene(opts, &meta, scene_id))
+        .collect();
     let mut outcome = RunOutcome::default();
-    for scene_id in opts.shard.pick(&ids) {
-        let batch_uuid = uuid_from(0, scene_id);
-        let dir = run.join(run_dir::ROLLOUTS).join(scene_id).join(&batch_uuid);
-        match run_dir::batch_state(&dir) {
-            run_dir::BatchState::Complete => {
+    for (scene_id, r) in opts.shard.pick(&ids).into_iter().zip(results) {
+        match r? {
+            SceneResult::Kept => {
                 outcome.skipped_complete += 1;
                 let _ = writeln!(log, "{scene_id}: complete, kept");
-                continue;
             }
-            _ if dir.exists() => fs::remove_dir_all(&dir).map_err(io_err(&dir))?,
-            _ => {}
-        }
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let path = opts
-            .scenes_dir
-            .join(format!("{scene_id}.{}", crate::scene::EXTENSION));
-        let result = Scene::load(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|scene| {
-                simulate_batch(&scene, &opts.config, &meta, &batch_uuid, &dir)
-                    .map_err(|e| e.to_string())
-            });
-        match result {
-            Ok(()) => {
+            SceneResult::Simulated => {
                 outcome.simulated += 1;
                 let _ = writeln!(
                     log,
@@ -223,23 +215,63 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
                     opts.config.n_rollouts
                 );
             }
-            Err(error) => {
+            SceneResult::Failed(error) => {
                 let _ = writeln!(log, "{scene_id}: FAILED: {error}");
-                let failed = FailedBatch {
-                    error: error.clone(),
-                    scene_id: scene_id.clone(),
-                    batch_uuid: batch_uuid.clone(),
-                    rollout_ids: (0..opts.config.n_rollouts)
-                        .map(|i| format!("{batch_uuid}-{i}"))
-                        .collect(),
-                };
-                let bytes = serde_json::to_vec_pretty(&failed).expect("plain data");
-                fsutil::write_atomic(&dir.join(run_dir::FAILED), &bytes).map_err(io_err(&dir))?;
                 outcome.failed.push((scene_id.clone(), error));
             }
         }
     }
     Ok(outcome)
+}
+
+enum SceneResult {
+    Kept,
+    Simulated,
+    Failed(String),
+}
+
+/// Runs (or keeps, or fails) one scene's batch.
+fn run_scene(
+    opts: &RunOptions,
+    meta: &RunMetadata,
+    scene_id: &str,
+) -> Result<SceneResult, RunnerError> {
+    let batch_uuid = uuid_from(0, scene_id);
+    let dir = opts
+        .run_dir
+        .join(run_dir::ROLLOUTS)
+        .join(scene_id)
+        .join(&batch_uuid);
+    match run_dir::batch_state(&dir) {
+        run_dir::BatchState::Complete => return Ok(SceneResult::Kept),
+        _ if dir.exists() => fs::remove_dir_all(&dir).map_err(io_err(&dir))?,
+        _ => {}
+    }
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let path = opts
+        .scenes_dir
+        .join(format!("{scene_id}.{}", crate::scene::EXTENSION));
+    let result = Scene::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|scene| {
+            simulate_batch(&scene, &opts.config, meta, &batch_uuid, &dir).map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(()) => Ok(SceneResult::Simulated),
+        Err(error) => {
+            let failed = FailedBatch {
+                error: error.clone(),
+                scene_id: scene_id.to_string(),
+                batch_uuid: batch_uuid.clone(),
+                rollout_ids: (0..opts.config.n_rollouts)
+                    .map(|i| format!("{batch_uuid}-{i}"))
+                    .collect(),
+            };
+            let bytes = serde_json::to_vec_pretty(&failed).expect("plain data");
+            fsutil::write_atomic(&dir.join(run_dir::FAILED), &bytes).map_err(io_err(&dir))?;
+            Ok(SceneResult::Failed(error))
+        }
+    }
 }
 
 /// Reads the run's metadata, or creates it (first shard wins; the others read it).

@@ -168,6 +168,33 @@ fn shards_resume_and_failures() {
             x.display()
         );
     }
+    // One thread instead of all cores: the same bytes.
+    let single = d.path().join("single");
+    fs::create_dir_all(&single).unwrap();
+    fs::copy(
+        whole.join("run_metadata.yaml"),
+        single.join("run_metadata.yaml"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args(["run", "--scenes", s, "--out", single.to_str().unwrap()])
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for (x, y) in a.iter().zip(&batch_files(&single)) {
+        assert_eq!(
+            fs::read(x).unwrap(),
+            fs::read(y).unwrap(),
+            "{}",
+            x.display()
+        );
+        let (ax, ay) = (
+            x.with_file_name("rollout.asl"),
+            y.with_file_name("rollout.asl"),
+        );
+        assert_eq!(fs::read(ax).unwrap(), fs::read(ay).unwrap());
+    }
     // Slurm stepped array --array=3-7:2: task ID 5 is shard 1 of 3.
     let slurm = d.path().join("slurm");
     let out = Command::new(env!("CARGO_BIN_EXE_simulate"))
