@@ -25,7 +25,9 @@ use crate::rollout_log::asl::AslWriter;
 use crate::rollout_log::proto;
 use crate::run_dir::{self, FailedBatch, RunMetadata};
 use crate::scene::{Scene, Track};
+use crate::sim::driver::Driver;
 use crate::sim::replay::{sample, Sample};
+use crate::sim::vehicle::{VehicleParams, VehicleState};
 use crate::sim_config::SimConfig;
 
 /// Which part of the scene list this process runs.
@@ -136,6 +138,8 @@ pub struct RunOptions {
     pub shard: Shard,
     /// run_name for run_metadata.yaml (when the run dir has none yet).
     pub run_name: String,
+    /// The policy under test.
+    pub driver: Driver,
 }
 
 /// What a shard run did.
@@ -254,7 +258,8 @@ fn run_scene(
     let result = Scene::load(&path)
         .map_err(|e| e.to_string())
         .and_then(|scene| {
-            simulate_batch(&scene, &opts.config, meta, &batch_uuid, &dir).map_err(|e| e.to_string())
+            simulate_batch(&scene, &opts.config, opts.driver, meta, &batch_uuid, &dir)
+                .map_err(|e| e.to_string())
         });
     match result {
         Ok(()) => Ok(SceneResult::Simulated),
@@ -348,6 +353,7 @@ const METRICS: [&str; 14] = [
 fn simulate_batch(
     scene: &Scene,
     cfg: &SimConfig,
+    driver: Driver,
     meta: &RunMetadata,
     batch_uuid: &str,
     dir: &Path,
@@ -433,11 +439,37 @@ fn simulate_batch(
             .as_ref()
             .and_then(|p| sample(&scene.ego, ts, start_us).map(|s| p.project([s.x, s.y]).1))
             .unwrap_or(0.0);
+        let params = VehicleParams::for_length(scene.ego.length_m);
+        let dt_s = cfg.control_timestep_us as f64 / 1e6;
+        let mut state: Option<VehicleState> = None;
         for &t in &clock {
-            // Log replay: the ego is its recording; a gap in it ends the rollout.
-            let Some(ego_s) = sample(&scene.ego, ts, t) else {
-                break;
+            // The recording at t: the ego before the takeover, the reference after it.
+            let recorded_s = sample(&scene.ego, ts, t);
+            let ego_s = match state {
+                // A driver in control: the vehicle model's state.
+                Some(v) => Sample {
+                    x: v.x,
+                    y: v.y,
+                    yaw: v.yaw,
+                    vx: v.speed * v.yaw.cos(),
+                    vy: v.speed * v.yaw.sin(),
+                },
+                // The recording drives (log replay, or before the takeover); a gap ends the rollout.
+                None => {
+                    let Some(r) = recorded_s else { break };
+                    r
+                }
             };
+            // From the takeover on, the driver moves the vehicle model for the next step.
+            if t >= driven_from_us {
+                let current = state.unwrap_or(VehicleState {
+                    x: ego_s.x,
+                    y: ego_s.y,
+                    yaw: ego_s.yaw,
+                    speed: ego_s.speed(),
+                });
+                state = driver.advance(current, &params, dt_s);
+            }
             let ego = bx(&scene.ego, &ego_s);
             let mut tracks = Vec::new();
             let mut poses = vec![proto::ActorPose {
@@ -465,7 +497,7 @@ fn simulate_batch(
                     tracks: &tracks,
                     drivable: &drivable,
                     gt_path: gt_path.as_ref(),
-                    gt_here: Some([ego_s.x, ego_s.y]),
+                    gt_here: recorded_s.map(|r| [r.x, r.y]),
                 },
                 &mut memory,
             );
@@ -476,7 +508,8 @@ fn simulate_batch(
             let progress = m.progress_m.map(|s| s - gt_start);
             let gt_traveled = gt_path
                 .as_ref()
-                .map(|p| p.project([ego_s.x, ego_s.y]).1 - gt_start);
+                .zip(recorded_s)
+                .map(|(p, r)| p.project([r.x, r.y]).1 - gt_start);
             let b = |v: bool| Some(if v { 1.0 } else { 0.0 });
             let values: [Option<f64>; 14] = [
                 b(m.collision_front),

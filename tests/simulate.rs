@@ -244,3 +244,68 @@ fn shards_resume_and_failures() {
     let v: serde_json::Value = serde_json::from_slice(&agg.stdout).unwrap();
     assert_eq!(v["n_failed_rollouts"], 2);
 }
+
+#[test]
+fn constant_velocity_driver_goes_straight_after_the_takeover() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("cv");
+    let cfg = d.path().join("wizard-config.yaml");
+    // The recording drives for the first second, the policy afterwards.
+    fs::write(&cfg, "force_gt_duration_us: 1000000\nscenes:\n  scene_ids: [0a1e6f0a-1817-4a98-b02e-db8c9327d151]\n").unwrap();
+    let out = simulate(&[
+        "run",
+        "--scenes",
+        scenes().to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--driver",
+        "constant-velocity",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asl = batch_files(&run)[0].with_file_name("rollout.asl");
+    let ego: Vec<(f32, f32, f32, f32)> = AslReader::open(&asl)
+        .unwrap()
+        .filter_map(|r| match r.unwrap() {
+            Record::Entry(_, e) => match e.entry {
+                Some(Entry::ActorPoses(p)) => {
+                    let pose = p.actor_poses[0].actor_pose.unwrap();
+                    let (v, q) = (pose.vec.unwrap(), pose.quat.unwrap());
+                    Some((v.x, v.y, q.z, q.w))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    // 10 Hz: steps 0..=10 are the recording (force_gt 1 s), then the heading freezes.
+    assert!(ego.len() > 20);
+    let after = &ego[11..];
+    assert!(
+        after
+            .windows(2)
+            .all(|w| w[0].2 == w[1].2 && w[0].3 == w[1].3),
+        "heading constant after the takeover"
+    );
+    let step =
+        |w: &[(f32, f32, f32, f32)]| ((w[1].0 - w[0].0) as f64).hypot((w[1].1 - w[0].1) as f64);
+    let first = step(&after[..2]);
+    assert!(
+        after.windows(2).all(|w| (step(w) - first).abs() < 1e-2),
+        "constant speed"
+    );
+    let agg = util::bin("aggregate", &[run.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&agg.stdout).unwrap();
+    assert!(
+        v["metrics"]["dist_to_gt_trajectory"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 0.1,
+        "a straight line leaves the curved recording"
+    );
+}

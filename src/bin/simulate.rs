@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use drivekit::runner::{self, RunOptions, Shard};
 use drivekit::scene::{self, Scene};
+use drivekit::sim::driver::Driver;
 
 /// Simulate driving policies on real scenes: import scenes, check a configuration, run shards
 /// into AlpaSim-layout run directories (log-replay driver and traffic so far).
@@ -44,6 +45,9 @@ enum Command {
         /// run_name for a new run dir.
         #[arg(long, default_value = "drivekit")]
         run_name: String,
+        /// The policy under test.
+        #[arg(long, value_enum, default_value = "log-replay")]
+        driver: DriverArg,
     },
     /// Convert a public-dataset scene into drivekit's scene format (`<scene_id>.dkscene`).
     Import {
@@ -62,6 +66,14 @@ enum Command {
         /// Scene file.
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DriverArg {
+    /// The ego follows its recording (the expert).
+    LogReplay,
+    /// After the takeover the ego keeps its heading and speed (nuPlan's simplest baseline).
+    ConstantVelocity,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -146,7 +158,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             shard,
             rollouts,
             run_name,
+            driver,
         } => {
+            let driver = match driver {
+                DriverArg::LogReplay => Driver::LogReplay,
+                DriverArg::ConstantVelocity => Driver::ConstantVelocity,
+            };
             let mut cfg = match &config {
                 Some(p) => drivekit::sim_config::SimConfig::load(p)?,
                 None => drivekit::sim_config::SimConfig::default(),
@@ -166,6 +183,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 config: cfg,
                 shard,
                 run_name,
+                driver,
             };
             let o = runner::run(&opts)?;
             println!(

@@ -3,4 +3,6 @@
 //! model and reactive traffic of issue #4 build on, and the mode in which every metric must read
 //! "no deviation" on real scenes.
 
+pub mod driver;
 pub mod replay;
+pub mod vehicle;
