@@ -11,13 +11,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
+use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use serde::Deserialize;
 
+use super::columns::{ColumnError, Columns};
 use super::{AgentClass, Lane, Map, Point, Polygon, Scene, SceneError, Track};
 
 /// Time between Argoverse 2 forecasting timesteps (µs).
@@ -235,51 +233,6 @@ pub fn read_map(path: &Path) -> Result<Map, ImportError> {
     })
 }
 
-fn strings(
-    batch: &RecordBatch,
-    name: &'static str,
-    file: &Path,
-) -> Result<Vec<String>, ImportError> {
-    let err = || ImportError::Column {
-        file: file.to_path_buf(),
-        column: name,
-        expected: "a string column",
-    };
-    let col = batch.column_by_name(name).ok_or_else(err)?;
-    let get = |i: usize| -> Option<String> {
-        match col.data_type() {
-            DataType::Utf8 => Some(col.as_string::<i32>().value(i).to_string()),
-            DataType::LargeUtf8 => Some(col.as_string::<i64>().value(i).to_string()),
-            _ => None,
-        }
-    };
-    (0..col.len()).map(|i| get(i).ok_or_else(err)).collect()
-}
-
-fn floats(batch: &RecordBatch, name: &'static str, file: &Path) -> Result<Vec<f64>, ImportError> {
-    let err = || ImportError::Column {
-        file: file.to_path_buf(),
-        column: name,
-        expected: "Float64",
-    };
-    let col = batch.column_by_name(name).ok_or_else(err)?;
-    (col.data_type() == &DataType::Float64)
-        .then(|| col.as_primitive::<Float64Type>().values().to_vec())
-        .ok_or_else(err)
-}
-
-fn ints(batch: &RecordBatch, name: &'static str, file: &Path) -> Result<Vec<i64>, ImportError> {
-    let err = || ImportError::Column {
-        file: file.to_path_buf(),
-        column: name,
-        expected: "Int64",
-    };
-    let col = batch.column_by_name(name).ok_or_else(err)?;
-    (col.data_type() == &DataType::Int64)
-        .then(|| col.as_primitive::<Int64Type>().values().to_vec())
-        .ok_or_else(err)
-}
-
 /// Imports a forecasting scenario from its parquet file and map JSON.
 pub fn import_forecasting(scenario: &Path, map: &Path) -> Result<Scene, ImportError> {
     let file = scenario;
@@ -298,28 +251,41 @@ pub fn import_forecasting(scenario: &Path, map: &Path) -> Result<Scene, ImportEr
     .map_err(|e| pq(&e))?
     .build()
     .map_err(|e| pq(&e))?;
-    let mut ids = Vec::new();
-    let mut types = Vec::new();
-    let mut steps = Vec::new();
-    let (mut x, mut y, mut yaw, mut vx, mut vy) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut scenario_id = String::new();
-    let mut start_ns = 0.0;
-    for batch in reader {
-        let b = batch.map_err(|e| pq(&e))?;
-        ids.extend(strings(&b, "track_id", file)?);
-        types.extend(strings(&b, "object_type", file)?);
-        steps.extend(ints(&b, "timestep", file)?);
-        x.extend(floats(&b, "position_x", file)?);
-        y.extend(floats(&b, "position_y", file)?);
-        yaw.extend(floats(&b, "heading", file)?);
-        vx.extend(floats(&b, "velocity_x", file)?);
-        vy.extend(floats(&b, "velocity_y", file)?);
-        if scenario_id.is_empty() && b.num_rows() > 0 {
-            scenario_id = strings(&b, "scenario_id", file)?.swap_remove(0);
-            start_ns = floats(&b, "start_timestamp", file)?[0];
-        }
-    }
+    let batches = reader
+        .collect::<Result<Vec<RecordBatch>, _>>()
+        .map_err(|e| pq(&e))?;
+    let c = Columns { batches: &batches };
+    let col = |e: ColumnError| ImportError::Column {
+        file: file.to_path_buf(),
+        column: e.column,
+        expected: e.expected,
+    };
+    let (ids, types, steps) = (
+        c.strings("track_id").map_err(col)?,
+        c.strings("object_type").map_err(col)?,
+        c.i64s("timestep").map_err(col)?,
+    );
+    let (x, y, yaw) = (
+        c.f64s("position_x").map_err(col)?,
+        c.f64s("position_y").map_err(col)?,
+        c.f64s("heading").map_err(col)?,
+    );
+    let (vx, vy) = (
+        c.f64s("velocity_x").map_err(col)?,
+        c.f64s("velocity_y").map_err(col)?,
+    );
+    let scenario_id = c
+        .strings("scenario_id")
+        .map_err(col)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let start_ns = c
+        .f64s("start_timestamp")
+        .map_err(col)?
+        .first()
+        .copied()
+        .unwrap_or(0.0);
     let n = steps.iter().copied().max().map_or(0, |m| m as usize + 1);
     if steps.iter().any(|&s| s < 0) {
         return Err(ImportError::Column {

@@ -12,12 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
+use arrow_array::RecordBatch;
 
 use super::av2::{read_map, EGO_SIZE};
+use super::columns::{ColumnError, Columns};
 use super::{AgentClass, Scene, SceneError, Track};
 
 /// Why a sensor log could not be imported; each variant names the file.
@@ -111,78 +109,6 @@ fn read_feather(path: &Path) -> Result<Vec<RecordBatch>, SensorLogError> {
     reader.collect::<Result<Vec<_>, _>>().map_err(bad)
 }
 
-struct Columns<'a> {
-    batches: &'a [RecordBatch],
-    file: &'a Path,
-}
-
-impl Columns<'_> {
-    fn col(
-        &self,
-        name: &'static str,
-        dt: DataType,
-        expected: &'static str,
-    ) -> Result<Vec<&dyn Array>, SensorLogError> {
-        self.batches
-            .iter()
-            .map(|b| {
-                b.column_by_name(name)
-                    .filter(|c| c.data_type() == &dt)
-                    .map(|c| c.as_ref())
-                    .ok_or(SensorLogError::Column {
-                        file: self.file.to_path_buf(),
-                        column: name,
-                        expected,
-                    })
-            })
-            .collect()
-    }
-    fn f64s(&self, name: &'static str) -> Result<Vec<f64>, SensorLogError> {
-        Ok(self
-            .col(name, DataType::Float64, "Float64")?
-            .into_iter()
-            .flat_map(|a| a.as_primitive::<Float64Type>().values().to_vec())
-            .collect())
-    }
-    fn i64s(&self, name: &'static str) -> Result<Vec<i64>, SensorLogError> {
-        Ok(self
-            .col(name, DataType::Int64, "Int64")?
-            .into_iter()
-            .flat_map(|a| a.as_primitive::<Int64Type>().values().to_vec())
-            .collect())
-    }
-    fn strings(&self, name: &'static str) -> Result<Vec<String>, SensorLogError> {
-        let mut out = Vec::new();
-        for b in self.batches {
-            let c = b.column_by_name(name).ok_or(SensorLogError::Column {
-                file: self.file.to_path_buf(),
-                column: name,
-                expected: "a string column",
-            })?;
-            match c.data_type() {
-                DataType::Utf8 => out.extend(
-                    c.as_string::<i32>()
-                        .iter()
-                        .map(|s| s.unwrap_or_default().to_string()),
-                ),
-                DataType::LargeUtf8 => out.extend(
-                    c.as_string::<i64>()
-                        .iter()
-                        .map(|s| s.unwrap_or_default().to_string()),
-                ),
-                _ => {
-                    return Err(SensorLogError::Column {
-                        file: self.file.to_path_buf(),
-                        column: name,
-                        expected: "a string column",
-                    })
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
 /// Finite-difference velocities over consecutive valid timestamps.
 fn fill_velocities(t: &mut Track, times_s: &[f64]) {
     let n = t.valid.len();
@@ -211,28 +137,50 @@ pub fn import_sensor_log(
     poses: &Path,
     map: &Path,
 ) -> Result<Scene, SensorLogError> {
+    let column = |file: &Path| {
+        let file = file.to_path_buf();
+        move |e: ColumnError| SensorLogError::Column {
+            file: file.clone(),
+            column: e.column,
+            expected: e.expected,
+        }
+    };
     let ann_batches = read_feather(annotations)?;
     let a = Columns {
         batches: &ann_batches,
-        file: annotations,
     };
+    let ac = column(annotations);
     let (ts, ids, cats) = (
-        a.i64s("timestamp_ns")?,
-        a.strings("track_uuid")?,
-        a.strings("category")?,
+        a.i64s("timestamp_ns").map_err(&ac)?,
+        a.strings("track_uuid").map_err(&ac)?,
+        a.strings("category").map_err(&ac)?,
     );
-    let (len, wid, hei) = (a.f64s("length_m")?, a.f64s("width_m")?, a.f64s("height_m")?);
-    let (qw, qx, qy, qz) = (a.f64s("qw")?, a.f64s("qx")?, a.f64s("qy")?, a.f64s("qz")?);
-    let (tx, ty) = (a.f64s("tx_m")?, a.f64s("ty_m")?);
+    let (len, wid, hei) = (
+        a.f64s("length_m").map_err(&ac)?,
+        a.f64s("width_m").map_err(&ac)?,
+        a.f64s("height_m").map_err(&ac)?,
+    );
+    let (qw, qx, qy, qz) = (
+        a.f64s("qw").map_err(&ac)?,
+        a.f64s("qx").map_err(&ac)?,
+        a.f64s("qy").map_err(&ac)?,
+        a.f64s("qz").map_err(&ac)?,
+    );
+    let (tx, ty) = (a.f64s("tx_m").map_err(&ac)?, a.f64s("ty_m").map_err(&ac)?);
 
     let pose_batches = read_feather(poses)?;
     let p = Columns {
         batches: &pose_batches,
-        file: poses,
     };
-    let pose_ts = p.i64s("timestamp_ns")?;
-    let (pw, px, py, pz) = (p.f64s("qw")?, p.f64s("qx")?, p.f64s("qy")?, p.f64s("qz")?);
-    let (ptx, pty) = (p.f64s("tx_m")?, p.f64s("ty_m")?);
+    let pc = column(poses);
+    let pose_ts = p.i64s("timestamp_ns").map_err(&pc)?;
+    let (pw, px, py, pz) = (
+        p.f64s("qw").map_err(&pc)?,
+        p.f64s("qx").map_err(&pc)?,
+        p.f64s("qy").map_err(&pc)?,
+        p.f64s("qz").map_err(&pc)?,
+    );
+    let (ptx, pty) = (p.f64s("tx_m").map_err(&pc)?, p.f64s("ty_m").map_err(&pc)?);
     let pose_at: HashMap<i64, usize> = pose_ts.iter().enumerate().map(|(i, &t)| (t, i)).collect();
 
     let mut sweeps: Vec<i64> = ts.clone();

@@ -10,6 +10,7 @@
 
 pub mod av2;
 pub mod av2_sensor;
+pub mod columns;
 pub mod commonroad;
 pub mod nuplan_case;
 
