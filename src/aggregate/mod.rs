@@ -219,9 +219,10 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     };
     let guess = guess_run_uuid(&layout, &cached);
     // Nothing new, changed or removed since the previous run: its unprocessed file stands as is.
+    let keys = complete_keys(&complete);
     let unchanged = previous
         .as_ref()
-        .is_some_and(|p| p.unchanged(&complete_keys(&complete), &cached, &guess));
+        .is_some_and(|p| p.unchanged(&keys, &cached, &guess));
     let mut writer = if unchanged {
         None
     } else {
@@ -238,10 +239,11 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         Vec::with_capacity(complete.len());
     let mut n_read = 0;
     let chunk = (rayon::current_num_threads() * 8).max(8);
-    for group in complete.chunks(chunk) {
+    for (group, group_keys) in complete.chunks(chunk).zip(keys.chunks(chunk)) {
         let loaded: Vec<Loaded> = group
             .par_iter()
-            .map(|b| load_one(b, opts, &cached, previous.as_ref(), encoder.as_ref()))
+            .zip(group_keys)
+            .map(|(b, key)| load_one(b, key, opts, &cached, previous.as_ref(), encoder.as_ref()))
             .collect();
         for (b, l) in group.iter().zip(loaded) {
             bar.inc(1);
@@ -404,16 +406,18 @@ fn rewrite_unprocessed(
     Ok(())
 }
 
-/// The keys of the complete batches, `None` where metrics.parquet cannot be stat'ed.
-fn complete_keys(complete: &[&run_dir::BatchDir]) -> Vec<Option<BatchKey>> {
+/// The keys (size, mtime) of the complete batches' metrics.parquet, each stat'ed once; the
+/// error text where it cannot be.
+fn complete_keys(complete: &[&run_dir::BatchDir]) -> Vec<Result<BatchKey, String>> {
     complete
         .par_iter()
-        .map(|b| BatchKey::of(&b.rel, &b.dir.join(run_dir::METRICS)).ok())
+        .map(|b| BatchKey::of(&b.rel, &b.dir.join(run_dir::METRICS)).map_err(|e| e.to_string()))
         .collect()
 }
 
 fn load_one(
     b: &run_dir::BatchDir,
+    key: &Result<BatchKey, String>,
     opts: &Options,
     cached: &cache::Cache,
     previous: Option<&PreviousFile>,
@@ -427,8 +431,8 @@ fn load_one(
             message,
         })
     };
-    let key = match BatchKey::of(&b.rel, &metrics) {
-        Ok(k) => k,
+    let key = match key {
+        Ok(k) => k.clone(),
         Err(e) => {
             return skipped(
                 format!("{}/{}", b.rel, run_dir::METRICS),

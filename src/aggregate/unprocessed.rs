@@ -111,7 +111,7 @@ impl PreviousFile {
     /// `cache`, and it was written with `run_uuid`: then it needs no rewrite.
     pub fn unchanged(
         &self,
-        keys: &[Option<BatchKey>],
+        keys: &[Result<BatchKey, String>],
         cache: &super::cache::Cache,
         run_uuid: &str,
     ) -> bool {
@@ -123,7 +123,7 @@ impl PreviousFile {
                 .order
                 .iter()
                 .zip(keys)
-                .all(|(a, b)| b.as_ref() == Some(a) && cache.contains_key(a))
+                .all(|(a, b)| b.as_ref().ok() == Some(a) && cache.contains_key(a))
     }
 
     /// The row groups holding `key`, if the previous file has it.
