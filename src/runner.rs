@@ -414,6 +414,13 @@ fn simulate_batch(
             })
             .collect(),
     };
+    // The same for every rollout of the batch.
+    let gt_start = gt_path
+        .as_ref()
+        .and_then(|p| sample(&scene.ego, ts, start_us).map(|s| p.project([s.x, s.y]).1))
+        .unwrap_or(0.0);
+    let params = VehicleParams::for_length(scene.ego.length_m);
+    let dt_s = cfg.control_timestep_us as f64 / 1e6;
     for r in 0..cfg.n_rollouts as usize {
         let rollout_id = format!("{batch_uuid}-{r}");
         asl.write(&proto::LogEntry {
@@ -435,12 +442,6 @@ fn simulate_batch(
         let mut memory = ContactMemory::default();
         let mut traveled = 0.0;
         let mut prev: Option<[f64; 2]> = None;
-        let gt_start = gt_path
-            .as_ref()
-            .and_then(|p| sample(&scene.ego, ts, start_us).map(|s| p.project([s.x, s.y]).1))
-            .unwrap_or(0.0);
-        let params = VehicleParams::for_length(scene.ego.length_m);
-        let dt_s = cfg.control_timestep_us as f64 / 1e6;
         let mut state: Option<VehicleState> = None;
         for &t in &clock {
             // The recording at t: the ego before the takeover, the reference after it.
