@@ -373,12 +373,7 @@ fn simulate_batch(
         .collect();
     let gt_path = Polyline::new(gt_points);
     let gt_total = gt_path.as_ref().map_or(0.0, Polyline::length);
-    let drivable: Vec<Vec<[f64; 2]>> = scene
-        .map
-        .drivable_areas
-        .iter()
-        .map(|p| p.points.clone())
-        .collect();
+    let drivable: Vec<Vec<[f64; 2]>> = scene.map.drivable_polygons();
     let driven_from_us = start_us + cfg.force_gt_duration_us;
 
     let mut rows = MetricsBuilder::new();

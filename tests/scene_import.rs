@@ -256,12 +256,7 @@ fn av2_sensor_log_imports_into_the_city_frame() {
     // Annotated sizes are kept.
     assert!(s.agents.iter().all(|a| a.length_m > 0.0 && a.width_m > 0.0));
     // The ego stays on the map's drivable area (within nuPlan's 0.3 m tolerance) along the log.
-    let polys: Vec<Vec<[f64; 2]>> = s
-        .map
-        .drivable_areas
-        .iter()
-        .map(|p| p.points.clone())
-        .collect();
+    let polys: Vec<Vec<[f64; 2]>> = s.map.drivable_polygons();
     let on_road = (0..156)
         .filter(|&i| {
             drivekit::geometry::OrientedBox {
@@ -301,12 +296,7 @@ fn commonroad_scenarios_import_with_a_routed_ego() {
             "{file}"
         );
         // The routed ego drives along lanelet centerlines: its centre stays on the drivable area.
-        let polys: Vec<Vec<[f64; 2]>> = s
-            .map
-            .drivable_areas
-            .iter()
-            .map(|p| p.points.clone())
-            .collect();
+        let polys: Vec<Vec<[f64; 2]>> = s.map.drivable_polygons();
         let valid: Vec<usize> = (0..s.timestamps_us.len())
             .filter(|&i| s.ego.valid[i])
             .collect();

@@ -142,6 +142,16 @@ pub struct Map {
     pub crosswalks: Vec<Polygon>,
 }
 
+impl Map {
+    /// The drivable-area polygons as plain point lists (what the geometry functions take).
+    pub fn drivable_polygons(&self) -> Vec<Vec<Point>> {
+        self.drivable_areas
+            .iter()
+            .map(|p| p.points.clone())
+            .collect()
+    }
+}
+
 /// A scene: map, clock, ego and agents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scene {
