@@ -69,6 +69,17 @@ impl OrientedBox {
     }
 }
 
+/// Wraps an angle to (−π, π].
+pub fn wrap_angle(a: f64) -> f64 {
+    let t = std::f64::consts::TAU;
+    let r = (a + std::f64::consts::PI).rem_euclid(t) - std::f64::consts::PI;
+    if r <= -std::f64::consts::PI {
+        r + t
+    } else {
+        r
+    }
+}
+
 fn dot(a: [f64; 2], b: [f64; 2]) -> f64 {
     a[0] * b[0] + a[1] * b[1]
 }

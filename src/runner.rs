@@ -7,28 +7,41 @@
 //! counts its rollouts as failed, and the other scenes still run. Batch uuids derive from the
 //! scene id, so a rerun finds the same directories.
 //!
-//! Today's driver and traffic are log replay (see [`crate::sim`]).
+//! Batching: the rollouts of every scene of the shard are laid out scene by scene and cut into
+//! chunks of at most the smallest service capacity (deploy: replicas × n_concurrent_rollouts),
+//! small enough that every core gets work. Each chunk is one [`BatchState`] stepped in lockstep
+//! by one thread; chunks run in parallel. Finished traces go to a writer thread, which encodes
+//! rollout.asl and metrics.parquet off the step loop and completes each scene's batch once all
+//! its rollouts are in. A rollout's result depends only on its scene, its seed and the
+//! configuration — never on the chunk it ran in — so output is byte-identical for any thread
+//! count or shard split.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use rayon::prelude::*;
 
 use crate::fixtures::uuid_from;
 use crate::fsutil::{self, Durability};
-use crate::geometry::{OrientedBox, Polyline};
-use crate::metrics::ego_step::{self, ContactMemory, StepInput};
 use crate::metrics::registry;
 use crate::metrics_file::{self, MetricRow, MetricsBuilder};
-use crate::rollout_log::asl::AslWriter;
+use crate::rollout_log::asl;
+use crate::rollout_log::poses::{encode_actor_poses, pose_message, PoseRow};
 use crate::rollout_log::proto;
 use crate::run_dir::{self, FailedBatch, RunMetadata};
-use crate::scene::{Scene, Track};
+use crate::scene::Scene;
+use crate::sim::controller::PurePursuit;
 use crate::sim::driver::Driver;
-use crate::sim::replay::{sample, Sample};
-use crate::sim::vehicle::{VehicleParams, VehicleState};
-use crate::sim_config::SimConfig;
+use crate::sim::evaluation::{Evaluator, METRICS, N_METRICS};
+use crate::sim::sensor::ClockedSensor;
+use crate::sim::services::TrafficService;
+use crate::sim::stepper::{self, RolloutTrace, ServiceTimes, Services, StepCounts};
+use crate::sim::traffic::{IdmTraffic, LogReplayTraffic};
+use crate::sim_config::{SimConfig, SERVICES};
+use crate::state::{BatchState, EgoPerturbation, SceneCtx};
 
 /// Which part of the scene list this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +138,26 @@ impl Shard {
     }
 }
 
+/// Which traffic model moves the other agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Traffic {
+    /// Every agent follows its recording.
+    #[default]
+    LogReplay,
+    /// Vehicles react under IDM along their recorded paths; the rest replay.
+    Idm,
+}
+
+impl Traffic {
+    /// The service implementing this model.
+    pub fn service(self) -> &'static dyn TrafficService {
+        match self {
+            Traffic::LogReplay => &LogReplayTraffic,
+            Traffic::Idm => &IdmTraffic,
+        }
+    }
+}
+
 /// Settings of one shard run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -140,6 +173,10 @@ pub struct RunOptions {
     pub run_name: String,
     /// The policy under test.
     pub driver: Driver,
+    /// The traffic model.
+    pub traffic: Traffic,
+    /// Show a progress bar (on a terminal only).
+    pub progress: bool,
 }
 
 /// What a shard run did.
@@ -151,6 +188,10 @@ pub struct RunOutcome {
     pub skipped_complete: usize,
     /// Batches that failed (with `_failed.json`).
     pub failed: Vec<(String, String)>,
+    /// Step time per service, summed over chunks (CPU time across threads).
+    pub times: ServiceTimes,
+    /// Steps simulated.
+    pub counts: StepCounts,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunnerError + '_ {
@@ -158,6 +199,34 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunnerError + '_ {
         path: path.to_path_buf(),
         source: e,
     }
+}
+
+/// What happened to one scene of the shard.
+enum SceneResult {
+    Kept,
+    Simulated,
+    Failed(String),
+}
+
+/// A scene ready to simulate, or why it is not.
+enum Prepared {
+    Kept,
+    Ready(Box<SceneCtx>),
+    Failed(String),
+}
+
+/// One rollout's results on their way to the writer.
+struct Finished {
+    scene: usize,
+    rollout: u32,
+    seed: u64,
+    perturbation: String,
+    trace: RolloutTrace,
+}
+
+enum ToWriter {
+    Done(Box<Finished>),
+    Failed(Vec<usize>, String),
 }
 
 /// Runs one shard.
@@ -197,16 +266,41 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     ));
     let mut log = fs::File::create(&log_path).map_err(io_err(&log_path))?;
 
-    // Scenes run in parallel (each writes only its own batch dir); results are logged in order.
-    let results: Vec<Result<SceneResult, RunnerError>> = opts
-        .shard
-        .pick(&ids)
-        .into_par_iter()
-        .map(|scene_id| run_scene(opts, &meta, scene_id))
-        .collect();
-    let mut outcome = RunOutcome::default();
-    for (scene_id, r) in opts.shard.pick(&ids).into_iter().zip(results) {
-        match r? {
+    let picked = opts.shard.pick(&ids);
+    // Load every scene of the shard (in parallel); complete batches are kept (resume).
+    let prepared: Vec<Prepared> = picked
+        .par_iter()
+        .map(|id| prepare(opts, id))
+        .collect::<Result<_, _>>()?;
+    let mut results: Vec<Option<SceneResult>> = Vec::with_capacity(picked.len());
+    let mut ctxs: Vec<SceneCtx> = Vec::new();
+    let mut ctx_of_pick: Vec<usize> = Vec::new();
+    for (i, p) in prepared.into_iter().enumerate() {
+        match p {
+            Prepared::Kept => results.push(Some(SceneResult::Kept)),
+            Prepared::Failed(e) => {
+                write_failed(opts, picked[i], &e)?;
+                results.push(Some(SceneResult::Failed(e)));
+            }
+            Prepared::Ready(ctx) => {
+                results.push(None);
+                ctx_of_pick.push(i);
+                ctxs.push(*ctx);
+            }
+        }
+    }
+    let (times, counts, written) = simulate_scenes(opts, &meta, &ctxs)?;
+    for (ci, r) in written.into_iter().enumerate() {
+        results[ctx_of_pick[ci]] = Some(r);
+    }
+
+    let mut outcome = RunOutcome {
+        times,
+        counts,
+        ..RunOutcome::default()
+    };
+    for (scene_id, r) in picked.iter().zip(results) {
+        match r.expect("every scene has a result") {
             SceneResult::Kept => {
                 outcome.skipped_complete += 1;
                 let _ = writeln!(log, "{scene_id}: complete, kept");
@@ -221,33 +315,41 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
             }
             SceneResult::Failed(error) => {
                 let _ = writeln!(log, "{scene_id}: FAILED: {error}");
-                outcome.failed.push((scene_id.clone(), error));
+                outcome.failed.push(((*scene_id).clone(), error));
             }
         }
     }
+    let _ = writeln!(
+        log,
+        "{} rollout-steps, {} agent-steps; step time per service (CPU s): {}",
+        outcome.counts.rollout_steps,
+        outcome.counts.agent_steps,
+        outcome
+            .times
+            .parts()
+            .iter()
+            .map(|(n, d)| format!("{n} {:.3}", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(outcome)
 }
 
-enum SceneResult {
-    Kept,
-    Simulated,
-    Failed(String),
-}
-
-/// Runs (or keeps, or fails) one scene's batch.
-fn run_scene(
-    opts: &RunOptions,
-    meta: &RunMetadata,
-    scene_id: &str,
-) -> Result<SceneResult, RunnerError> {
+fn batch_dir(opts: &RunOptions, scene_id: &str) -> (String, PathBuf) {
     let batch_uuid = uuid_from(0, scene_id);
     let dir = opts
         .run_dir
         .join(run_dir::ROLLOUTS)
         .join(scene_id)
         .join(&batch_uuid);
+    (batch_uuid, dir)
+}
+
+/// Keeps a complete batch; otherwise clears the batch dir and loads the scene.
+fn prepare(opts: &RunOptions, scene_id: &str) -> Result<Prepared, RunnerError> {
+    let (batch_uuid, dir) = batch_dir(opts, scene_id);
     match run_dir::batch_state(&dir) {
-        run_dir::BatchState::Complete => return Ok(SceneResult::Kept),
+        run_dir::BatchState::Complete => return Ok(Prepared::Kept),
         _ if dir.exists() => fs::remove_dir_all(&dir).map_err(io_err(&dir))?,
         _ => {}
     }
@@ -255,28 +357,205 @@ fn run_scene(
     let path = opts
         .scenes_dir
         .join(format!("{scene_id}.{}", crate::scene::EXTENSION));
-    let result = Scene::load(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|scene| {
-            simulate_batch(&scene, &opts.config, opts.driver, meta, &batch_uuid, &dir)
-                .map_err(|e| e.to_string())
-        });
-    match result {
-        Ok(()) => Ok(SceneResult::Simulated),
-        Err(error) => {
-            let failed = FailedBatch {
-                error: error.clone(),
-                scene_id: scene_id.to_string(),
-                batch_uuid: batch_uuid.clone(),
-                rollout_ids: (0..opts.config.n_rollouts)
-                    .map(|i| format!("{batch_uuid}-{i}"))
-                    .collect(),
-            };
-            let bytes = serde_json::to_vec_pretty(&failed).expect("plain data");
-            fsutil::write_atomic(&dir.join(run_dir::FAILED), &bytes).map_err(io_err(&dir))?;
-            Ok(SceneResult::Failed(error))
+    Ok(
+        match Scene::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|scene| SceneCtx::new(scene, &opts.config, batch_uuid))
+        {
+            Ok(ctx) => Prepared::Ready(Box::new(ctx)),
+            Err(e) => Prepared::Failed(e),
+        },
+    )
+}
+
+/// Writes `_failed.json` for a scene's batch (DESIGN §2).
+fn write_failed(opts: &RunOptions, scene_id: &str, error: &str) -> Result<(), RunnerError> {
+    let (batch_uuid, dir) = batch_dir(opts, scene_id);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let failed = FailedBatch {
+        error: error.to_string(),
+        scene_id: scene_id.to_string(),
+        batch_uuid: batch_uuid.clone(),
+        rollout_ids: (0..opts.config.n_rollouts)
+            .map(|i| format!("{batch_uuid}-{i}"))
+            .collect(),
+    };
+    let bytes = serde_json::to_vec_pretty(&failed).expect("plain data");
+    fsutil::write_atomic(&dir.join(run_dir::FAILED), &bytes).map_err(io_err(&dir))
+}
+
+/// Chunk size: the smallest service capacity, but small enough to give every thread work.
+pub fn chunk_size(cfg: &SimConfig, total: usize, threads: usize) -> usize {
+    let capacity = SERVICES
+        .iter()
+        .filter_map(|s| cfg.deploy.get(*s))
+        .map(|d| d.capacity())
+        .min()
+        .unwrap_or(64)
+        .max(1) as usize;
+    capacity.min(total.div_ceil(threads.max(1))).max(1)
+}
+
+/// The JSON recorded in rollout.asl for what a rollout's seed drew.
+fn perturbation_json(st: &BatchState, r: usize, scene: &Scene) -> String {
+    #[derive(serde::Serialize)]
+    struct Agent<'a> {
+        id: &'a str,
+        desired_speed_mps: f64,
+        headway_s: f64,
+    }
+    #[derive(serde::Serialize)]
+    struct Drawn<'a> {
+        ego: EgoPerturbation,
+        idm_agents: Vec<Agent<'a>>,
+    }
+    let drawn = Drawn {
+        ego: st.perturbation[r],
+        idm_agents: st
+            .agents(r)
+            .filter(|&a| st.a_idm[a])
+            .map(|a| Agent {
+                id: &scene.agents[st.a_track[a] as usize].id,
+                desired_speed_mps: st.a_v0[a],
+                headway_s: st.a_headway[a],
+            })
+            .collect(),
+    };
+    serde_json::to_string(&drawn).expect("plain data")
+}
+
+/// Steps every rollout of `ctxs` and writes their batches; returns per-scene results.
+fn simulate_scenes(
+    opts: &RunOptions,
+    meta: &RunMetadata,
+    ctxs: &[SceneCtx],
+) -> Result<(ServiceTimes, StepCounts, Vec<SceneResult>), RunnerError> {
+    let n_rollouts = opts.config.n_rollouts;
+    let members: Vec<(u32, u32)> = (0..ctxs.len() as u32)
+        .flat_map(|s| (0..n_rollouts).map(move |r| (s, r)))
+        .collect();
+    let chunk = chunk_size(&opts.config, members.len(), rayon::current_num_threads());
+    let sensor = ClockedSensor::new(&opts.config);
+    let evaluator = Evaluator::new(&opts.config);
+    let services = Services {
+        sensor: &sensor,
+        driver: opts.driver.service(),
+        controller: &PurePursuit,
+        traffic: opts.traffic.service(),
+        evaluation: &evaluator,
+    };
+    let models = format!(
+        "{{\"driver\":\"{}\",\"traffic\":\"{}\"}}",
+        services.driver.name(),
+        services.traffic.name()
+    );
+    let dt_us = opts.config.control_timestep_us as i64;
+    let bar = crate::report::progress::bar(members.len() as u64, "rollouts", opts.progress);
+    let (tx, rx) = mpsc::channel::<ToWriter>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| writer_loop(opts, meta, ctxs, &models, rx));
+        let per_chunk: Vec<(ServiceTimes, StepCounts)> = members
+            .par_chunks(chunk)
+            .map_with(tx, |tx, part| {
+                let mut st = BatchState::new(ctxs, part, &opts.config, services.traffic.reactive());
+                match stepper::run_chunk(&mut st, ctxs, services, dt_us, true) {
+                    Ok((traces, times, counts)) => {
+                        for (r, trace) in traces.into_iter().enumerate() {
+                            let scene = st.scene[r] as usize;
+                            let _ = tx.send(ToWriter::Done(Box::new(Finished {
+                                scene,
+                                rollout: st.rollout[r],
+                                seed: st.seed[r],
+                                perturbation: perturbation_json(&st, r, &ctxs[scene].scene),
+                                trace,
+                            })));
+                        }
+                        bar.inc(part.len() as u64);
+                        (times, counts)
+                    }
+                    Err(e) => {
+                        let mut scenes: Vec<usize> =
+                            part.iter().map(|(s, _)| *s as usize).collect();
+                        scenes.dedup();
+                        let _ = tx.send(ToWriter::Failed(scenes, e.to_string()));
+                        (ServiceTimes::default(), StepCounts::default())
+                    }
+                }
+            })
+            .collect();
+        bar.finish_and_clear();
+        let written = writer.join().expect("the writer thread does not panic")?;
+        let mut times = ServiceTimes::default();
+        let mut counts = StepCounts::default();
+        for (t, c) in &per_chunk {
+            times.add(t);
+            counts.rollout_steps += c.rollout_steps;
+            counts.agent_steps += c.agent_steps;
+            counts.iterations = counts.iterations.max(c.iterations);
+        }
+        Ok((times, counts, written))
+    })
+}
+
+/// Collects finished rollouts per scene and writes each batch once all its rollouts are in.
+fn writer_loop(
+    opts: &RunOptions,
+    meta: &RunMetadata,
+    ctxs: &[SceneCtx],
+    models: &str,
+    rx: mpsc::Receiver<ToWriter>,
+) -> Result<Vec<SceneResult>, RunnerError> {
+    let n = opts.config.n_rollouts as usize;
+    let mut pending: BTreeMap<usize, Vec<Option<Finished>>> = BTreeMap::new();
+    let mut results: Vec<Option<SceneResult>> = (0..ctxs.len()).map(|_| None).collect();
+    for msg in rx {
+        match msg {
+            ToWriter::Done(f) => {
+                let scene = f.scene;
+                if results[scene].is_some() {
+                    continue; // already failed
+                }
+                let slot = pending
+                    .entry(scene)
+                    .or_insert_with(|| (0..n).map(|_| None).collect());
+                let idx = f.rollout as usize;
+                slot[idx] = Some(*f);
+                if slot.iter().all(Option::is_some) {
+                    let done: Vec<Finished> = pending
+                        .remove(&scene)
+                        .expect("just filled")
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    let ctx = &ctxs[scene];
+                    let (_, dir) = batch_dir(opts, &ctx.scene.scene_id);
+                    results[scene] = Some(
+                        match write_batch(ctx, &done, &opts.config, meta, models, &dir) {
+                            Ok(()) => SceneResult::Simulated,
+                            Err(e) => {
+                                let e = format!("writing {}: {e}", dir.display());
+                                write_failed(opts, &ctx.scene.scene_id, &e)?;
+                                SceneResult::Failed(e)
+                            }
+                        },
+                    );
+                }
+            }
+            ToWriter::Failed(scenes, error) => {
+                for s in scenes {
+                    if results[s].is_none() {
+                        pending.remove(&s);
+                        write_failed(opts, &ctxs[s].scene.scene_id, &error)?;
+                        results[s] = Some(SceneResult::Failed(error.clone()));
+                    }
+                }
+            }
         }
     }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| SceneResult::Failed("rollouts missing".into())))
+        .collect())
 }
 
 /// Reads the run's metadata, or creates it (first shard wins; the others read it).
@@ -304,254 +583,134 @@ fn run_metadata(run: &Path, run_name: &str) -> Result<RunMetadata, RunnerError> 
     })
 }
 
-fn bx(t: &Track, s: &Sample) -> OrientedBox {
-    OrientedBox {
-        x: s.x,
-        y: s.y,
-        yaw: s.yaw,
-        length: t.length_m,
-        width: t.width_m,
+/// Encodes one rollout's log records (metadata, then one ActorPoses per step) into `out`.
+pub fn encode_rollout_log(
+    out: &mut Vec<u8>,
+    ctx: &SceneCtx,
+    metadata: &proto::RolloutMetadata,
+    trace: &RolloutTrace,
+) {
+    asl::encode_record(
+        out,
+        &proto::LogEntry {
+            entry: Some(proto::Entry::RolloutMetadata(metadata.clone())),
+        },
+    );
+    let n_agents = ctx.scene.agents.len();
+    for (k, &t) in trace.times_us.iter().enumerate() {
+        let e = trace.ego[k];
+        let ego = std::iter::once(PoseRow {
+            id: b"EGO",
+            x: e[0],
+            y: e[1],
+            yaw: e[2],
+        });
+        let agents = trace.agents[k * n_agents..(k + 1) * n_agents]
+            .iter()
+            .zip(&ctx.scene.agents)
+            .filter(|(p, _)| !p[0].is_nan())
+            .map(|(p, a)| PoseRow {
+                id: a.id.as_bytes(),
+                x: p[0],
+                y: p[1],
+                yaw: p[2],
+            });
+        encode_actor_poses(out, t as u64, ego.chain(agents));
     }
 }
 
-fn pose(s: &Sample) -> proto::Pose {
-    let (h, _) = (s.yaw / 2.0).sin_cos();
-    proto::Pose {
-        vec: Some(proto::Vec3 {
-            x: s.x as f32,
-            y: s.y as f32,
-            z: 0.0,
-        }),
-        quat: Some(proto::Quat {
-            w: (s.yaw / 2.0).cos() as f32,
-            x: 0.0,
-            y: 0.0,
-            z: h as f32,
-        }),
-    }
-}
-
-/// The metrics written per step, in row order (aggregations from [`registry`]).
-const METRICS: [&str; 14] = [
-    "collision_front",
-    "collision_lateral",
-    "collision_rear",
-    "collision_any",
-    "offroad",
-    "min_distance_to_obstacle_m",
-    "dist_to_gt_trajectory",
-    "dist_to_gt_location",
-    "progress",
-    "progress_rel_to_total",
-    "dist_traveled_m",
-    "gt_dist_traveled_m",
-    "eval_relevant",
-    "ego_is_making_progress",
-];
-
-/// Simulates every rollout of one scene and writes the batch dir (DESIGN §2, 3, 5).
-fn simulate_batch(
-    scene: &Scene,
+/// The metadata record of rollout `index` (seed and perturbation as drivekit extensions).
+pub fn rollout_metadata(
+    ctx: &SceneCtx,
     cfg: &SimConfig,
-    driver: Driver,
+    index: u32,
+    seed: u64,
+    perturbation: &str,
+    models: &str,
+) -> proto::RolloutMetadata {
+    let scene = &ctx.scene;
+    let ts = &scene.timestamps_us;
+    proto::RolloutMetadata {
+        session_metadata: Some(proto::SessionMetadata {
+            session_uuid: format!("{}-{index}", ctx.batch_uuid),
+            scene_id: scene.scene_id.clone(),
+            batch_size: cfg.n_rollouts,
+            n_sim_steps: ctx.n_steps,
+            start_timestamp_us: ctx.start_us as u64,
+            control_timestep_us: cfg.control_timestep_us,
+        }),
+        actor_definitions: Some(proto::ActorDefinitions {
+            actor_aabb: std::iter::once(&scene.ego)
+                .chain(&scene.agents)
+                .map(|t| proto::ActorAabb {
+                    actor_id: t.id.clone(),
+                    aabb: Some(proto::Aabb {
+                        size_x: t.length_m as f32,
+                        size_y: t.width_m as f32,
+                        size_z: t.height_m as f32,
+                    }),
+                    actor_label: format!("{:?}", t.class).to_lowercase(),
+                })
+                .collect(),
+        }),
+        force_gt_duration: cfg.force_gt_duration_us as u64,
+        rollout_index: index as i32,
+        ego_rig_recorded_ground_truth_trajectory: Some(proto::Trajectory {
+            poses: (0..ts.len())
+                .filter(|&i| scene.ego.valid[i])
+                .map(|i| proto::PoseAtTime {
+                    pose: Some(pose_message(
+                        scene.ego.x[i],
+                        scene.ego.y[i],
+                        scene.ego.yaw[i],
+                    )),
+                    timestamp_us: ts[i] as u64,
+                })
+                .collect(),
+        }),
+        drivekit_seed: seed,
+        drivekit_perturbation: perturbation.to_string(),
+        drivekit_models: models.to_string(),
+    }
+}
+
+/// Writes one scene's batch dir: rollout.asl, metrics.parquet, then `_complete` (synced).
+fn write_batch(
+    ctx: &SceneCtx,
+    done: &[Finished],
+    cfg: &SimConfig,
     meta: &RunMetadata,
-    batch_uuid: &str,
+    models: &str,
     dir: &Path,
 ) -> std::io::Result<()> {
-    let ts = &scene.timestamps_us;
-    let t_first = ts[0];
-    let duration = (ts[ts.len() - 1] - t_first) as u64;
-    let steps = cfg
-        .clip_steps(duration, &scene.scene_id)
-        .map_err(std::io::Error::other)? as usize;
-    let start_us = t_first + cfg.time_start_offset_us as i64;
-    let ctl = cfg.control_timestep_us as i64;
-    let clock: Vec<i64> = (0..steps).map(|k| start_us + k as i64 * ctl).collect();
-    let gt_points: Vec<[f64; 2]> = (0..ts.len())
-        .filter(|&i| scene.ego.valid[i])
-        .map(|i| [scene.ego.x[i], scene.ego.y[i]])
-        .collect();
-    let gt_path = Polyline::new(gt_points);
-    let gt_total = gt_path.as_ref().map_or(0.0, Polyline::length);
-    let drivable: Vec<Vec<[f64; 2]>> = scene.map.drivable_polygons();
-    let driven_from_us = start_us + cfg.force_gt_duration_us;
-
-    let mut rows = MetricsBuilder::new();
     let asl_path = dir.join("rollout.asl");
     let asl_tmp = fsutil::TempFile::for_target(&asl_path);
-    let mut asl = AslWriter::create(asl_tmp.path())?;
-    let definitions = proto::ActorDefinitions {
-        actor_aabb: std::iter::once(&scene.ego)
-            .chain(&scene.agents)
-            .map(|t| proto::ActorAabb {
-                actor_id: t.id.clone(),
-                aabb: Some(proto::Aabb {
-                    size_x: t.length_m as f32,
-                    size_y: t.width_m as f32,
-                    size_z: t.height_m as f32,
-                }),
-                actor_label: format!("{:?}", t.class).to_lowercase(),
-            })
-            .collect(),
-    };
-    let recorded = proto::Trajectory {
-        poses: (0..ts.len())
-            .filter(|&i| scene.ego.valid[i])
-            .map(|i| proto::PoseAtTime {
-                pose: Some(pose(&Sample {
-                    x: scene.ego.x[i],
-                    y: scene.ego.y[i],
-                    yaw: scene.ego.yaw[i],
-                    vx: 0.0,
-                    vy: 0.0,
-                })),
-                timestamp_us: ts[i] as u64,
-            })
-            .collect(),
-    };
-    // The same for every rollout of the batch.
-    let gt_start = gt_path
-        .as_ref()
-        .and_then(|p| sample(&scene.ego, ts, start_us).map(|s| p.project([s.x, s.y]).1))
-        .unwrap_or(0.0);
-    let params = VehicleParams::for_length(scene.ego.length_m);
-    let dt_s = cfg.control_timestep_us as f64 / 1e6;
-    for r in 0..cfg.n_rollouts as usize {
-        let rollout_id = format!("{batch_uuid}-{r}");
-        asl.write(&proto::LogEntry {
-            entry: Some(proto::Entry::RolloutMetadata(proto::RolloutMetadata {
-                session_metadata: Some(proto::SessionMetadata {
-                    session_uuid: rollout_id.clone(),
-                    scene_id: scene.scene_id.clone(),
-                    batch_size: cfg.n_rollouts,
-                    n_sim_steps: steps as u32,
-                    start_timestamp_us: start_us as u64,
-                    control_timestep_us: cfg.control_timestep_us,
-                }),
-                actor_definitions: Some(definitions.clone()),
-                force_gt_duration: cfg.force_gt_duration_us as u64,
-                rollout_index: r as i32,
-                ego_rig_recorded_ground_truth_trajectory: Some(recorded.clone()),
-            })),
-        })?;
-        let mut memory = ContactMemory::default();
-        let mut traveled = 0.0;
-        let mut prev: Option<[f64; 2]> = None;
-        let mut state: Option<VehicleState> = None;
-        for &t in &clock {
-            // The recording at t: the ego before the takeover, the reference after it.
-            let recorded_s = sample(&scene.ego, ts, t);
-            let ego_s = match state {
-                // A driver in control: the vehicle model's state.
-                Some(v) => Sample {
-                    x: v.x,
-                    y: v.y,
-                    yaw: v.yaw,
-                    vx: v.speed * v.yaw.cos(),
-                    vy: v.speed * v.yaw.sin(),
-                },
-                // The recording drives (log replay, or before the takeover); a gap ends the rollout.
-                None => {
-                    let Some(r) = recorded_s else { break };
-                    r
-                }
-            };
-            // From the takeover on, the driver moves the vehicle model for the next step.
-            if t >= driven_from_us {
-                let current = state.unwrap_or(VehicleState {
-                    x: ego_s.x,
-                    y: ego_s.y,
-                    yaw: ego_s.yaw,
-                    speed: ego_s.speed(),
-                });
-                state = driver.advance(current, &params, dt_s);
-            }
-            let ego = bx(&scene.ego, &ego_s);
-            let mut tracks = Vec::new();
-            let mut poses = vec![proto::ActorPose {
-                actor_id: "EGO".into(),
-                actor_pose: Some(pose(&ego_s)),
-            }];
-            for (k, a) in scene.agents.iter().enumerate() {
-                if let Some(s) = sample(a, ts, t) {
-                    tracks.push((k, bx(a, &s)));
-                    poses.push(proto::ActorPose {
-                        actor_id: a.id.clone(),
-                        actor_pose: Some(pose(&s)),
-                    });
-                }
-            }
-            asl.write(&proto::LogEntry {
-                entry: Some(proto::Entry::ActorPoses(proto::ActorPoses {
-                    timestamp_us: t as u64,
-                    actor_poses: poses,
-                })),
-            })?;
-            let m = ego_step::step(
-                &StepInput {
-                    ego,
-                    tracks: &tracks,
-                    drivable: &drivable,
-                    gt_path: gt_path.as_ref(),
-                    gt_here: recorded_s.map(|r| [r.x, r.y]),
-                },
-                &mut memory,
-            );
-            if let Some(p) = prev {
-                traveled += (ego.x - p[0]).hypot(ego.y - p[1]);
-            }
-            prev = Some([ego.x, ego.y]);
-            let progress = m.progress_m.map(|s| s - gt_start);
-            let gt_traveled = gt_path
-                .as_ref()
-                .zip(recorded_s)
-                .map(|(p, r)| p.project([r.x, r.y]).1 - gt_start);
-            let b = |v: bool| Some(if v { 1.0 } else { 0.0 });
-            let values: [Option<f64>; 14] = [
-                b(m.collision_front),
-                b(m.collision_lateral),
-                b(m.collision_rear),
-                b(m.collision_any),
-                m.offroad.and_then(b),
-                Some(m.min_distance_to_obstacle_m),
-                m.dist_to_gt_trajectory,
-                m.dist_to_gt_location,
-                progress,
-                progress.map(|p| {
-                    if gt_total - gt_start > 0.0 {
-                        p / (gt_total - gt_start)
-                    } else {
-                        1.0
-                    }
-                }),
-                Some(traveled),
-                gt_traveled,
-                b(t >= driven_from_us),
-                b(ego_s.speed() > 0.1 || traveled > 0.0),
-            ];
-            for (name, v) in METRICS.iter().zip(values) {
-                // A metric that does not apply (no map, no recording) is simply absent.
-                if name == &"offroad" && m.offroad.is_none() {
-                    continue;
-                }
-                if v.is_none()
-                    && matches!(
-                        *name,
-                        "dist_to_gt_trajectory"
-                            | "progress"
-                            | "progress_rel_to_total"
-                            | "gt_dist_traveled_m"
-                    )
-                {
-                    continue;
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(asl_tmp.path())?);
+    let mut buf = Vec::with_capacity(1 << 16);
+    let mut rows = MetricsBuilder::new();
+    let aggregations: Vec<&str> = METRICS
+        .iter()
+        .map(|m| registry::aggregation_of(m))
+        .collect();
+    for f in done {
+        buf.clear();
+        let md = rollout_metadata(ctx, cfg, f.rollout, f.seed, &f.perturbation, models);
+        encode_rollout_log(&mut buf, ctx, &md, &f.trace);
+        file.write_all(&buf)?;
+        let rollout_id = format!("{}-{}", ctx.batch_uuid, f.rollout);
+        for (k, &t) in f.trace.times_us.iter().enumerate() {
+            let values = &f.trace.metrics[k * N_METRICS..(k + 1) * N_METRICS];
+            for (m, &v) in values.iter().enumerate() {
+                if v.is_nan() {
+                    continue; // does not apply at this step
                 }
                 rows.push(&MetricRow {
-                    name,
+                    name: METRICS[m],
                     timestamps_us: t,
-                    value: v,
-                    valid: v.is_some(),
-                    time_aggregation: registry::aggregation_of(name),
-                    clipgt_id: &scene.scene_id,
+                    value: Some(v),
+                    valid: true,
+                    time_aggregation: aggregations[m],
+                    clipgt_id: &ctx.scene.scene_id,
                     rollout_id: &rollout_id,
                     run_uuid: &meta.run_uuid,
                     run_name: &meta.run_name,
@@ -559,7 +718,7 @@ fn simulate_batch(
             }
         }
     }
-    let mut file = asl.finish()?.into_inner().map_err(|e| e.into_error())?;
+    let mut file = file.into_inner().map_err(|e| e.into_error())?;
     file.flush()?;
     file.sync_all()?;
     drop(file);

@@ -139,6 +139,76 @@ pub struct Scenes {
     pub scene_ids: Vec<String>,
 }
 
+/// `perturbation`: how the rollouts of one scene differ (drivekit's key; AlpaSim has none). Each
+/// rollout draws its values from its own seed (derived from `seed`, the scene id and the rollout
+/// index) and records them in rollout.asl. All zero: every rollout is the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Perturbation {
+    /// Run-wide seed mixed into every rollout's seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// σ of the ego's position offset at the takeover, per axis (m).
+    #[serde(default = "default_position_sigma")]
+    pub ego_position_sigma_m: f64,
+    /// σ of the ego's heading offset at the takeover (rad).
+    #[serde(default = "default_heading_sigma")]
+    pub ego_heading_sigma_rad: f64,
+    /// σ of the ego's relative speed change at the takeover.
+    #[serde(default = "default_speed_sigma")]
+    pub ego_speed_sigma_frac: f64,
+    /// σ of each IDM agent's relative desired-speed change.
+    #[serde(default = "default_agent_sigma")]
+    pub agent_speed_sigma_frac: f64,
+    /// σ of each IDM agent's relative time-headway change.
+    #[serde(default = "default_agent_sigma")]
+    pub agent_headway_sigma_frac: f64,
+}
+
+fn default_position_sigma() -> f64 {
+    0.2
+}
+fn default_heading_sigma() -> f64 {
+    0.02
+}
+fn default_speed_sigma() -> f64 {
+    0.05
+}
+fn default_agent_sigma() -> f64 {
+    0.1
+}
+
+impl Default for Perturbation {
+    fn default() -> Self {
+        serde_norway::from_str("{}").expect("every field has a default")
+    }
+}
+
+/// `evaluation`: settings of the per-step metrics (drivekit's key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    /// TTC projection horizon (s; nuPlan scores with 3 s).
+    #[serde(default = "default_ttc_horizon")]
+    pub ttc_horizon_s: f64,
+    /// TTC projection step (s).
+    #[serde(default = "default_ttc_step")]
+    pub ttc_step_s: f64,
+}
+
+fn default_ttc_horizon() -> f64 {
+    3.0
+}
+fn default_ttc_step() -> f64 {
+    0.1
+}
+
+impl Default for Evaluation {
+    fn default() -> Self {
+        serde_norway::from_str("{}").expect("every field has a default")
+    }
+}
+
 /// The resolved simulation configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +246,12 @@ pub struct SimConfig {
     /// Scenes of the run.
     #[serde(default)]
     pub scenes: Scenes,
+    /// How rollouts of a scene differ.
+    #[serde(default)]
+    pub perturbation: Perturbation,
+    /// Metric settings.
+    #[serde(default)]
+    pub evaluation: Evaluation,
 }
 
 impl Default for SimConfig {
@@ -324,24 +400,62 @@ impl SimConfig {
                 );
             }
         }
+        let p = &self.perturbation;
+        for (key, v) in [
+            ("perturbation.ego_position_sigma_m", p.ego_position_sigma_m),
+            (
+                "perturbation.ego_heading_sigma_rad",
+                p.ego_heading_sigma_rad,
+            ),
+            ("perturbation.ego_speed_sigma_frac", p.ego_speed_sigma_frac),
+            (
+                "perturbation.agent_speed_sigma_frac",
+                p.agent_speed_sigma_frac,
+            ),
+            (
+                "perturbation.agent_headway_sigma_frac",
+                p.agent_headway_sigma_frac,
+            ),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return rule(
+                    key,
+                    v.to_string(),
+                    "a standard deviation must be finite and ≥ 0".into(),
+                    "use 0 to turn this perturbation off".into(),
+                );
+            }
+        }
+        let e = &self.evaluation;
+        if !(e.ttc_step_s > 0.0 && e.ttc_horizon_s >= e.ttc_step_s && e.ttc_horizon_s <= 60.0) {
+            return rule(
+                "evaluation.ttc_horizon_s",
+                format!("{} (step {})", e.ttc_horizon_s, e.ttc_step_s),
+                "the TTC step must be positive and the horizon between one step and 60 s".into(),
+                "use nuPlan's ttc_step_s: 0.1 and ttc_horizon_s: 3.0".into(),
+            );
+        }
         Ok(())
     }
 
     /// Control steps a recording of `duration_us` supports after the start offset, and the
     /// configured n_sim_steps clipped to it; an error when not even one step fits.
     pub fn clip_steps(&self, duration_us: u64, scene: &str) -> Result<u32, SimConfigError> {
-        let available =
-            duration_us.saturating_sub(self.time_start_offset_us) / self.control_timestep_us;
+        // Poses at offset, offset + step, … up to the recording's end, both ends included.
+        let available = if duration_us >= self.time_start_offset_us {
+            (duration_us - self.time_start_offset_us) / self.control_timestep_us + 1
+        } else {
+            0
+        };
         if available == 0 {
             return Err(SimConfigError::Rule {
                 file: PathBuf::from(scene),
                 key: "time_start_offset_us",
                 value: self.time_start_offset_us.to_string(),
                 problem: format!(
-                    "the recording lasts {duration_us} µs, too short for one {} µs control step after the offset",
-                    self.control_timestep_us
+                    "the recording lasts {duration_us} µs, shorter than the start offset"
                 ),
-                fix: "lower time_start_offset_us or control_timestep_us, or leave this scene out".into(),
+                fix: "lower time_start_offset_us, or leave this scene out".into(),
             });
         }
         Ok(self
@@ -500,8 +614,16 @@ mod tests {
     #[test]
     fn steps_are_clipped_to_the_recording() {
         let c = parse("n_sim_steps: 200\n").unwrap();
-        // 11 s recording, 0.3 s offset, 0.1 s steps → 107 steps.
-        assert_eq!(c.clip_steps(10_900_000 + 100_000, "s").unwrap(), 107);
+        // 11 s recording, 0.3 s offset, 0.1 s steps → poses at 0.3 … 11.0 s: 108 steps.
+        assert_eq!(c.clip_steps(10_900_000 + 100_000, "s").unwrap(), 108);
+        // A single frame at the offset is one step (nuPlan's one-instant metric cases).
+        assert_eq!(
+            parse("time_start_offset_us: 0\n")
+                .unwrap()
+                .clip_steps(0, "s")
+                .unwrap(),
+            1
+        );
         assert_eq!(
             parse("n_sim_steps: 20\n")
                 .unwrap()
@@ -509,8 +631,11 @@ mod tests {
                 .unwrap(),
             20
         );
-        let e = c.clip_steps(350_000, "scene-x").unwrap_err().to_string();
-        assert!(e.contains("scene-x") && e.contains("too short"), "{e}");
+        let e = c.clip_steps(250_000, "scene-x").unwrap_err().to_string();
+        assert!(
+            e.contains("scene-x") && e.contains("shorter than the start offset"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -359,7 +359,8 @@ fn bundled_scenes_load_with_this_format_version() {
 #[test]
 fn nuplan_collision_classes_match_the_expected_fault() {
     use drivekit::geometry::OrientedBox;
-    use drivekit::metrics::ego_step::{step, ContactMemory, StepInput};
+    use drivekit::metrics::ego_step::{step, ContactMemory, StepInput, TrackBox};
+    use drivekit::metrics::ttc::TtcParams;
     use drivekit::scene::{nuplan_case, AgentClass};
     let run = |case: &str| -> Vec<(String, AgentClass, bool, bool)> {
         let s = nuplan_case::import_case(&nuplan_dir().join(case)).unwrap();
@@ -370,18 +371,26 @@ fn nuplan_collision_classes_match_the_expected_fault() {
             length: t.length_m,
             width: t.width_m,
         };
+        let speed = |t: &drivekit::scene::Track, i: usize| t.vx[i].hypot(t.vy[i]);
         let mut mem = ContactMemory::default();
         let mut hits = Vec::new();
         for i in 0..s.timestamps_us.len() {
             for (k, a) in s.agents.iter().enumerate().filter(|(_, a)| a.valid[i]) {
-                let tracks = [(k, bx(a, i))];
+                let tracks = [TrackBox {
+                    id: k,
+                    bx: bx(a, i),
+                    speed: speed(a, i),
+                    is_static: a.class == AgentClass::Static,
+                }];
                 let m = step(
                     &StepInput {
                         ego: bx(&s.ego, i),
+                        ego_speed: speed(&s.ego, i),
                         tracks: &tracks,
                         drivable: &[],
                         gt_path: None,
                         gt_here: None,
+                        ttc: &TtcParams::default(),
                     },
                     &mut mem,
                 );

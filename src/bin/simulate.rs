@@ -1,18 +1,17 @@
-//! `simulate`: closed-loop simulation of scene shards (issue #4, in progress): `run` (log-replay
-//! driver and traffic so far), `import` (public datasets → drivekit scenes), `scene-info`, and
-//! `--check-config`.
+//! `simulate`: closed-loop simulation of scene shards: `run` (built-in drivers, log-replay or IDM
+//! traffic), `import` (public datasets → drivekit scenes), `scene-info`, and `--check-config`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use drivekit::runner::{self, RunOptions, Shard};
+use drivekit::runner::{self, RunOptions, Shard, Traffic};
 use drivekit::scene::{self, Scene};
 use drivekit::sim::driver::Driver;
 
 /// Simulate driving policies on real scenes: import scenes, check a configuration, run shards
-/// into AlpaSim-layout run directories (log-replay driver and traffic so far).
+/// of closed-loop rollouts into AlpaSim-layout run directories.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -25,7 +24,8 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Simulate this shard's scenes (log-replay driver and traffic for now) into a run dir.
+    /// Simulate this shard's scenes into a run dir (rollout.asl, metrics.parquet, _complete per
+    /// batch). Rollouts of all scenes are stepped together in chunks across all cores.
     Run {
         /// Directory of .dkscene files.
         #[arg(long, default_value = "fixtures/scenes")]
@@ -48,6 +48,15 @@ enum Command {
         /// The policy under test.
         #[arg(long, value_enum, default_value = "log-replay")]
         driver: DriverArg,
+        /// How the other agents move.
+        #[arg(long, value_enum, default_value = "log-replay")]
+        traffic: TrafficArg,
+        /// Seed mixed into every rollout's seed (overrides perturbation.seed of the config).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Do not draw a progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Convert a public-dataset scene into drivekit's scene format (`<scene_id>.dkscene`).
     Import {
@@ -74,6 +83,16 @@ enum DriverArg {
     LogReplay,
     /// After the takeover the ego keeps its heading and speed (nuPlan's simplest baseline).
     ConstantVelocity,
+    /// After the takeover the ego follows its route under IDM, braking for what is ahead.
+    Idm,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TrafficArg {
+    /// Every agent follows its recording.
+    LogReplay,
+    /// Vehicles follow their recorded paths under IDM, reacting to the ego and each other.
+    Idm,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -159,10 +178,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             rollouts,
             run_name,
             driver,
+            traffic,
+            seed,
+            quiet,
         } => {
             let driver = match driver {
                 DriverArg::LogReplay => Driver::LogReplay,
                 DriverArg::ConstantVelocity => Driver::ConstantVelocity,
+                DriverArg::Idm => Driver::Idm,
+            };
+            let traffic = match traffic {
+                TrafficArg::LogReplay => Traffic::LogReplay,
+                TrafficArg::Idm => Traffic::Idm,
             };
             let mut cfg = match &config {
                 Some(p) => drivekit::sim_config::SimConfig::load(p)?,
@@ -171,6 +198,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             if let Some(n) = rollouts {
                 cfg.n_rollouts = n;
                 cfg.check(std::path::Path::new("--rollouts"))?;
+            }
+            if let Some(seed) = seed {
+                cfg.perturbation.seed = seed;
             }
             let shard = match shard {
                 Some(s) => Shard::parse(&s)?,
@@ -184,8 +214,12 @@ fn run(args: Args) -> anyhow::Result<()> {
                 shard,
                 run_name,
                 driver,
+                traffic,
+                progress: !quiet,
             };
+            let started = std::time::Instant::now();
             let o = runner::run(&opts)?;
+            let wall = started.elapsed().as_secs_f64();
             println!(
                 "shard {}/{}: {} batches simulated, {} already complete, {} failed → {}",
                 shard.index,
@@ -195,6 +229,14 @@ fn run(args: Args) -> anyhow::Result<()> {
                 o.failed.len(),
                 out.display()
             );
+            if o.counts.agent_steps > 0 {
+                println!(
+                    "{} rollout-steps, {} agent-steps in {wall:.2} s ({:.0} agent-steps/s, writing included)",
+                    o.counts.rollout_steps,
+                    o.counts.agent_steps,
+                    o.counts.agent_steps as f64 / wall.max(1e-9)
+                );
+            }
             for (scene, err) in &o.failed {
                 eprintln!("simulate: {scene}: {err}");
             }

@@ -1,9 +1,12 @@
 //! Metric vocabulary shared by the simulator (which emits metrics) and `aggregate` (which reduces
 //! them): the time aggregations of DESIGN §3 and the statistics used over rollouts.
 
+pub mod comfort;
+pub mod direction;
 pub mod ego_step;
 pub mod registry;
 pub mod stats;
 pub mod time_aggregation;
+pub mod ttc;
 
 pub use time_aggregation::TimeAggregation;

@@ -47,6 +47,14 @@ pub enum AslError {
     },
 }
 
+/// Appends one length-prefixed record to `out`.
+pub fn encode_record(out: &mut Vec<u8>, entry: &LogEntry) {
+    let len = entry.encoded_len();
+    out.reserve(4 + len);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    entry.encode(out).expect("a Vec grows as needed");
+}
+
 /// Appends length-prefixed LogEntry records to a writer.
 pub struct AslWriter<W: Write> {
     out: W,

@@ -3,4 +3,5 @@
 //! AlpaSim's field numbers, so no protoc is needed); [`asl`] writes and reads the stream.
 
 pub mod asl;
+pub mod poses;
 pub mod proto;

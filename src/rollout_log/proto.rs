@@ -111,6 +111,15 @@ pub struct RolloutMetadata {
     pub rollout_index: i32,
     #[prost(message, optional, tag = "7")]
     pub ego_rig_recorded_ground_truth_trajectory: Option<Trajectory>,
+    /// drivekit extension (AlpaSim's readers skip unknown fields): the rollout's seed.
+    #[prost(uint64, tag = "1001")]
+    pub drivekit_seed: u64,
+    /// drivekit extension: what the seed drew, as JSON (ego offsets, IDM agent parameters).
+    #[prost(string, tag = "1002")]
+    pub drivekit_perturbation: String,
+    /// drivekit extension: driver and traffic models of the rollout.
+    #[prost(string, tag = "1003")]
+    pub drivekit_models: String,
 }
 
 /// One actor's pose.

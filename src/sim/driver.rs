@@ -1,9 +1,13 @@
-//! Built-in drivers (the policy under test). Today: log replay (the expert: the ego is its
-//! recording) and constant velocity (after the takeover the ego keeps its heading and speed,
-//! nuPlan's simplest baseline), both driving the [`vehicle`](super::vehicle) model where they
-//! control the ego.
+//! Built-in drivers (the policy under test): log replay (the expert: the ego is its recording),
+//! constant velocity (after the takeover the ego keeps its heading and speed, nuPlan's simplest
+//! baseline) and an IDM lane follower (keeps to the route — the recorded ego path, extended
+//! straight past its end — at the recording's top speed, braking for whatever is ahead in its
+//! lane, as nuPlan's IDM planner does along its route). Drivers return planned trajectories; the
+//! controller tracks them with the vehicle model.
 
-use super::vehicle::{self, VehicleParams, VehicleState};
+use super::idm::{self, Body};
+use super::services::{DriverService, Observations, Plans, PLAN_POINTS};
+use crate::state::{BatchState, SceneCtx};
 
 /// Which built-in driver controls the ego.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -13,23 +17,148 @@ pub enum Driver {
     LogReplay,
     /// After the takeover: no acceleration, no steering.
     ConstantVelocity,
+    /// After the takeover: IDM along the route.
+    Idm,
 }
 
 impl Driver {
     /// Name used on the command line and in logs.
     pub fn name(self) -> &'static str {
-        match self {
-            Driver::LogReplay => "log-replay",
-            Driver::ConstantVelocity => "constant-velocity",
-        }
+        self.service().name()
     }
 
-    /// The ego's next state after one control step of `dt_s`, for drivers that control it
-    /// (`None` for log replay, whose ego is the recording).
-    pub fn advance(self, s: VehicleState, p: &VehicleParams, dt_s: f64) -> Option<VehicleState> {
+    /// The service implementing this driver.
+    pub fn service(self) -> &'static dyn DriverService {
         match self {
-            Driver::LogReplay => None,
-            Driver::ConstantVelocity => Some(vehicle::step(s, 0.0, 0.0, p, dt_s)),
+            Driver::LogReplay => &LogReplayDriver,
+            Driver::ConstantVelocity => &ConstantVelocityDriver,
+            Driver::Idm => &IdmDriver,
+        }
+    }
+}
+
+/// The expert: never plans; the controller keeps the ego on its recording.
+#[derive(Debug, Clone, Copy)]
+pub struct LogReplayDriver;
+
+impl DriverService for LogReplayDriver {
+    fn name(&self) -> &'static str {
+        "log-replay"
+    }
+    fn drives(&self) -> bool {
+        false
+    }
+    fn drive(&self, st: &BatchState, _: &[SceneCtx], _: &Observations, plans: &mut Plans, _: f64) {
+        plans.active[..st.len()].fill(false);
+    }
+}
+
+/// Straight ahead at the current speed.
+#[derive(Debug, Clone, Copy)]
+pub struct ConstantVelocityDriver;
+
+impl DriverService for ConstantVelocityDriver {
+    fn name(&self) -> &'static str {
+        "constant-velocity"
+    }
+    fn drives(&self) -> bool {
+        true
+    }
+    fn drive(
+        &self,
+        st: &BatchState,
+        _: &[SceneCtx],
+        _: &Observations,
+        plans: &mut Plans,
+        dt_s: f64,
+    ) {
+        for r in 0..st.len() {
+            plans.active[r] = st.alive[r] && st.ego_controlled[r];
+            if plans.active[r] {
+                self.drive_one(st, r, plans, dt_s);
+            }
+        }
+    }
+}
+
+/// IDM along the route.
+#[derive(Debug, Clone, Copy)]
+pub struct IdmDriver;
+
+impl DriverService for IdmDriver {
+    fn name(&self) -> &'static str {
+        "idm"
+    }
+    fn drives(&self) -> bool {
+        true
+    }
+    fn drive(
+        &self,
+        st: &BatchState,
+        scenes: &[SceneCtx],
+        _obs: &Observations,
+        plans: &mut Plans,
+        dt_s: f64,
+    ) {
+        for r in 0..st.len() {
+            plans.active[r] = st.alive[r] && st.ego_controlled[r];
+            if !plans.active[r] {
+                continue;
+            }
+            let ctx = &scenes[st.scene[r] as usize];
+            let Some(route) = ctx.route.as_ref() else {
+                // No recorded path to follow: hold the lane straight ahead.
+                ConstantVelocityDriver.drive_one(st, r, plans, dt_s);
+                continue;
+            };
+            let me = Body {
+                x: st.ego_x[r],
+                y: st.ego_y[r],
+                yaw: st.ego_yaw[r],
+                speed: st.ego_speed[r],
+                len: ctx.scene.ego.length_m,
+                wid: ctx.scene.ego.width_m,
+            };
+            let others = st.agents(r).filter(|&a| st.a_valid[a]).map(|a| Body {
+                x: st.a_x[a],
+                y: st.a_y[a],
+                yaw: st.a_yaw[a],
+                speed: st.a_speed[a],
+                len: st.a_len[a],
+                wid: st.a_wid[a],
+            });
+            let lead = idm::leader(&me, others);
+            let a = idm::acceleration(
+                me.speed,
+                ctx.ego_top_speed,
+                crate::state::idm_defaults::HEADWAY_S,
+                lead,
+            );
+            let mut s = route.project([me.x, me.y]).1;
+            let mut v = me.speed;
+            for k in 0..PLAN_POINTS {
+                let v_next = (v + a * dt_s).max(0.0);
+                s += (v + v_next) / 2.0 * dt_s;
+                v = v_next;
+                let (p, _) = route.at(s);
+                plans.x[r * PLAN_POINTS + k] = p[0];
+                plans.y[r * PLAN_POINTS + k] = p[1];
+                plans.v[r * PLAN_POINTS + k] = v;
+            }
+        }
+    }
+}
+
+impl ConstantVelocityDriver {
+    /// Plans rollout `r` straight ahead at its speed.
+    fn drive_one(&self, st: &BatchState, r: usize, plans: &mut Plans, dt_s: f64) {
+        let (s, c) = st.ego_yaw[r].sin_cos();
+        let v = st.ego_speed[r];
+        for k in 0..PLAN_POINTS {
+            let d = v * dt_s * (k + 1) as f64;
+            plans.x[r * PLAN_POINTS + k] = st.ego_x[r] + c * d;
+            plans.y[r * PLAN_POINTS + k] = st.ego_y[r] + s * d;
+            plans.v[r * PLAN_POINTS + k] = v;
         }
     }
 }

@@ -1,8 +1,13 @@
-//! The CPU stepper. Today: log replay — every actor, the ego included, follows its recording
-//! sampled at the simulation clock — which is the reference the policy drivers, the vehicle
-//! model and reactive traffic of issue #4 build on, and the mode in which every metric must read
-//! "no deviation" on real scenes.
+//! The CPU backend: the services of a simulation step (DESIGN §7) — sensor clocks, drivers,
+//! controller + kinematic bicycle, traffic (log replay or IDM), evaluation — and the stepper that
+//! moves a [`crate::state::BatchState`] chunk through them.
 
+pub mod controller;
 pub mod driver;
-pub mod replay;
+pub mod evaluation;
+pub mod idm;
+pub mod sensor;
+pub mod services;
+pub mod stepper;
+pub mod traffic;
 pub mod vehicle;

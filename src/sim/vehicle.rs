@@ -2,34 +2,7 @@
 //! steering limits. Integrated in sub-steps of at most 10 ms so a 500 ms control step stays
 //! accurate on curves.
 
-/// Limits and geometry of the vehicle.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct VehicleParams {
-    /// Distance between the axles (m).
-    pub wheelbase_m: f64,
-    /// Largest forward acceleration (m/s²).
-    pub max_accel_mps2: f64,
-    /// Largest braking deceleration (m/s², positive).
-    pub max_decel_mps2: f64,
-    /// Largest steering angle (rad).
-    pub max_steer_rad: f64,
-    /// Highest speed (m/s).
-    pub max_speed_mps: f64,
-}
-
-impl VehicleParams {
-    /// Typical passenger-car limits for a box of `length_m` (wheelbase 60 % of the length, the
-    /// Pacifica's 3.089 of 5.176 m).
-    pub fn for_length(length_m: f64) -> VehicleParams {
-        VehicleParams {
-            wheelbase_m: 0.597 * length_m,
-            max_accel_mps2: 3.0,
-            max_decel_mps2: 8.0,
-            max_steer_rad: 0.6,
-            max_speed_mps: 40.0,
-        }
-    }
-}
+pub use crate::state::VehicleParams;
 
 /// Pose and speed of the box centre.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -26,16 +26,7 @@ impl Sample {
     }
 }
 
-/// Wraps an angle to (−π, π].
-pub fn wrap_angle(a: f64) -> f64 {
-    let t = std::f64::consts::TAU;
-    let r = (a + std::f64::consts::PI).rem_euclid(t) - std::f64::consts::PI;
-    if r <= -std::f64::consts::PI {
-        r + t
-    } else {
-        r
-    }
-}
+pub use crate::geometry::wrap_angle;
 
 /// The track at `t_us` on the scene clock `timestamps_us`; `None` where it was not observed.
 pub fn sample(track: &Track, timestamps_us: &[i64], t_us: i64) -> Option<Sample> {

@@ -1,0 +1,181 @@
+//! The evaluation service: every metric of DESIGN §3 per rollout and step, from the batch state
+//! and the scene (collisions with nuPlan's classes, offroad, TTC, comfort, driving direction,
+//! path distances, progress). What a metric needs from earlier steps lives in [`EvalMemory`].
+
+use super::services::EvaluationService;
+use crate::geometry::OrientedBox;
+use crate::metrics::comfort::{ComfortLimits, ComfortTracker};
+use crate::metrics::direction::DirectionTracker;
+use crate::metrics::ego_step::{self, ContactMemory, StepInput, TrackBox};
+use crate::metrics::ttc::TtcParams;
+use crate::sim_config::SimConfig;
+use crate::state::{BatchState, SceneCtx};
+
+/// The metrics written per step, in row order (aggregations from
+/// [`crate::metrics::registry`]). NaN marks a metric that does not apply at a step: its row is
+/// left out (DESIGN §3: "a metric that does not apply is simply absent").
+pub const METRICS: [&str; 18] = [
+    "collision_front",
+    "collision_lateral",
+    "collision_rear",
+    "collision_any",
+    "offroad",
+    "min_distance_to_obstacle_m",
+    "dist_to_gt_trajectory",
+    "dist_to_gt_location",
+    "progress",
+    "progress_rel_to_total",
+    "dist_traveled_m",
+    "gt_dist_traveled_m",
+    "plan_deviation",
+    "eval_relevant",
+    "time_to_collision_s",
+    "ego_is_comfortable",
+    "driving_direction_compliance",
+    "ego_is_making_progress",
+];
+
+/// Number of metrics per step.
+pub const N_METRICS: usize = METRICS.len();
+
+/// nuPlan's ego_is_making_progress threshold: progress along the expert route over the expert's.
+pub const MAKING_PROGRESS_RATIO: f64 = 0.2;
+/// Below this expert progress (m) every ego counts as making progress.
+pub const MAKING_PROGRESS_MIN_EXPERT_M: f64 = 2.0;
+
+/// What the metrics carry from step to step, per rollout.
+#[derive(Debug, Clone, Default)]
+pub struct EvalMemory {
+    contacts: ContactMemory,
+    comfort: ComfortTracker,
+    direction: DirectionTracker,
+    traveled_m: f64,
+    prev: Option<[f64; 2]>,
+}
+
+/// The CPU evaluation service.
+#[derive(Debug, Clone, Copy)]
+pub struct Evaluator {
+    ttc: TtcParams,
+    comfort: ComfortLimits,
+    dt_s: f64,
+}
+
+impl Evaluator {
+    /// With the configuration's TTC settings and control step.
+    pub fn new(cfg: &SimConfig) -> Evaluator {
+        Evaluator {
+            ttc: TtcParams {
+                step_s: cfg.evaluation.ttc_step_s,
+                horizon_s: cfg.evaluation.ttc_horizon_s,
+                ..TtcParams::default()
+            },
+            comfort: ComfortLimits::default(),
+            dt_s: cfg.control_timestep_us as f64 / 1e6,
+        }
+    }
+}
+
+fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+impl EvaluationService for Evaluator {
+    fn evaluate(
+        &self,
+        st: &BatchState,
+        scenes: &[SceneCtx],
+        memory: &mut [EvalMemory],
+        out: &mut [f64],
+    ) {
+        let mut tracks: Vec<TrackBox> = Vec::new();
+        for r in (0..st.len()).filter(|&r| st.alive[r]) {
+            let ctx = &scenes[st.scene[r] as usize];
+            let mem = &mut memory[r];
+            let t = st.t_us[r];
+            let ego = OrientedBox {
+                x: st.ego_x[r],
+                y: st.ego_y[r],
+                yaw: st.ego_yaw[r],
+                length: ctx.scene.ego.length_m,
+                width: ctx.scene.ego.width_m,
+            };
+            tracks.clear();
+            tracks.extend(st.agents(r).filter(|&a| st.a_valid[a]).map(|a| TrackBox {
+                id: st.a_track[a] as usize,
+                bx: OrientedBox {
+                    x: st.a_x[a],
+                    y: st.a_y[a],
+                    yaw: st.a_yaw[a],
+                    length: st.a_len[a],
+                    width: st.a_wid[a],
+                },
+                speed: st.a_speed[a],
+                is_static: st.a_static[a],
+            }));
+            let recorded = ctx.recorded(None, t);
+            let m = ego_step::step(
+                &StepInput {
+                    ego,
+                    ego_speed: st.ego_speed[r],
+                    tracks: &tracks,
+                    drivable: &ctx.drivable,
+                    gt_path: ctx.gt_path.as_ref(),
+                    gt_here: recorded.map(|s| [s.x, s.y]),
+                    ttc: &self.ttc,
+                },
+                &mut mem.contacts,
+            );
+            if let Some(p) = mem.prev {
+                mem.traveled_m += (ego.x - p[0]).hypot(ego.y - p[1]);
+            }
+            mem.prev = Some([ego.x, ego.y]);
+            let gt_len = ctx.gt_path.as_ref().map_or(0.0, |p| p.length()) - ctx.gt_start_m;
+            let progress = m.progress_m.map(|s| s - ctx.gt_start_m);
+            let gt_traveled = ctx
+                .gt_path
+                .as_ref()
+                .zip(recorded)
+                .map(|(p, s)| p.project([s.x, s.y]).1 - ctx.gt_start_m);
+            let comfortable =
+                mem.comfort
+                    .push(st.ego_speed[r], st.ego_yaw[r], self.dt_s, &self.comfort);
+            let direction = ctx.lanes.as_ref().map(|lanes| {
+                mem.direction
+                    .push(lanes, [ego.x, ego.y], ego.yaw, self.dt_s)
+            });
+            let making_progress = match (progress, gt_traveled) {
+                (Some(p), Some(g)) if g >= MAKING_PROGRESS_MIN_EXPERT_M => {
+                    p / g >= MAKING_PROGRESS_RATIO
+                }
+                _ => true,
+            };
+            let nan = f64::NAN;
+            let values: [f64; N_METRICS] = [
+                flag(m.collision_front),
+                flag(m.collision_lateral),
+                flag(m.collision_rear),
+                flag(m.collision_any),
+                m.offroad.map_or(nan, flag),
+                m.min_distance_to_obstacle_m,
+                m.dist_to_gt_trajectory.unwrap_or(nan),
+                m.dist_to_gt_location.unwrap_or(nan),
+                progress.unwrap_or(nan),
+                progress.map_or(nan, |p| if gt_len > 0.0 { p / gt_len } else { 1.0 }),
+                mem.traveled_m,
+                gt_traveled.unwrap_or(nan),
+                (ego.x - st.plan_x[r]).hypot(ego.y - st.plan_y[r]),
+                flag(t >= ctx.driven_from_us),
+                m.time_to_collision_s,
+                flag(comfortable),
+                direction.unwrap_or(nan),
+                flag(making_progress),
+            ];
+            out[r * N_METRICS..(r + 1) * N_METRICS].copy_from_slice(&values);
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The Intelligent Driver Model (Treiber, Hennecke & Helbing 2000) and the leader search shared
+//! by IDM traffic and the IDM driver.
+
+use crate::state::idm_defaults::{ACCEL_MPS2, DECEL_MPS2, MIN_GAP_M};
+
+/// Strongest braking IDM may command (m/s²); the vehicle model clamps further.
+pub const MAX_BRAKE_MPS2: f64 = 8.0;
+/// How far ahead a leader is looked for (m).
+pub const LOOKAHEAD_M: f64 = 80.0;
+/// Extra lateral margin for "in my lane" (m).
+pub const LATERAL_MARGIN_M: f64 = 0.3;
+
+/// IDM acceleration at speed `v` with desired speed `v0`, time headway `headway_s`, and an
+/// optional leader `(gap_m, leader_speed)`.
+pub fn acceleration(v: f64, v0: f64, headway_s: f64, leader: Option<(f64, f64)>) -> f64 {
+    let free = if v0 > 0.0 {
+        1.0 - (v / v0).powi(4)
+    } else {
+        -1.0
+    };
+    let a = match leader {
+        None => ACCEL_MPS2 * free,
+        Some((gap, vl)) => {
+            let dv = v - vl;
+            let s_star = MIN_GAP_M
+                + (v * headway_s + v * dv / (2.0 * (ACCEL_MPS2 * DECEL_MPS2).sqrt())).max(0.0);
+            if gap <= 0.0 {
+                -MAX_BRAKE_MPS2
+            } else {
+                ACCEL_MPS2 * (free - (s_star / gap).powi(2))
+            }
+        }
+    };
+    a.clamp(-MAX_BRAKE_MPS2, ACCEL_MPS2)
+}
+
+/// A box moving along its heading, as the leader search sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Body {
+    /// Centre x (m).
+    pub x: f64,
+    /// Centre y (m).
+    pub y: f64,
+    /// Heading (rad).
+    pub yaw: f64,
+    /// Speed (m/s).
+    pub speed: f64,
+    /// Length (m).
+    pub len: f64,
+    /// Width (m).
+    pub wid: f64,
+}
+
+/// The nearest body ahead of `me` in its lane (centre within the two half-widths plus a margin
+/// across its heading, less than [`LOOKAHEAD_M`] ahead): (bumper gap, its speed along my heading).
+pub fn leader(me: &Body, others: impl Iterator<Item = Body>) -> Option<(f64, f64)> {
+    let (s, c) = me.yaw.sin_cos();
+    let mut best: Option<(f64, f64)> = None;
+    for o in others {
+        let (dx, dy) = (o.x - me.x, o.y - me.y);
+        let ahead = dx * c + dy * s;
+        if ahead <= 0.0 || ahead > LOOKAHEAD_M {
+            continue;
+        }
+        let side = -dx * s + dy * c;
+        if side.abs() > (me.wid + o.wid) / 2.0 + LATERAL_MARGIN_M {
+            continue;
+        }
+        let gap = ahead - (me.len + o.len) / 2.0;
+        if best.is_none_or(|b| gap < b.0) {
+            best = Some((gap, o.speed * (o.yaw - me.yaw).cos()));
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_road_approaches_the_desired_speed_and_a_close_leader_brakes() {
+        assert!((acceleration(0.0, 10.0, 1.5, None) - ACCEL_MPS2).abs() < 1e-12);
+        assert!(acceleration(10.0, 10.0, 1.5, None).abs() < 1e-12);
+        assert!(acceleration(12.0, 10.0, 1.5, None) < 0.0);
+        // 5 m behind a stopped car at 10 m/s: full braking.
+        assert_eq!(
+            acceleration(10.0, 10.0, 1.5, Some((5.0, 0.0))),
+            -MAX_BRAKE_MPS2
+        );
+        // Far behind a car at the same speed: almost free.
+        let a = acceleration(10.0, 15.0, 1.5, Some((200.0, 10.0)));
+        assert!(a > 0.5, "{a}");
+    }
+
+    #[test]
+    fn leader_is_the_nearest_body_ahead_in_lane() {
+        let me = Body {
+            x: 0.0,
+            y: 0.0,
+            yaw: 0.0,
+            speed: 10.0,
+            len: 4.0,
+            wid: 2.0,
+        };
+        let at = |x: f64, y: f64| Body { x, y, ..me };
+        let l = leader(
+            &me,
+            [at(30.0, 0.0), at(12.0, 0.5), at(8.0, 3.5), at(-6.0, 0.0)].into_iter(),
+        );
+        assert_eq!(
+            l,
+            Some((8.0, 10.0)),
+            "12 m ahead minus two half-lengths; 3.5 m aside is another lane"
+        );
+        assert_eq!(leader(&me, [at(100.0, 0.0)].into_iter()), None);
+    }
+}

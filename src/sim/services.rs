@@ -1,0 +1,124 @@
+//! The services of one simulation step (DESIGN §7), each behind a trait with batched calls over
+//! a whole [`BatchState`] chunk: sensor → driver → controller + vehicle model → traffic, and
+//! evaluation. A backend (CPU here, CUDA later) provides implementations; the stepper
+//! ([`super::stepper`]) calls them in order and times each one.
+
+use crate::state::{BatchState, SceneCtx};
+
+/// Points in a driver's planned trajectory (one per control step ahead).
+pub const PLAN_POINTS: usize = 10;
+
+/// Names of the services in step order (the deploy keys of wizard-config.yaml).
+pub use crate::sim_config::SERVICES;
+
+/// Why a chunk cannot step on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StepError {
+    /// assert_zero_decision_delay: the driver would decide on stale inputs.
+    #[error("scene {scene}: decision at {t_us} µs sees the camera frame of {frame_us} µs and the ego pose of {pose_us} µs; with assert_zero_decision_delay both must complete at the decision (set control_timestep_us = Cframes_subsample × frame_interval_us and egopose_interval_us = control_timestep_us)")]
+    DecisionDelay {
+        /// scene id
+        scene: String,
+        /// decision time
+        t_us: i64,
+        /// last frame the driver sees
+        frame_us: i64,
+        /// last ego pose
+        pose_us: i64,
+    },
+}
+
+/// What the sensor hands the driver per rollout. Until rendering lands the observation is
+/// structured: the driver reads poses, boxes and lanes from the state and the scene, and these
+/// say which camera frame and ego pose they correspond to.
+#[derive(Debug, Clone, Default)]
+pub struct Observations {
+    /// Time of the last camera frame the driver sees (µs).
+    pub frame_us: Vec<i64>,
+    /// Time of the last ego pose update (µs).
+    pub pose_us: Vec<i64>,
+    /// Camera frames produced so far in the chunk.
+    pub frames_rendered: u64,
+}
+
+/// The drivers' planned trajectories: per rollout [`PLAN_POINTS`] points at t + k·dt.
+#[derive(Debug, Clone, Default)]
+pub struct Plans {
+    /// The driver controls the ego of this rollout now.
+    pub active: Vec<bool>,
+    /// x of point k of rollout r at `r * PLAN_POINTS + k`.
+    pub x: Vec<f64>,
+    /// y, same layout.
+    pub y: Vec<f64>,
+    /// Planned speed, same layout.
+    pub v: Vec<f64>,
+}
+
+impl Plans {
+    /// Room for `n` rollouts, all inactive.
+    pub fn new(n: usize) -> Plans {
+        Plans {
+            active: vec![false; n],
+            x: vec![0.0; n * PLAN_POINTS],
+            y: vec![0.0; n * PLAN_POINTS],
+            v: vec![0.0; n * PLAN_POINTS],
+        }
+    }
+}
+
+/// Renders (or, for now, describes) what the ego sees at each decision.
+pub trait SensorService: Send + Sync {
+    /// Fills `obs` for the alive rollouts at their current time.
+    fn observe(
+        &self,
+        st: &BatchState,
+        scenes: &[SceneCtx],
+        obs: &mut Observations,
+    ) -> Result<(), StepError>;
+}
+
+/// The policy under test.
+pub trait DriverService: Send + Sync {
+    /// Name in logs and on the command line.
+    fn name(&self) -> &'static str;
+    /// Whether this driver moves the ego after the takeover (log replay does not).
+    fn drives(&self) -> bool;
+    /// Plans for every alive, driver-controlled rollout.
+    fn drive(
+        &self,
+        st: &BatchState,
+        scenes: &[SceneCtx],
+        obs: &Observations,
+        plans: &mut Plans,
+        dt_s: f64,
+    );
+}
+
+/// Tracks the plans with the vehicle model (and moves uncontrolled egos along their recording).
+pub trait ControllerService: Send + Sync {
+    /// Advances every alive ego by one control step of `dt_us`.
+    fn control(&self, st: &mut BatchState, scenes: &[SceneCtx], plans: &Plans, dt_us: i64);
+}
+
+/// Moves the other agents.
+pub trait TrafficService: Send + Sync {
+    /// Name in logs and on the command line.
+    fn name(&self) -> &'static str;
+    /// Whether vehicles are driven by IDM (else everything replays).
+    fn reactive(&self) -> bool;
+    /// Advances every alive rollout's agents to `t + dt_us` (the ego has already moved).
+    fn advance(&self, st: &mut BatchState, scenes: &[SceneCtx], dt_us: i64);
+}
+
+/// Computes the per-step metrics (DESIGN §3) of every alive rollout.
+pub trait EvaluationService: Send + Sync {
+    /// Writes rollout r's values at `out[r * n + m]` for metric m of
+    /// [`super::evaluation::METRICS`] (n of them); NaN where a metric does not apply this step.
+    fn evaluate(
+        &self,
+        st: &BatchState,
+        scenes: &[SceneCtx],
+        memory: &mut [super::evaluation::EvalMemory],
+        out: &mut [f64],
+    );
+}

@@ -1,0 +1,196 @@
+//! The CPU stepper: moves one [`BatchState`] chunk through the services, step by step, all
+//! rollouts together, and records what the logs and metrics files need into per-rollout traces
+//! (plain arrays; encoding them happens off the step loop, in the runner's writer).
+//!
+//! Order within a step at time t: the driver takes over where t has reached the takeover time
+//! (the seeded perturbation is applied then); evaluation measures the state at t; the trace
+//! records it; then sensor → driver → controller → traffic move everything to t + dt.
+
+use std::time::{Duration, Instant};
+
+use super::evaluation::{EvalMemory, N_METRICS};
+use super::services::{
+    ControllerService, DriverService, EvaluationService, Observations, Plans, SensorService,
+    StepError, TrafficService,
+};
+use crate::state::{BatchState, SceneCtx};
+
+/// The services of one backend.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    /// Sensor.
+    pub sensor: &'a dyn SensorService,
+    /// Driver (the policy under test).
+    pub driver: &'a dyn DriverService,
+    /// Controller + vehicle model.
+    pub controller: &'a dyn ControllerService,
+    /// Traffic.
+    pub traffic: &'a dyn TrafficService,
+    /// Evaluation.
+    pub evaluation: &'a dyn EvaluationService,
+}
+
+/// Time spent per service (and recording) over a chunk.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ServiceTimes {
+    /// Sensor.
+    pub sensor: Duration,
+    /// Driver.
+    pub driver: Duration,
+    /// Controller + vehicle model.
+    pub controller: Duration,
+    /// Traffic.
+    pub traffic: Duration,
+    /// Evaluation.
+    pub evaluation: Duration,
+    /// Copying the step into the traces.
+    pub record: Duration,
+}
+
+impl ServiceTimes {
+    /// Adds another chunk's times.
+    pub fn add(&mut self, o: &ServiceTimes) {
+        self.sensor += o.sensor;
+        self.driver += o.driver;
+        self.controller += o.controller;
+        self.traffic += o.traffic;
+        self.evaluation += o.evaluation;
+        self.record += o.record;
+    }
+
+    /// Sum of all parts.
+    pub fn total(&self) -> Duration {
+        self.sensor + self.driver + self.controller + self.traffic + self.evaluation + self.record
+    }
+
+    /// (name, time) pairs in step order.
+    pub fn parts(&self) -> [(&'static str, Duration); 6] {
+        [
+            ("sensor", self.sensor),
+            ("driver", self.driver),
+            ("controller", self.controller),
+            ("traffic", self.traffic),
+            ("evaluation", self.evaluation),
+            ("record", self.record),
+        ]
+    }
+}
+
+/// What one rollout produced: per step its time, the ego pose, every agent's pose (NaN x where
+/// absent) and the metric values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RolloutTrace {
+    /// Step times (µs).
+    pub times_us: Vec<i64>,
+    /// Ego (x, y, yaw) per step.
+    pub ego: Vec<[f64; 3]>,
+    /// Agents (x, y, yaw) per step, `n_agents` per step, in scene track order.
+    pub agents: Vec<[f64; 3]>,
+    /// Metric values per step ([`N_METRICS`] per step, NaN: absent).
+    pub metrics: Vec<f64>,
+}
+
+/// Counters of a chunk run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepCounts {
+    /// Rollout-steps simulated.
+    pub rollout_steps: u64,
+    /// Agent-steps (ego + present agents, per rollout-step).
+    pub agent_steps: u64,
+    /// Lockstep iterations.
+    pub iterations: u64,
+}
+
+/// Runs the chunk to the end of its longest rollout. With `record`, returns one trace per
+/// rollout (empty traces otherwise: the benchmark's pure stepping).
+pub fn run_chunk(
+    st: &mut BatchState,
+    scenes: &[SceneCtx],
+    services: Services<'_>,
+    dt_us: i64,
+    record: bool,
+) -> Result<(Vec<RolloutTrace>, ServiceTimes, StepCounts), StepError> {
+    let n = st.len();
+    let dt_s = dt_us as f64 / 1e6;
+    let mut times = ServiceTimes::default();
+    let mut counts = StepCounts::default();
+    let mut memory = vec![EvalMemory::default(); n];
+    let mut values = vec![f64::NAN; n * N_METRICS];
+    let mut obs = Observations::default();
+    let mut plans = Plans::new(n);
+    let mut traces = vec![RolloutTrace::default(); n];
+    let drives = services.driver.drives();
+    loop {
+        if !st.alive.iter().any(|a| *a) {
+            break;
+        }
+        // Takeover, with the rollout's perturbation.
+        if drives {
+            for r in 0..n {
+                let ctx = &scenes[st.scene[r] as usize];
+                if st.alive[r] && !st.ego_controlled[r] && st.t_us[r] >= ctx.driven_from_us {
+                    let p = st.perturbation[r];
+                    st.ego_controlled[r] = true;
+                    st.ego_x[r] += p.dx_m;
+                    st.ego_y[r] += p.dy_m;
+                    st.ego_yaw[r] += p.dyaw_rad;
+                    st.ego_speed[r] = (st.ego_speed[r] * (1.0 + p.dspeed_frac)).max(0.0);
+                }
+            }
+        }
+        let t0 = Instant::now();
+        services
+            .evaluation
+            .evaluate(st, scenes, &mut memory, &mut values);
+        let t1 = Instant::now();
+        times.evaluation += t1 - t0;
+        for r in 0..n {
+            if !st.alive[r] {
+                continue;
+            }
+            let agents = st.agents(r);
+            counts.rollout_steps += 1;
+            counts.agent_steps += 1 + agents.clone().filter(|&a| st.a_valid[a]).count() as u64;
+            if record {
+                let tr = &mut traces[r];
+                tr.times_us.push(st.t_us[r]);
+                tr.ego.push([st.ego_x[r], st.ego_y[r], st.ego_yaw[r]]);
+                tr.agents.extend(agents.map(|a| {
+                    if st.a_valid[a] {
+                        [st.a_x[a], st.a_y[a], st.a_yaw[a]]
+                    } else {
+                        [f64::NAN; 3]
+                    }
+                }));
+                tr.metrics
+                    .extend_from_slice(&values[r * N_METRICS..(r + 1) * N_METRICS]);
+            }
+            st.step[r] += 1;
+            if st.step[r] >= scenes[st.scene[r] as usize].n_steps {
+                st.alive[r] = false;
+            }
+        }
+        counts.iterations += 1;
+        let t2 = Instant::now();
+        times.record += t2 - t1;
+        if !st.alive.iter().any(|a| *a) {
+            break;
+        }
+        services.sensor.observe(st, scenes, &mut obs)?;
+        let t3 = Instant::now();
+        times.sensor += t3 - t2;
+        services.driver.drive(st, scenes, &obs, &mut plans, dt_s);
+        let t4 = Instant::now();
+        times.driver += t4 - t3;
+        services.controller.control(st, scenes, &plans, dt_us);
+        let t5 = Instant::now();
+        times.controller += t5 - t4;
+        services.traffic.advance(st, scenes, dt_us);
+        let t6 = Instant::now();
+        times.traffic += t6 - t5;
+        for r in (0..n).filter(|&r| st.alive[r]) {
+            st.t_us[r] += dt_us;
+        }
+    }
+    Ok((traces, times, counts))
+}
