@@ -1,21 +1,12 @@
 //! Importing real Argoverse 2 data from `../shared/data` (CI has shared/ beside the clone).
 
+mod util;
+
 use std::path::PathBuf;
 
-use drivekit::scene::{av2, AgentClass, Scene};
+use util::shared_data;
 
-/// `shared/data` beside the checkout (CI lays it there), or `$DRIVEKIT_SHARED_DATA`.
-fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("DRIVEKIT_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(
-        dir.is_dir(),
-        "{} not found: these tests read the real datasets in shared/data (set DRIVEKIT_SHARED_DATA)",
-        dir.display()
-    );
-    dir
-}
+use drivekit::scene::{av2, AgentClass, Scene};
 
 fn av2_dir() -> PathBuf {
     shared_data().join("av2/forecasting/0a1e6f0a-1817-4a98-b02e-db8c9327d151")

@@ -51,8 +51,10 @@ pub struct Body {
     pub wid: f64,
 }
 
-/// The nearest body ahead of `me` in its lane (centre within the two half-widths plus a margin
-/// across its heading, less than [`LOOKAHEAD_M`] ahead): (bumper gap, its speed along my heading).
+/// The nearest body ahead of `me` in its lane: some part of its box lies within my half-width
+/// plus a margin across my heading, and its near end less than [`LOOKAHEAD_M`] ahead (a crossing
+/// car is measured by its extent across my heading, not its centre). Returns (bumper gap, its
+/// speed along my heading).
 pub fn leader(me: &Body, others: impl Iterator<Item = Body>) -> Option<(f64, f64)> {
     let (s, c) = me.yaw.sin_cos();
     let mut best: Option<(f64, f64)> = None;
@@ -62,13 +64,16 @@ pub fn leader(me: &Body, others: impl Iterator<Item = Body>) -> Option<(f64, f64
         if ahead <= 0.0 || ahead > LOOKAHEAD_M {
             continue;
         }
+        let (ds, dc) = (o.yaw - me.yaw).sin_cos();
+        let half_along = o.len / 2.0 * dc.abs() + o.wid / 2.0 * ds.abs();
+        let half_across = o.len / 2.0 * ds.abs() + o.wid / 2.0 * dc.abs();
         let side = -dx * s + dy * c;
-        if side.abs() > (me.wid + o.wid) / 2.0 + LATERAL_MARGIN_M {
+        if side.abs() - half_across > me.wid / 2.0 + LATERAL_MARGIN_M {
             continue;
         }
-        let gap = ahead - (me.len + o.len) / 2.0;
+        let gap = ahead - me.len / 2.0 - half_along;
         if best.is_none_or(|b| gap < b.0) {
-            best = Some((gap, o.speed * (o.yaw - me.yaw).cos()));
+            best = Some((gap, o.speed * dc));
         }
     }
     best

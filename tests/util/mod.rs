@@ -69,3 +69,16 @@ pub fn bin(name: &str, args: &[&str]) -> Output {
     };
     Command::new(exe).args(args).output().expect("binary runs")
 }
+
+/// `shared/data` beside the checkout (CI lays it there), or `$DRIVEKIT_SHARED_DATA`.
+pub fn shared_data() -> PathBuf {
+    let dir = std::env::var_os("DRIVEKIT_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    assert!(
+        dir.is_dir(),
+        "{} not found: these tests read the real datasets in shared/data (set DRIVEKIT_SHARED_DATA)",
+        dir.display()
+    );
+    dir
+}
