@@ -22,40 +22,93 @@ pub struct OrientedBox {
     pub width: f64,
 }
 
-impl OrientedBox {
-    /// Unit vectors along and across the heading.
-    fn axes(&self) -> [[f64; 2]; 2] {
-        let (s, c) = self.yaw.sin_cos();
-        [[c, s], [-s, c]]
-    }
+/// An oriented box with its axes computed (one `sin_cos`), for repeated tests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxFrame {
+    /// Centre.
+    pub centre: [f64; 2],
+    /// Unit vector along the heading.
+    pub along: [f64; 2],
+    /// Unit vector across the heading (to the left).
+    pub across: [f64; 2],
+    /// Half length.
+    pub half_length: f64,
+    /// Half width.
+    pub half_width: f64,
+}
 
-    /// The four corners, counter-clockwise from front-left.
-    pub fn corners(&self) -> [[f64; 2]; 4] {
-        let [a, b] = self.axes();
-        let (hl, hw) = (self.length / 2.0, self.width / 2.0);
-        let at = |l: f64, w: f64| [self.x + a[0] * l + b[0] * w, self.y + a[1] * l + b[1] * w];
-        [at(hl, hw), at(-hl, hw), at(-hl, -hw), at(hl, -hw)]
-    }
-
+impl BoxFrame {
     /// Half the box's extent projected on unit `axis`.
+    #[inline]
     fn radius_on(&self, axis: [f64; 2]) -> f64 {
-        let [a, b] = self.axes();
-        (self.length / 2.0) * dot(a, axis).abs() + (self.width / 2.0) * dot(b, axis).abs()
+        self.half_length * dot(self.along, axis).abs()
+            + self.half_width * dot(self.across, axis).abs()
+    }
+
+    /// The same box moved by `d`.
+    #[inline]
+    pub fn translated(&self, d: [f64; 2]) -> BoxFrame {
+        BoxFrame {
+            centre: [self.centre[0] + d[0], self.centre[1] + d[1]],
+            ..*self
+        }
     }
 
     /// Separating-axis test on the four face normals: true only when the interiors intersect
     /// (touching boxes are separated).
-    pub fn overlaps(&self, other: &OrientedBox) -> bool {
-        let d = [other.x - self.x, other.y - self.y];
+    pub fn overlaps(&self, other: &BoxFrame) -> bool {
+        let d = [
+            other.centre[0] - self.centre[0],
+            other.centre[1] - self.centre[1],
+        ];
         // Tolerance relative to the scene's magnitude: UTM-sized coordinates lose ~1e-9 m.
-        let eps = 1e-9 * (1.0 + self.x.abs().max(self.y.abs()));
-        for axis in self.axes().into_iter().chain(other.axes()) {
+        let eps = 1e-9 * (1.0 + self.centre[0].abs().max(self.centre[1].abs()));
+        for axis in [self.along, self.across, other.along, other.across] {
             let gap = dot(d, axis).abs() - (self.radius_on(axis) + other.radius_on(axis));
             if gap >= -eps {
                 return false;
             }
         }
         true
+    }
+
+    /// The four corners, counter-clockwise from front-left.
+    pub fn corners(&self) -> [[f64; 2]; 4] {
+        let (a, b) = (self.along, self.across);
+        let (hl, hw) = (self.half_length, self.half_width);
+        let at = |l: f64, w: f64| {
+            [
+                self.centre[0] + a[0] * l + b[0] * w,
+                self.centre[1] + a[1] * l + b[1] * w,
+            ]
+        };
+        [at(hl, hw), at(-hl, hw), at(-hl, -hw), at(hl, -hw)]
+    }
+}
+
+impl OrientedBox {
+    /// The box with its axes computed.
+    #[inline]
+    pub fn frame(&self) -> BoxFrame {
+        let (s, c) = self.yaw.sin_cos();
+        BoxFrame {
+            centre: [self.x, self.y],
+            along: [c, s],
+            across: [-s, c],
+            half_length: self.length / 2.0,
+            half_width: self.width / 2.0,
+        }
+    }
+
+    /// The four corners, counter-clockwise from front-left.
+    pub fn corners(&self) -> [[f64; 2]; 4] {
+        self.frame().corners()
+    }
+
+    /// Separating-axis test on the four face normals: true only when the interiors intersect
+    /// (touching boxes are separated).
+    pub fn overlaps(&self, other: &OrientedBox) -> bool {
+        self.frame().overlaps(&other.frame())
     }
 
     /// True when every corner lies inside the union of `polygons` (each corner may lie in a
@@ -80,6 +133,13 @@ pub fn wrap_angle(a: f64) -> f64 {
     }
 }
 
+/// Length of (x, y): √(x² + y²) without `hypot`'s overflow care, which metres never need and
+/// which costs several times more.
+#[inline]
+pub fn norm(x: f64, y: f64) -> f64 {
+    (x * x + y * y).sqrt()
+}
+
 fn dot(a: [f64; 2], b: [f64; 2]) -> f64 {
     a[0] * b[0] + a[1] * b[1]
 }
@@ -87,17 +147,17 @@ fn dot(a: [f64; 2], b: [f64; 2]) -> f64 {
 /// Distance between two boxes' outlines (0 when they overlap or touch): the smallest
 /// corner-to-edge distance either way, exact for disjoint convex polygons.
 pub fn box_distance(a: &OrientedBox, b: &OrientedBox) -> f64 {
-    if a.overlaps(b) {
+    let (fa, fb) = (a.frame(), b.frame());
+    if fa.overlaps(&fb) {
         return 0.0;
     }
-    let one_way = |p: &OrientedBox, q: &OrientedBox| {
-        let ring = q.corners();
-        p.corners()
-            .iter()
-            .map(|&c| distance_to_ring(&ring, c))
+    let (ca, cb) = (fa.corners(), fb.corners());
+    let one_way = |p: &[[f64; 2]; 4], ring: &[[f64; 2]; 4]| {
+        p.iter()
+            .map(|&c| distance2_to_ring(ring, c))
             .fold(f64::INFINITY, f64::min)
     };
-    one_way(a, b).min(one_way(b, a))
+    one_way(&ca, &cb).min(one_way(&cb, &ca)).sqrt()
 }
 
 /// A point in `frame`'s coordinates: (along its heading, to its left) from its centre.
@@ -138,15 +198,35 @@ pub fn segment_distance(a: [f64; 2], b: [f64; 2], p: [f64; 2]) -> (f64, f64) {
         0.0
     };
     let q = [a[0] + ab[0] * t, a[1] + ab[1] * t];
-    ((p[0] - q[0]).hypot(p[1] - q[1]), t)
+    (norm(p[0] - q[0], p[1] - q[1]), t)
+}
+
+/// Squared distance from `p` to segment `a`–`b`.
+#[inline]
+fn segment_distance2(a: [f64; 2], b: [f64; 2], p: [f64; 2]) -> f64 {
+    let ab = [b[0] - a[0], b[1] - a[1]];
+    let ap = [p[0] - a[0], p[1] - a[1]];
+    let len2 = dot(ab, ab);
+    let t = if len2 > 0.0 {
+        (dot(ap, ab) / len2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let (dx, dy) = (ap[0] - ab[0] * t, ap[1] - ab[1] * t);
+    dx * dx + dy * dy
+}
+
+/// Squared distance from `p` to the closed ring of `polygon`.
+fn distance2_to_ring(polygon: &[[f64; 2]], p: [f64; 2]) -> f64 {
+    let n = polygon.len();
+    (0..n)
+        .map(|i| segment_distance2(polygon[i], polygon[(i + 1) % n], p))
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// Distance from `p` to the closed ring of `polygon`.
 pub fn distance_to_ring(polygon: &[[f64; 2]], p: [f64; 2]) -> f64 {
-    let n = polygon.len();
-    (0..n)
-        .map(|i| segment_distance(polygon[i], polygon[(i + 1) % n], p).0)
-        .fold(f64::INFINITY, f64::min)
+    distance2_to_ring(polygon, p).sqrt()
 }
 
 /// Distance from `p` to an open polyline and the arc length (m) of the nearest point along it;
@@ -154,12 +234,12 @@ pub fn distance_to_ring(polygon: &[[f64; 2]], p: [f64; 2]) -> f64 {
 pub fn project_on_polyline(line: &[[f64; 2]], p: [f64; 2]) -> Option<(f64, f64)> {
     match line.len() {
         0 => None,
-        1 => Some(((p[0] - line[0][0]).hypot(p[1] - line[0][1]), 0.0)),
+        1 => Some((norm(p[0] - line[0][0], p[1] - line[0][1]), 0.0)),
         _ => {
             let mut best = (f64::INFINITY, 0.0);
             let mut s = 0.0;
             for w in line.windows(2) {
-                let seg = (w[1][0] - w[0][0]).hypot(w[1][1] - w[0][1]);
+                let seg = norm(w[1][0] - w[0][0], w[1][1] - w[0][1]);
                 let (d, t) = segment_distance(w[0], w[1], p);
                 if d < best.0 {
                     best = (d, s + t * seg);
@@ -187,7 +267,7 @@ impl Polyline {
         let mut cum = Vec::with_capacity(points.len());
         cum.push(0.0);
         for w in points.windows(2) {
-            cum.push(cum[cum.len() - 1] + (w[1][0] - w[0][0]).hypot(w[1][1] - w[0][1]));
+            cum.push(cum[cum.len() - 1] + norm(w[1][0] - w[0][0], w[1][1] - w[0][1]));
         }
         Some(Polyline { points, cum })
     }

@@ -173,6 +173,33 @@ impl MetricsBuilder {
         self.rows += 1;
     }
 
+    /// Appends the rows of one rollout — `(name, time aggregation, timestamps_us, value)`, all
+    /// valid — whose scene, rollout and run columns are the same: those four are appended once
+    /// per rollout instead of once per row.
+    pub fn push_rollout<'a>(
+        &mut self,
+        clipgt_id: &str,
+        rollout_id: &str,
+        run_uuid: &str,
+        run_name: &str,
+        rows: impl Iterator<Item = (&'a str, &'a str, i64, f64)>,
+    ) {
+        let mut n = 0;
+        for (name, agg, t, v) in rows {
+            self.name.append_value(name);
+            self.agg.append_value(agg);
+            self.ts.append_value(t);
+            self.values.append_value(v);
+            n += 1;
+        }
+        self.valid.append_n(n, true);
+        self.clip.append_values(clipgt_id, n);
+        self.rollout.append_values(rollout_id, n);
+        self.run_uuid.append_values(run_uuid, n);
+        self.run_name.append_values(run_name, n);
+        self.rows += n;
+    }
+
     /// Rows appended so far.
     pub fn len(&self) -> usize {
         self.rows

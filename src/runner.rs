@@ -27,8 +27,8 @@ use rayon::prelude::*;
 use crate::fixtures::uuid_from;
 use crate::fsutil::{self, Durability};
 use crate::metrics::registry;
-use crate::metrics_file::{self, MetricRow, MetricsBuilder};
-use crate::rollout_log::asl;
+use crate::metrics_file::{self, MetricsBuilder};
+use crate::rollout_log::metadata::MetadataEncoder;
 use crate::rollout_log::poses::{encode_actor_poses, pose_message, PoseRow};
 use crate::rollout_log::proto;
 use crate::run_dir::{self, FailedBatch, RunMetadata};
@@ -583,20 +583,18 @@ fn run_metadata(run: &Path, run_name: &str) -> Result<RunMetadata, RunnerError> 
     })
 }
 
-/// Encodes one rollout's log records (metadata, then one ActorPoses per step) into `out`.
+/// Encodes one rollout's log records (metadata, then one ActorPoses per step) into `out`;
+/// `shared` holds the scene's pre-encoded actor definitions and recorded trajectory.
 pub fn encode_rollout_log(
     out: &mut Vec<u8>,
     ctx: &SceneCtx,
+    shared: &MetadataEncoder,
     metadata: &proto::RolloutMetadata,
     trace: &RolloutTrace,
 ) {
-    asl::encode_record(
-        out,
-        &proto::LogEntry {
-            entry: Some(proto::Entry::RolloutMetadata(metadata.clone())),
-        },
-    );
+    shared.encode(out, metadata);
     let n_agents = ctx.scene.agents.len();
+    let mut scratch = Vec::with_capacity(64 * (n_agents + 1));
     for (k, &t) in trace.times_us.iter().enumerate() {
         let e = trace.ego[k];
         let ego = std::iter::once(PoseRow {
@@ -615,30 +613,16 @@ pub fn encode_rollout_log(
                 y: p[1],
                 yaw: p[2],
             });
-        encode_actor_poses(out, t as u64, ego.chain(agents));
+        encode_actor_poses(out, &mut scratch, t as u64, ego.chain(agents));
     }
 }
 
-/// The metadata record of rollout `index` (seed and perturbation as drivekit extensions).
-pub fn rollout_metadata(
-    ctx: &SceneCtx,
-    cfg: &SimConfig,
-    index: u32,
-    seed: u64,
-    perturbation: &str,
-    models: &str,
-) -> proto::RolloutMetadata {
+/// The parts of a rollout_metadata record every rollout of the scene shares (actor definitions,
+/// the recorded ego trajectory), encoded once.
+pub fn scene_metadata(ctx: &SceneCtx) -> MetadataEncoder {
     let scene = &ctx.scene;
     let ts = &scene.timestamps_us;
-    proto::RolloutMetadata {
-        session_metadata: Some(proto::SessionMetadata {
-            session_uuid: format!("{}-{index}", ctx.batch_uuid),
-            scene_id: scene.scene_id.clone(),
-            batch_size: cfg.n_rollouts,
-            n_sim_steps: ctx.n_steps,
-            start_timestamp_us: ctx.start_us as u64,
-            control_timestep_us: cfg.control_timestep_us,
-        }),
+    MetadataEncoder::new(&proto::RolloutMetadata {
         actor_definitions: Some(proto::ActorDefinitions {
             actor_aabb: std::iter::once(&scene.ego)
                 .chain(&scene.agents)
@@ -653,8 +637,6 @@ pub fn rollout_metadata(
                 })
                 .collect(),
         }),
-        force_gt_duration: cfg.force_gt_duration_us as u64,
-        rollout_index: index as i32,
         ego_rig_recorded_ground_truth_trajectory: Some(proto::Trajectory {
             poses: (0..ts.len())
                 .filter(|&i| scene.ego.valid[i])
@@ -668,10 +650,61 @@ pub fn rollout_metadata(
                 })
                 .collect(),
         }),
+        ..proto::RolloutMetadata::default()
+    })
+}
+
+/// The per-rollout fields of rollout `index`'s metadata record (seed, perturbation and models as
+/// drivekit extensions); the shared ones come from [`scene_metadata`].
+pub fn rollout_metadata(
+    ctx: &SceneCtx,
+    cfg: &SimConfig,
+    index: u32,
+    seed: u64,
+    perturbation: &str,
+    models: &str,
+) -> proto::RolloutMetadata {
+    proto::RolloutMetadata {
+        session_metadata: Some(proto::SessionMetadata {
+            session_uuid: format!("{}-{index}", ctx.batch_uuid),
+            scene_id: ctx.scene.scene_id.clone(),
+            batch_size: cfg.n_rollouts,
+            n_sim_steps: ctx.n_steps,
+            start_timestamp_us: ctx.start_us as u64,
+            control_timestep_us: cfg.control_timestep_us,
+        }),
+        force_gt_duration: cfg.force_gt_duration_us as u64,
+        rollout_index: index as i32,
         drivekit_seed: seed,
         drivekit_perturbation: perturbation.to_string(),
         drivekit_models: models.to_string(),
+        ..proto::RolloutMetadata::default()
     }
+}
+
+/// Appends a rollout's metric rows (every value that applies) to `rows`.
+pub fn push_trace_rows(
+    rows: &mut MetricsBuilder,
+    ctx: &SceneCtx,
+    rollout_id: &str,
+    meta: &RunMetadata,
+    aggregations: &[&'static str],
+    trace: &RolloutTrace,
+) {
+    let values = trace.times_us.iter().enumerate().flat_map(|(k, &t)| {
+        trace.metrics[k * N_METRICS..(k + 1) * N_METRICS]
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_nan()) // does not apply at this step
+            .map(move |(m, &v)| (METRICS[m], aggregations[m], t, v))
+    });
+    rows.push_rollout(
+        &ctx.scene.scene_id,
+        rollout_id,
+        &meta.run_uuid,
+        &meta.run_name,
+        values,
+    );
 }
 
 /// Writes one scene's batch dir: rollout.asl, metrics.parquet, then `_complete` (synced).
@@ -692,31 +725,14 @@ fn write_batch(
         .iter()
         .map(|m| registry::aggregation_of(m))
         .collect();
+    let shared = scene_metadata(ctx);
     for f in done {
         buf.clear();
         let md = rollout_metadata(ctx, cfg, f.rollout, f.seed, &f.perturbation, models);
-        encode_rollout_log(&mut buf, ctx, &md, &f.trace);
+        encode_rollout_log(&mut buf, ctx, &shared, &md, &f.trace);
         file.write_all(&buf)?;
         let rollout_id = format!("{}-{}", ctx.batch_uuid, f.rollout);
-        for (k, &t) in f.trace.times_us.iter().enumerate() {
-            let values = &f.trace.metrics[k * N_METRICS..(k + 1) * N_METRICS];
-            for (m, &v) in values.iter().enumerate() {
-                if v.is_nan() {
-                    continue; // does not apply at this step
-                }
-                rows.push(&MetricRow {
-                    name: METRICS[m],
-                    timestamps_us: t,
-                    value: Some(v),
-                    valid: true,
-                    time_aggregation: aggregations[m],
-                    clipgt_id: &ctx.scene.scene_id,
-                    rollout_id: &rollout_id,
-                    run_uuid: &meta.run_uuid,
-                    run_name: &meta.run_name,
-                });
-            }
-        }
+        push_trace_rows(&mut rows, ctx, &rollout_id, meta, &aggregations, &f.trace);
     }
     let mut file = file.into_inner().map_err(|e| e.into_error())?;
     file.flush()?;

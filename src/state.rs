@@ -88,10 +88,10 @@ fn path_from(track: &Track, ts: &[i64], start_us: i64) -> Option<(Polyline, f64)
     for i in (0..ts.len()).filter(|&i| ts[i] > start_us && track.valid[i]) {
         let p = [track.x[i], track.y[i]];
         let last = pts[pts.len() - 1];
-        if (p[0] - last[0]).hypot(p[1] - last[1]) > 0.05 {
+        if crate::geometry::norm(p[0] - last[0], p[1] - last[1]) > 0.05 {
             pts.push(p);
         }
-        top = top.max(track.vx[i].hypot(track.vy[i]));
+        top = top.max(crate::geometry::norm(track.vx[i], track.vy[i]));
     }
     let end = pts[pts.len() - 1];
     let heading = if pts.len() >= 2 {

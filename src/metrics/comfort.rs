@@ -118,7 +118,7 @@ impl ComfortTracker {
             self.yaw_rate.slope(dt_s),
         ) {
             ok &= jl.abs() <= lim.max_abs_lon_jerk
-                && jl.hypot(jlat) <= lim.max_abs_mag_jerk
+                && crate::geometry::norm(jl, jlat) <= lim.max_abs_mag_jerk
                 && yaw_acc.abs() <= lim.max_abs_yaw_accel;
         }
         ok

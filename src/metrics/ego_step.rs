@@ -151,7 +151,7 @@ pub struct ContactMemory {
 
 /// Bounding-circle radius of a box.
 fn radius(b: &OrientedBox) -> f64 {
-    0.5 * b.length.hypot(b.width)
+    0.5 * crate::geometry::norm(b.length, b.width)
 }
 
 /// Computes the step's metrics; `memory` carries contacts across steps.
@@ -175,7 +175,8 @@ pub fn step(input: &StepInput<'_>, memory: &mut ContactMemory) -> StepMetrics {
     for t in input.tracks {
         // Broad phase: bounding circles; boxes whose circles are apart are at least that far
         // apart, which bounds the distance without the exact test.
-        let centre_gap = (t.bx.x - ego.x).hypot(t.bx.y - ego.y) - ego_r - radius(&t.bx);
+        let centre_gap =
+            crate::geometry::norm(t.bx.x - ego.x, t.bx.y - ego.y) - ego_r - radius(&t.bx);
         if centre_gap >= m.min_distance_to_obstacle_m {
             continue;
         }
@@ -237,7 +238,7 @@ pub fn step(input: &StepInput<'_>, memory: &mut ContactMemory) -> StepMetrics {
         m.progress_m = Some(s);
     }
     if let Some(p) = input.gt_here {
-        m.dist_to_gt_location = Some((ego.x - p[0]).hypot(ego.y - p[1]));
+        m.dist_to_gt_location = Some(crate::geometry::norm(ego.x - p[0], ego.y - p[1]));
     }
     m
 }

@@ -13,7 +13,7 @@
 //! its route's lanes or inside an intersection, which needs its map API; drivekit admits the tracks
 //! ahead only.
 
-use crate::geometry::OrientedBox;
+use crate::geometry::{BoxFrame, OrientedBox};
 
 /// nuPlan's angle tolerance for "ahead" (deg).
 pub const AHEAD_TOLERANCE_DEG: f64 = 20.0;
@@ -62,37 +62,29 @@ impl Mover {
         OrientedBox {
             x: self.bx.x + d[0] * n / 2.0,
             y: self.bx.y + d[1] * n / 2.0,
-            length: self.bx.length + (d[0] * n).hypot(d[1] * n),
-            ..self.bx
-        }
-    }
-
-    fn at(&self, d: [f64; 2], k: f64) -> OrientedBox {
-        OrientedBox {
-            x: self.bx.x + d[0] * k,
-            y: self.bx.y + d[1] * k,
+            length: self.bx.length + crate::geometry::norm(d[0] * n, d[1] * n),
             ..self.bx
         }
     }
 }
 
-/// Angle (rad) between `heading` and the direction from `from` to `to`, in [0, π] (NaN when the
-/// points coincide, which is neither ahead nor behind, as in nuPlan).
-pub fn relative_angle(from: [f64; 2], heading: f64, to: [f64; 2]) -> f64 {
+/// Cosine of the angle between `heading` and the direction from `from` to `to` (NaN when the
+/// points coincide).
+fn relative_cos(from: [f64; 2], heading: f64, to: [f64; 2]) -> f64 {
     let (dx, dy) = (to[0] - from[0], to[1] - from[1]);
-    let n = dx.hypot(dy);
     let (s, c) = heading.sin_cos();
-    ((c * dx + s * dy) / n).clamp(-1.0, 1.0).acos()
+    (c * dx + s * dy) / crate::geometry::norm(dx, dy)
 }
 
-/// True when `to` lies within 20° of `heading` seen from `from` (nuPlan's `is_agent_ahead`).
+/// True when `to` lies within 20° of `heading` seen from `from` (nuPlan's `is_agent_ahead`;
+/// compared on the cosine, which is what `acos` would be inverted from).
 pub fn is_ahead(from: [f64; 2], heading: f64, to: [f64; 2]) -> bool {
-    relative_angle(from, heading, to) < AHEAD_TOLERANCE_DEG.to_radians()
+    relative_cos(from, heading, to) > AHEAD_TOLERANCE_DEG.to_radians().cos()
 }
 
 /// True when `to` lies more than 150° off `heading` seen from `from` (nuPlan's `is_agent_behind`).
 pub fn is_behind(from: [f64; 2], heading: f64, to: [f64; 2]) -> bool {
-    relative_angle(from, heading, to) > BEHIND_TOLERANCE_DEG.to_radians()
+    relative_cos(from, heading, to) < BEHIND_TOLERANCE_DEG.to_radians().cos()
 }
 
 /// The ego's TTC (s) at one instant: `rear_axle` is the ego's rear-axle position, `tracks` the
@@ -112,23 +104,27 @@ pub fn time_to_collision<'a>(
     }
     let n = p.horizon_s / p.step_s;
     let ego_swept = ego.swept(p.step_s, n);
-    let relevant: Vec<(&Mover, [f64; 2])> = tracks
+    let relevant: Vec<(BoxFrame, [f64; 2])> = tracks
         .into_iter()
         .filter(|t| is_ahead(rear_axle, ego.bx.yaw, [t.bx.x, t.bx.y]))
         .filter(|t| ego_swept.overlaps(&t.swept(p.step_s, n)))
-        .map(|t| (t, t.step(p.step_s)))
+        .map(|t| (t.bx.frame(), t.step(p.step_s)))
         .collect();
     if relevant.is_empty() {
         return f64::INFINITY;
     }
     let ego_d = ego.step(p.step_s);
+    let ego_f = ego.bx.frame();
     // np.arange(step, horizon, step), float quirks included: ceil((horizon − step) / step) values
     // step + i·step (with a 5 s horizon that count is 50, so 5.0 itself is tried).
     let count = ((p.horizon_s - p.step_s) / p.step_s).ceil().max(0.0) as u32;
     for i in 0..count {
         let k = f64::from(i + 1);
-        let e = ego.at(ego_d, k);
-        if relevant.iter().any(|(m, d)| e.overlaps(&m.at(*d, k))) {
+        let e = ego_f.translated([ego_d[0] * k, ego_d[1] * k]);
+        if relevant
+            .iter()
+            .any(|(f, d)| e.overlaps(&f.translated([d[0] * k, d[1] * k])))
+        {
             return p.step_s + f64::from(i) * p.step_s;
         }
     }

@@ -42,75 +42,61 @@ fn floats(p: &PoseRow<'_>) -> ([f32; 3], [f32; 4]) {
     )
 }
 
-/// Bytes of a message of float fields 1.. (proto3 omits zeros).
-fn floats_len(v: &[f32]) -> usize {
-    v.iter().filter(|f| **f != 0.0).count() * 5
-}
-
-fn put_floats(out: &mut Vec<u8>, v: &[f32]) {
-    for (i, f) in v.iter().enumerate() {
-        if *f != 0.0 {
-            out.push((((i + 1) << 3) | 5) as u8);
-            out.extend_from_slice(&f.to_le_bytes());
-        }
-    }
-}
-
-fn pose_len(vec: &[f32; 3], quat: &[f32; 4]) -> usize {
-    let (a, b) = (floats_len(vec), floats_len(quat));
-    1 + varint_len(a) + a + 1 + varint_len(b) + b
-}
-
-fn actor_pose_len(p: &PoseRow<'_>) -> usize {
-    let (v, q) = floats(p);
-    let pl = pose_len(&v, &q);
-    let id = if p.id.is_empty() {
-        0
-    } else {
-        1 + varint_len(p.id.len()) + p.id.len()
-    };
-    id + 1 + varint_len(pl) + pl
-}
-
 /// Appends one complete rollout.asl record (`[u32 BE length][LogEntry{actor_poses}]`) for the
-/// poses at `timestamp_us`.
+/// poses at `timestamp_us`. One pass: each pose's trigonometry is computed once, the ActorPoses
+/// body goes to `scratch` and is copied behind its header.
 pub fn encode_actor_poses<'a>(
     out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
     timestamp_us: u64,
-    poses: impl Iterator<Item = PoseRow<'a>> + Clone,
+    poses: impl Iterator<Item = PoseRow<'a>>,
 ) {
-    let mut body = if timestamp_us != 0 { 9 } else { 0 };
-    for p in poses.clone() {
-        let l = actor_pose_len(&p);
-        body += 1 + varint_len(l) + l;
+    scratch.clear();
+    if timestamp_us != 0 {
+        scratch.push(0x09); // ActorPoses.timestamp_us = 1, fixed64
+        scratch.extend_from_slice(&timestamp_us.to_le_bytes());
     }
+    for p in poses {
+        let (v, q) = floats(&p);
+        // Pose{vec, quat} into a stack buffer (at most 2 + 15 + 2 + 20 bytes).
+        let mut pose = [0u8; 40];
+        let mut n = 0;
+        for (tag, fields) in [(0x0Au8, &v[..]), (0x12u8, &q[..])] {
+            pose[n] = tag; // Pose.vec = 1, Pose.quat = 2
+            let len_at = n + 1;
+            n += 2;
+            for (i, f) in fields.iter().enumerate() {
+                if *f != 0.0 {
+                    pose[n] = (((i + 1) << 3) | 5) as u8;
+                    pose[n + 1..n + 5].copy_from_slice(&f.to_le_bytes());
+                    n += 5;
+                }
+            }
+            pose[len_at] = (n - len_at - 1) as u8;
+        }
+        let id = if p.id.is_empty() {
+            0
+        } else {
+            1 + varint_len(p.id.len()) + p.id.len()
+        };
+        scratch.push(0x12); // ActorPoses.actor_poses = 2
+        put_varint(scratch, id + 2 + n);
+        if !p.id.is_empty() {
+            scratch.push(0x0A); // ActorPose.actor_id = 1
+            put_varint(scratch, p.id.len());
+            scratch.extend_from_slice(p.id);
+        }
+        scratch.push(0x12); // ActorPose.actor_pose = 2
+        scratch.push(n as u8);
+        scratch.extend_from_slice(&pose[..n]);
+    }
+    let body = scratch.len();
     let entry = 1 + varint_len(body) + body;
     out.reserve(4 + entry);
     out.extend_from_slice(&(entry as u32).to_be_bytes());
     out.push(0x12); // LogEntry.actor_poses = 2
     put_varint(out, body);
-    if timestamp_us != 0 {
-        out.push(0x09); // ActorPoses.timestamp_us = 1, fixed64
-        out.extend_from_slice(&timestamp_us.to_le_bytes());
-    }
-    for p in poses {
-        let (v, q) = floats(&p);
-        out.push(0x12); // ActorPoses.actor_poses = 2
-        put_varint(out, actor_pose_len(&p));
-        if !p.id.is_empty() {
-            out.push(0x0A); // ActorPose.actor_id = 1
-            put_varint(out, p.id.len());
-            out.extend_from_slice(p.id);
-        }
-        out.push(0x12); // ActorPose.actor_pose = 2
-        put_varint(out, pose_len(&v, &q));
-        out.push(0x0A); // Pose.vec = 1
-        put_varint(out, floats_len(&v));
-        put_floats(out, &v);
-        out.push(0x12); // Pose.quat = 2
-        put_varint(out, floats_len(&q));
-        put_floats(out, &q);
-    }
+    out.extend_from_slice(scratch);
 }
 
 /// The prost message of the same pose (for metadata and tests).
@@ -161,7 +147,7 @@ mod tests {
         ];
         for ts in [0u64, 1_000_000, u64::MAX] {
             let mut ours = Vec::new();
-            encode_actor_poses(&mut ours, ts, rows.iter().copied());
+            encode_actor_poses(&mut ours, &mut Vec::new(), ts, rows.iter().copied());
             let entry = LogEntry {
                 entry: Some(proto::Entry::ActorPoses(proto::ActorPoses {
                     timestamp_us: ts,

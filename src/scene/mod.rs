@@ -13,6 +13,7 @@ pub mod av2_sensor;
 pub mod columns;
 pub mod commonroad;
 pub mod nuplan_case;
+pub mod procedural;
 pub mod sampling;
 
 use std::path::{Path, PathBuf};

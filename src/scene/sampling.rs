@@ -22,7 +22,7 @@ pub struct Sample {
 impl Sample {
     /// Speed (m/s).
     pub fn speed(&self) -> f64 {
-        self.vx.hypot(self.vy)
+        crate::geometry::norm(self.vx, self.vy)
     }
 }
 

@@ -48,12 +48,13 @@ impl ControllerService for PurePursuit {
             let base = r * PLAN_POINTS;
             let k = (0..PLAN_POINTS)
                 .find(|&k| {
-                    (plans.x[base + k] - rear[0]).hypot(plans.y[base + k] - rear[1]) >= lookahead
+                    crate::geometry::norm(plans.x[base + k] - rear[0], plans.y[base + k] - rear[1])
+                        >= lookahead
                 })
                 .unwrap_or(PLAN_POINTS - 1);
             let (dx, dy) = (plans.x[base + k] - rear[0], plans.y[base + k] - rear[1]);
             let (lx, ly) = (dx * c + dy * s, -dx * s + dy * c);
-            let ld = lx.hypot(ly);
+            let ld = crate::geometry::norm(lx, ly);
             let steer = if ld > 1e-6 {
                 (2.0 * p.wheelbase_m * (ly / ld) / ld).atan()
             } else {

@@ -111,23 +111,29 @@ impl DriverService for IdmDriver {
                 ConstantVelocityDriver.drive_one(st, r, plans, dt_s);
                 continue;
             };
-            let me = Body {
-                x: st.ego_x[r],
-                y: st.ego_y[r],
-                yaw: st.ego_yaw[r],
-                speed: st.ego_speed[r],
-                len: ctx.scene.ego.length_m,
-                wid: ctx.scene.ego.width_m,
-            };
-            let others = st.agents(r).filter(|&a| st.a_valid[a]).map(|a| Body {
-                x: st.a_x[a],
-                y: st.a_y[a],
-                yaw: st.a_yaw[a],
-                speed: st.a_speed[a],
-                len: st.a_len[a],
-                wid: st.a_wid[a],
-            });
-            let lead = idm::leader(&me, others);
+            let me = Body::new(
+                st.ego_x[r],
+                st.ego_y[r],
+                st.ego_yaw[r],
+                st.ego_speed[r],
+                ctx.scene.ego.length_m,
+                ctx.scene.ego.width_m,
+            );
+            let others: Vec<Body> = st
+                .agents(r)
+                .filter(|&a| st.a_valid[a])
+                .map(|a| {
+                    Body::new(
+                        st.a_x[a],
+                        st.a_y[a],
+                        st.a_yaw[a],
+                        st.a_speed[a],
+                        st.a_len[a],
+                        st.a_wid[a],
+                    )
+                })
+                .collect();
+            let lead = idm::leader(&me, others.iter());
             let a = idm::acceleration(
                 me.speed,
                 ctx.ego_top_speed,

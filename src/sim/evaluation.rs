@@ -131,7 +131,7 @@ impl EvaluationService for Evaluator {
                 &mut mem.contacts,
             );
             if let Some(p) = mem.prev {
-                mem.traveled_m += (ego.x - p[0]).hypot(ego.y - p[1]);
+                mem.traveled_m += crate::geometry::norm(ego.x - p[0], ego.y - p[1]);
             }
             mem.prev = Some([ego.x, ego.y]);
             let gt_len = ctx.gt_path.as_ref().map_or(0.0, |p| p.length()) - ctx.gt_start_m;
@@ -168,7 +168,7 @@ impl EvaluationService for Evaluator {
                 progress.map_or(nan, |p| if gt_len > 0.0 { p / gt_len } else { 1.0 }),
                 mem.traveled_m,
                 gt_traveled.unwrap_or(nan),
-                (ego.x - st.plan_x[r]).hypot(ego.y - st.plan_y[r]),
+                crate::geometry::norm(ego.x - st.plan_x[r], ego.y - st.plan_y[r]),
                 flag(t >= ctx.driven_from_us),
                 m.time_to_collision_s,
                 flag(comfortable),

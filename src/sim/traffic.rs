@@ -59,42 +59,50 @@ impl TrafficService for IdmTraffic {
     fn advance(&self, st: &mut BatchState, scenes: &[SceneCtx], dt_us: i64) {
         let dt_s = dt_us as f64 / 1e6;
         let mut accel: Vec<f64> = Vec::new();
+        let mut bodies: Vec<Body> = Vec::new();
         for r in 0..st.len() {
             if !st.alive[r] {
                 continue;
             }
             let ctx = &scenes[st.scene[r] as usize];
             let agents = st.agents(r);
-            let body = |st: &BatchState, a: usize| Body {
-                x: st.a_x[a],
-                y: st.a_y[a],
-                yaw: st.a_yaw[a],
-                speed: st.a_speed[a],
-                len: st.a_len[a],
-                wid: st.a_wid[a],
-            };
-            let ego = Body {
-                x: st.ego_x[r],
-                y: st.ego_y[r],
-                yaw: st.ego_yaw[r],
-                speed: st.ego_speed[r],
-                len: ctx.scene.ego.length_m,
-                wid: ctx.scene.ego.width_m,
-            };
-            // Accelerations first, from everyone's current pose; then everyone moves.
-            accel.clear();
+            // Everyone present, the ego last; accelerations first, then everyone moves.
+            bodies.clear();
+            let mut index = Vec::with_capacity(agents.len());
             for a in agents.clone() {
+                index.push(bodies.len());
+                if st.a_valid[a] {
+                    bodies.push(Body::new(
+                        st.a_x[a],
+                        st.a_y[a],
+                        st.a_yaw[a],
+                        st.a_speed[a],
+                        st.a_len[a],
+                        st.a_wid[a],
+                    ));
+                }
+            }
+            bodies.push(Body::new(
+                st.ego_x[r],
+                st.ego_y[r],
+                st.ego_yaw[r],
+                st.ego_speed[r],
+                ctx.scene.ego.length_m,
+                ctx.scene.ego.width_m,
+            ));
+            accel.clear();
+            for (i, a) in agents.clone().enumerate() {
                 if !(st.a_idm[a] && st.a_valid[a]) {
                     accel.push(0.0);
                     continue;
                 }
-                let me = body(st, a);
-                let others = agents
-                    .clone()
-                    .filter(|&b| b != a && st.a_valid[b])
-                    .map(|b| body(st, b))
-                    .chain(std::iter::once(ego));
-                let lead = idm::leader(&me, others);
+                let me = &bodies[index[i]];
+                let others = bodies
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != index[i])
+                    .map(|(_, b)| b);
+                let lead = idm::leader(me, others);
                 accel.push(idm::acceleration(
                     me.speed,
                     st.a_v0[a],
