@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use drivekit::runner::{self, RunOptions, Shard, Traffic};
+use drivekit::runner::{self, LogCompression, RunOptions, Shard, Traffic};
 use drivekit::scene::{self, Scene};
 use drivekit::sim::driver::Driver;
 
@@ -57,6 +57,9 @@ enum Command {
         /// Do not draw a progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Store rollout logs as rollout.asl.xz (LZMA) instead of rollout.asl.
+        #[arg(long, value_enum, default_value = "none")]
+        log_compression: CompressionArg,
     },
     /// Convert a public-dataset scene into drivekit's scene format (`<scene_id>.dkscene`).
     Import {
@@ -85,6 +88,14 @@ enum DriverArg {
     ConstantVelocity,
     /// After the takeover the ego follows its route under IDM, braking for what is ahead.
     Idm,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    /// rollout.asl, as AlpaSim writes it.
+    None,
+    /// rollout.asl.xz (liblzma); `asl` and drivekit's readers open it transparently.
+    Xz,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -181,6 +192,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             traffic,
             seed,
             quiet,
+            log_compression,
         } => {
             let driver = match driver {
                 DriverArg::LogReplay => Driver::LogReplay,
@@ -216,6 +228,10 @@ fn run(args: Args) -> anyhow::Result<()> {
                 driver,
                 traffic,
                 progress: !quiet,
+                log_compression: match log_compression {
+                    CompressionArg::None => LogCompression::None,
+                    CompressionArg::Xz => LogCompression::Xz,
+                },
             };
             let started = std::time::Instant::now();
             let o = runner::run(&opts)?;

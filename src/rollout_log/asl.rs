@@ -125,8 +125,11 @@ pub struct AslReader<R: Read> {
     buf: Vec<u8>,
 }
 
-impl AslReader<BufReader<File>> {
-    /// Opens `path`.
+/// Largest record accepted from a compressed log, whose decompressed size is not known up front.
+pub const MAX_COMPRESSED_RECORD: u64 = 1 << 30;
+
+impl AslReader<Box<dyn Read + Send>> {
+    /// Opens `path`; a name ending in `.xz` is decompressed on the fly (LZMA/xz).
     pub fn open(path: &Path) -> Result<Self, AslError> {
         let io = |e| AslError::Io {
             file: path.to_path_buf(),
@@ -134,15 +137,40 @@ impl AslReader<BufReader<File>> {
         };
         let f = File::open(path).map_err(io)?;
         let len = f.metadata().map_err(io)?.len();
-        Ok(AslReader::new(
-            BufReader::with_capacity(1 << 20, f),
-            path,
-            len,
-        ))
+        let buffered = BufReader::with_capacity(1 << 20, f);
+        Ok(if path.extension().is_some_and(|e| e == "xz") {
+            AslReader::new(
+                Box::new(BufReader::with_capacity(
+                    1 << 20,
+                    liblzma::read::XzDecoder::new(buffered),
+                )),
+                path,
+                MAX_COMPRESSED_RECORD,
+            )
+        } else {
+            AslReader::new(Box::new(buffered), path, len)
+        })
     }
 }
 
-/// Reads until `buf` is full or EOF; returns the bytes read.
+/// Opens a batch's log: `rollout.asl`, or `rollout.asl.xz` when only that exists.
+pub fn open_in_batch(dir: &Path) -> Result<AslReader<Box<dyn Read + Send>>, AslError> {
+    let plain = dir.join(FILE_NAME);
+    let xz = dir.join(XZ_FILE_NAME);
+    AslReader::open(if !plain.exists() && xz.exists() {
+        &xz
+    } else {
+        &plain
+    })
+}
+
+/// File name of a batch's log.
+pub const FILE_NAME: &str = "rollout.asl";
+/// File name of a batch's xz-compressed log.
+pub const XZ_FILE_NAME: &str = "rollout.asl.xz";
+
+/// Reads until `buf` is full or EOF; returns the bytes read. A compressed stream that ends
+/// early counts as EOF (the record it cut is reported as truncated).
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -150,6 +178,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(e),
         }
     }

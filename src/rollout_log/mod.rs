@@ -3,6 +3,7 @@
 //! AlpaSim's field numbers, so no protoc is needed); [`asl`] writes and reads the stream.
 
 pub mod asl;
+pub mod convert;
 pub mod metadata;
 pub mod poses;
 pub mod proto;
