@@ -6,10 +6,10 @@ SCENES ?= fixtures/scenes
 
 .PHONY: demo demo-aggregate test lint fmt bench fixtures clean-demo
 
-## demo: simulate the bundled real scenes (one shard, log replay) and aggregate the run
+## demo: simulate the bundled real scenes (one shard, IDM driver among IDM traffic, 4 seeded rollouts) and aggregate the run
 demo:
 	rm -rf $(DEMO_OUT)
-	$(CARGO) run --quiet --bin simulate -- run --scenes $(SCENES) --out $(DEMO_OUT) --rollouts 2 --run-name demo
+	$(CARGO) run --quiet --bin simulate -- run --scenes $(SCENES) --out $(DEMO_OUT) --rollouts 4 --driver idm --traffic idm --run-name demo
 	$(CARGO) run --quiet --bin aggregate -- $(DEMO_OUT)
 	@echo "Table: $(DEMO_OUT)/aggregate/metrics_results.txt  Plot: $(DEMO_OUT)/aggregate/metrics_results.png"
 
@@ -31,8 +31,10 @@ lint:
 fmt:
 	$(CARGO) fmt
 
-## bench: aggregate benchmark (cold and incremental, 1K/10K/100K rollouts; BENCH_SIZES=… to choose)
+## bench: simulate step benchmark (1K/16K rollouts × 32 actors, 1 and 2 threads; BENCH_ROLLOUTS, BENCH_STEPS,
+##        BENCH_THREADS) and aggregate benchmark (cold and incremental, 1K/10K/100K rollouts; BENCH_SIZES=…)
 bench:
+	$(CARGO) bench --bench simulate
 	$(CARGO) bench --bench aggregate
 
 ## fixtures: regenerate the bundled demo run with the fixture generator

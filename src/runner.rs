@@ -286,6 +286,20 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
                 results.push(Some(SceneResult::Failed(e)));
             }
             Prepared::Ready(ctx) => {
+                if ctx.drivable.is_empty() {
+                    let _ = writeln!(
+                        log,
+                        "{}: warning: the map has no drivable area; offroad is not computed",
+                        picked[i]
+                    );
+                }
+                if ctx.lanes.is_none() {
+                    let _ = writeln!(
+                        log,
+                        "{}: warning: the map has no lanes; driving_direction_compliance is not computed",
+                        picked[i]
+                    );
+                }
                 results.push(None);
                 ctx_of_pick.push(i);
                 ctxs.push(*ctx);

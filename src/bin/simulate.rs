@@ -73,6 +73,27 @@ enum Command {
         #[arg(short, long, default_value = "fixtures/scenes")]
         out: PathBuf,
     },
+    /// Generate procedural scenes (a straight multi-lane road with traffic) for scale tests.
+    Generate {
+        /// Number of scenes (seeds SEED, SEED+1, …).
+        #[arg(long, default_value_t = 8)]
+        count: u64,
+        /// Actors per scene, the ego included.
+        #[arg(long, default_value_t = 32)]
+        agents: usize,
+        /// Lanes.
+        #[arg(long, default_value_t = 3)]
+        lanes: usize,
+        /// Recording length (s, 10 Hz).
+        #[arg(long, default_value_t = 20.0)]
+        duration: f64,
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output directory.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Print a summary of a .dkscene file.
     SceneInfo {
         /// Scene file.
@@ -283,6 +304,36 @@ fn run(args: Args) -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
                 println!("{}\n  written to {}", summary(&scene), path.display());
             }
+        }
+        Command::Generate {
+            count,
+            agents,
+            lanes,
+            duration,
+            seed,
+            out,
+        } => {
+            anyhow::ensure!(
+                agents >= 1 && lanes >= 1 && duration > 0.0,
+                "--agents and --lanes must be ≥ 1 and --duration positive"
+            );
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for s in seed..seed + count {
+                let scene = scene::procedural::generate(&scene::procedural::ProceduralSpec {
+                    seed: s,
+                    agents,
+                    lanes,
+                    duration_s: duration,
+                });
+                let path = out.join(format!("{}.{}", scene.scene_id, scene::EXTENSION));
+                scene
+                    .save(&path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!(
+                "{count} procedural scenes ({agents} actors, {lanes} lanes, {duration} s) → {}",
+                out.display()
+            );
         }
         Command::SceneInfo { file } => println!("{}", summary(&Scene::load(&file)?)),
     }

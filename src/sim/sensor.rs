@@ -65,3 +65,60 @@ impl SensorService for ClockedSensor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scene::procedural::{generate, ProceduralSpec};
+
+    fn chunk(cfg: &SimConfig) -> (Vec<SceneCtx>, BatchState) {
+        let scene = generate(&ProceduralSpec {
+            agents: 2,
+            duration_s: 2.0,
+            ..ProceduralSpec::default()
+        });
+        let ctxs = vec![SceneCtx::new(scene, cfg, "b".into()).unwrap()];
+        let st = BatchState::new(&ctxs, &[(0, 0)], cfg, false);
+        (ctxs, st)
+    }
+
+    #[test]
+    fn every_decision_checks_the_frame_and_pose_clocks() {
+        // 30 Hz camera, 10 Hz driver seeing every third frame: frames complete at decisions.
+        let cfg = SimConfig::parse(
+            "control_timestep_us: 100002\nframe_interval_us: 33334\negopose_interval_us: 100002\ntime_start_offset_us: 300006\ndriver: {inference: {Cframes_subsample: 3}}\n",
+            std::path::Path::new("t"),
+        )
+        .unwrap();
+        let (ctxs, mut st) = chunk(&cfg);
+        let sensor = ClockedSensor::new(&cfg);
+        let mut obs = Observations::default();
+        for _ in 0..5 {
+            sensor.observe(&st, &ctxs, &mut obs).unwrap();
+            assert_eq!(obs.frame_us[0], st.t_us[0]);
+            st.t_us[0] += 100_002;
+        }
+        assert_eq!(obs.frames_rendered, 13, "1 + 3 per later decision");
+        // Subsample 2 would leave the driver a frame 33 ms old: the first decision after the
+        // start fails with the times named (the config rules forbid this; the sensor re-checks).
+        let mut bad = cfg.clone();
+        bad.driver.inference.cframes_subsample = 2;
+        let sensor = ClockedSensor::new(&bad);
+        let mut obs = Observations::default();
+        st.t_us[0] = ctxs[0].start_us;
+        sensor.observe(&st, &ctxs, &mut obs).unwrap();
+        st.t_us[0] += 100_002;
+        let e = sensor
+            .observe(&st, &ctxs, &mut obs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sees the camera frame of") && e.contains("assert_zero_decision_delay"),
+            "{e}"
+        );
+        // With the assertion off the stale frame is accepted.
+        bad.assert_zero_decision_delay = false;
+        let sensor = ClockedSensor::new(&bad);
+        assert!(sensor.observe(&st, &ctxs, &mut obs).is_ok());
+    }
+}
