@@ -471,7 +471,7 @@ fn nuplan_cases_through_the_whole_pipeline() {
 #[test]
 fn idm_driver_and_traffic_with_seeded_rollouts() {
     let d = tempfile::tempdir().unwrap();
-    let run = |name: &str, seed: &str| {
+    let run_threads = |name: &str, seed: &str, threads: Option<&str>| {
         let dir = d.path().join(name);
         fs::create_dir_all(&dir).unwrap();
         fs::write(
@@ -479,7 +479,8 @@ fn idm_driver_and_traffic_with_seeded_rollouts() {
             "run_name: idm\nrun_uuid: 0e1b0b6e-3c55-4c3f-9a4e-2b7a5f0c1d2e\n",
         )
         .unwrap();
-        let out = simulate(&[
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_simulate"));
+        cmd.args([
             "run",
             "--scenes",
             scenes().to_str().unwrap(),
@@ -494,6 +495,10 @@ fn idm_driver_and_traffic_with_seeded_rollouts() {
             "--seed",
             seed,
         ]);
+        if let Some(t) = threads {
+            cmd.env("RAYON_NUM_THREADS", t);
+        }
+        let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -501,6 +506,7 @@ fn idm_driver_and_traffic_with_seeded_rollouts() {
         );
         dir
     };
+    let run = |name: &str, seed: &str| run_threads(name, seed, None);
     let a = run("a", "1");
     let v = metric_values(&a);
     for ((clip, rollout, name), values) in &v {
@@ -539,8 +545,8 @@ fn idm_driver_and_traffic_with_seeded_rollouts() {
     let drawn: serde_json::Value = serde_json::from_str(&metas[1].drivekit_perturbation).unwrap();
     assert!(drawn["ego"]["dx_m"].as_f64().unwrap() != 0.0, "{drawn}");
     assert!(metas[0].drivekit_models.contains("\"driver\":\"idm\""));
-    // Same seed: same bytes; another seed: other numbers.
-    let b = run("b", "1");
+    // Same seed, one thread instead of all cores: the same bytes; another seed: other numbers.
+    let b = run_threads("b", "1", Some("1"));
     let c = run("c", "2");
     for ((x, y), z) in batch_files(&a)
         .iter()
@@ -548,6 +554,10 @@ fn idm_driver_and_traffic_with_seeded_rollouts() {
         .zip(batch_files(&c))
     {
         assert_eq!(fs::read(x).unwrap(), fs::read(&y).unwrap());
+        assert_eq!(
+            fs::read(x.with_file_name("rollout.asl")).unwrap(),
+            fs::read(y.with_file_name("rollout.asl")).unwrap()
+        );
         assert_ne!(fs::read(x).unwrap(), fs::read(&z).unwrap());
     }
 }
@@ -649,4 +659,55 @@ fn xz_logs_and_the_asl_tool() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("truncated"));
     assert!(String::from_utf8_lossy(&o.stdout).contains("rollout 0 "));
+}
+
+/// Bad scenes in the shard: a corrupt file and a scene whose ego is not observed at the start
+/// each get `_failed.json` naming the problem; the other scenes are simulated; aggregate counts
+/// the failed rollouts.
+#[test]
+fn bad_scenes_fail_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("scenes");
+    fs::create_dir_all(&dir).unwrap();
+    for f in ["DEU_A9-3_1_T-1.dkscene", "USA_Lanker-1_1_T-1.dkscene"] {
+        fs::copy(scenes().join(f), dir.join(f)).unwrap();
+    }
+    let mut bytes = fs::read(scenes().join("USA_Lanker-1_1_T-1.dkscene")).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    fs::write(dir.join("cut.dkscene"), &bytes).unwrap();
+    let mut late = drivekit::scene::Scene::load(&scenes().join("DEU_A9-3_1_T-1.dkscene")).unwrap();
+    late.scene_id = "late-ego".into();
+    for v in late.ego.valid.iter_mut().take(10) {
+        *v = false;
+    }
+    late.save(&dir.join("late-ego.dkscene")).unwrap();
+    let run = d.path().join("run");
+    let out = simulate(&[
+        "run",
+        "--scenes",
+        dir.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--rollouts",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cut") && err.contains("corrupt or truncated"),
+        "{err}"
+    );
+    assert!(
+        err.contains("late-ego") && err.contains("not observed at the start"),
+        "{err}"
+    );
+    assert_eq!(batch_files(&run).len(), 2, "the two good scenes ran");
+    let failed: Vec<PathBuf> = walk(&run.join("rollouts"))
+        .into_iter()
+        .filter(|p| p.ends_with("_failed.json"))
+        .collect();
+    assert_eq!(failed.len(), 2);
+    let agg = util::bin("aggregate", &[run.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&agg.stdout).unwrap();
+    assert_eq!(v["n_failed_rollouts"], 4);
 }
