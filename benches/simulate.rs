@@ -77,7 +77,7 @@ fn step_all(
     let evaluator = Evaluator::new(cfg);
     let services = Services {
         sensor: &sensor,
-        driver: driver.service(),
+        driver: driver.builtin().expect("a built-in driver"),
         controller: &PurePursuit,
         traffic: traffic.service(),
         evaluation: &evaluator,
@@ -124,7 +124,7 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f
     let evaluator = Evaluator::new(cfg);
     let services = Services {
         sensor: &sensor,
-        driver: Driver::Idm.service(),
+        driver: Driver::Idm.builtin().expect("built in"),
         controller: &PurePursuit,
         traffic: Traffic::Idm.service(),
         evaluation: &evaluator,

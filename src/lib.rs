@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod alpasim_grpc;
 pub mod config;
 pub mod fixtures;
 pub mod fsutil;

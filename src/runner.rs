@@ -37,8 +37,9 @@ use crate::scene::Scene;
 use crate::sim::controller::PurePursuit;
 use crate::sim::driver::Driver;
 use crate::sim::evaluation::{Evaluator, METRICS, N_METRICS};
+use crate::sim::external::ExternalDriver;
 use crate::sim::sensor::ClockedSensor;
-use crate::sim::services::TrafficService;
+use crate::sim::services::{DriverService, TrafficService};
 use crate::sim::stepper::{self, RolloutTrace, ServiceTimes, Services, StepCounts};
 use crate::sim::traffic::{IdmTraffic, LogReplayTraffic};
 use crate::sim_config::{SimConfig, SERVICES};
@@ -62,6 +63,9 @@ pub enum RunnerError {
     /// No scenes to run.
     #[error("{0}: no .dkscene files (import scenes with `simulate import`)")]
     NoScenes(PathBuf),
+    /// The external driver cannot be reached or configured.
+    #[error(transparent)]
+    Driver(#[from] crate::sim::external::ExternalError),
     /// I/O on the run dir.
     #[error("{path}: {source}")]
     Io {
@@ -195,6 +199,8 @@ pub struct RunOutcome {
     pub times: ServiceTimes,
     /// Steps simulated.
     pub counts: StepCounts,
+    /// RPC statistics of an external driver (empty for built-in drivers).
+    pub rpc: crate::sim::external::RpcStats,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunnerError + '_ {
@@ -227,6 +233,12 @@ struct Finished {
     trace: RolloutTrace,
 }
 
+impl Finished {
+    fn failure(&self) -> Option<&str> {
+        self.trace.failure.as_deref()
+    }
+}
+
 enum ToWriter {
     Done(Box<Finished>),
     Failed(Vec<usize>, String),
@@ -251,6 +263,16 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     if ids.is_empty() {
         return Err(RunnerError::NoScenes(opts.scenes_dir.clone()));
     }
+    // An external driver is checked before anything is written.
+    let external = match opts.driver {
+        Driver::External => Some(ExternalDriver::connect(&opts.config)?),
+        _ => None,
+    };
+    let driver: &dyn DriverService = match (&external, opts.driver.builtin()) {
+        (Some(e), _) => e,
+        (None, Some(d)) => d,
+        (None, None) => unreachable!("every driver but External is built in"),
+    };
     let run = &opts.run_dir;
     fs::create_dir_all(run.join(run_dir::ROLLOUTS)).map_err(io_err(run))?;
     let mut resolved = opts.config.clone();
@@ -306,7 +328,10 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
             }
         }
     }
-    let (times, counts, written) = simulate_scenes(opts, &meta, &ctxs)?;
+    if let Some(e) = &external {
+        let _ = writeln!(log, "external driver: {}", e.versions());
+    }
+    let (times, counts, written) = simulate_scenes(opts, driver, &meta, &ctxs)?;
     for (ci, r) in written.into_iter().enumerate() {
         results[ctx_of_pick[ci]] = Some(r);
     }
@@ -314,8 +339,29 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     let mut outcome = RunOutcome {
         times,
         counts,
+        rpc: external.as_ref().map(|e| e.stats()).unwrap_or_default(),
         ..RunOutcome::default()
     };
+    for (method, m) in &outcome.rpc {
+        let mut d = m.durations_s.clone();
+        d.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            d.get(((d.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+                * 1e3
+        };
+        let _ = writeln!(
+            log,
+            "driver rpc {method}: {} calls, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, {} retries, {} failed",
+            d.len(),
+            q(0.5),
+            q(0.95),
+            q(0.99),
+            m.retries,
+            m.failures
+        );
+    }
     for (scene_id, r) in picked.iter().zip(results) {
         match r.expect("every scene has a result") {
             SceneResult::Kept => {
@@ -444,6 +490,7 @@ fn perturbation_json(st: &BatchState, r: usize, scene: &Scene) -> String {
 /// Steps every rollout of `ctxs` and writes their batches; returns per-scene results.
 fn simulate_scenes(
     opts: &RunOptions,
+    driver: &dyn DriverService,
     meta: &RunMetadata,
     ctxs: &[SceneCtx],
 ) -> Result<(ServiceTimes, StepCounts, Vec<SceneResult>), RunnerError> {
@@ -451,12 +498,16 @@ fn simulate_scenes(
     let members: Vec<(u32, u32)> = (0..ctxs.len() as u32)
         .flat_map(|s| (0..n_rollouts).map(move |r| (s, r)))
         .collect();
-    let chunk = chunk_size(&opts.config, members.len(), rayon::current_num_threads());
+    // I/O-bound drivers want every rollout their servers accept in flight at once.
+    let chunk = match driver.chunk_hint() {
+        Some(n) => n.min(members.len()).max(1),
+        None => chunk_size(&opts.config, members.len(), rayon::current_num_threads()),
+    };
     let sensor = ClockedSensor::new(&opts.config);
     let evaluator = Evaluator::new(&opts.config);
     let services = Services {
         sensor: &sensor,
-        driver: opts.driver.service(),
+        driver,
         controller: &PurePursuit,
         traffic: opts.traffic.service(),
         evaluation: &evaluator,
@@ -546,6 +597,19 @@ fn writer_loop(
                         .collect();
                     let ctx = &ctxs[scene];
                     let (_, dir) = batch_dir(opts, &ctx.scene.scene_id);
+                    let failures: Vec<String> = done
+                        .iter()
+                        .filter_map(|f| {
+                            f.failure()
+                                .map(|e| format!("rollout {}-{}: {e}", ctx.batch_uuid, f.rollout))
+                        })
+                        .collect();
+                    if !failures.is_empty() {
+                        let e = failures.join("; ");
+                        write_failed(opts, &ctx.scene.scene_id, &e)?;
+                        results[scene] = Some(SceneResult::Failed(e));
+                        continue;
+                    }
                     results[scene] = Some(
                         match write_batch(
                             ctx,

@@ -83,13 +83,39 @@ impl Default for Inference {
     }
 }
 
+fn default_timeout_s() -> f64 {
+    10.0
+}
+fn default_retries() -> u32 {
+    2
+}
+
 /// `driver`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DriverConfig {
     /// Inference settings.
     #[serde(default)]
     pub inference: Inference,
+    /// External driver servers (AlpaSim's EgodriverService): `host:port` or `unix:/path`
+    /// (drivekit's key; used with `simulate run --driver external`).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Per-call timeout (s).
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: f64,
+    /// Retries of a failed call (with exponential backoff from 50 ms).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Also send the recorded ground-truth trajectory at the session start.
+    #[serde(default)]
+    pub send_ground_truth: bool,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        serde_norway::from_str("{}").expect("every field has a default")
+    }
 }
 
 /// One service's deploy entry.
@@ -425,6 +451,15 @@ impl SimConfig {
                     "use 0 to turn this perturbation off".into(),
                 );
             }
+        }
+        let d = &self.driver;
+        if !(d.timeout_s.is_finite() && d.timeout_s > 0.0) {
+            return rule(
+                "driver.timeout_s",
+                d.timeout_s.to_string(),
+                "a call timeout must be positive".into(),
+                "use e.g. 10".into(),
+            );
         }
         let e = &self.evaluation;
         if !(e.ttc_step_s > 0.0 && e.ttc_horizon_s >= e.ttc_step_s && e.ttc_horizon_s <= 60.0) {

@@ -48,6 +48,10 @@ enum Command {
         /// The policy under test.
         #[arg(long, value_enum, default_value = "log-replay")]
         driver: DriverArg,
+        /// Address of an external driver server (host:port or unix:/path); repeat for several.
+        /// Overrides driver.addresses of the config.
+        #[arg(long = "driver-address", value_name = "ADDRESS")]
+        driver_addresses: Vec<String>,
         /// How the other agents move.
         #[arg(long, value_enum, default_value = "log-replay")]
         traffic: TrafficArg,
@@ -109,6 +113,9 @@ enum DriverArg {
     ConstantVelocity,
     /// After the takeover the ego follows its route under IDM, braking for what is ahead.
     Idm,
+    /// A policy served over AlpaSim's EgodriverService gRPC contract (--driver-address, or
+    /// driver.addresses in the config).
+    External,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -210,6 +217,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             rollouts,
             run_name,
             driver,
+            driver_addresses,
             traffic,
             seed,
             quiet,
@@ -219,6 +227,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 DriverArg::LogReplay => Driver::LogReplay,
                 DriverArg::ConstantVelocity => Driver::ConstantVelocity,
                 DriverArg::Idm => Driver::Idm,
+                DriverArg::External => Driver::External,
             };
             let traffic = match traffic {
                 TrafficArg::LogReplay => Traffic::LogReplay,
@@ -234,6 +243,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             if let Some(seed) = seed {
                 cfg.perturbation.seed = seed;
+            }
+            if !driver_addresses.is_empty() {
+                cfg.driver.addresses = driver_addresses;
             }
             let shard = match shard {
                 Some(s) => Shard::parse(&s)?,

@@ -19,20 +19,28 @@ pub enum Driver {
     ConstantVelocity,
     /// After the takeover: IDM along the route.
     Idm,
+    /// A policy served over AlpaSim's EgodriverService gRPC contract
+    /// ([`super::external::ExternalDriver`], addresses from `driver.addresses`).
+    External,
 }
 
 impl Driver {
     /// Name used on the command line and in logs.
     pub fn name(self) -> &'static str {
-        self.service().name()
+        match self.builtin() {
+            Some(d) => d.name(),
+            None => "external",
+        }
     }
 
-    /// The service implementing this driver.
-    pub fn service(self) -> &'static dyn DriverService {
+    /// The service implementing a built-in driver (`None` for [`Driver::External`], which needs
+    /// a connection: see [`super::external::ExternalDriver::connect`]).
+    pub fn builtin(self) -> Option<&'static dyn DriverService> {
         match self {
-            Driver::LogReplay => &LogReplayDriver,
-            Driver::ConstantVelocity => &ConstantVelocityDriver,
-            Driver::Idm => &IdmDriver,
+            Driver::LogReplay => Some(&LogReplayDriver),
+            Driver::ConstantVelocity => Some(&ConstantVelocityDriver),
+            Driver::Idm => Some(&IdmDriver),
+            Driver::External => None,
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod controller;
 pub mod driver;
 pub mod evaluation;
+pub mod external;
 pub mod idm;
 pub mod sensor;
 pub mod services;

@@ -52,6 +52,11 @@ pub struct Plans {
     pub y: Vec<f64>,
     /// Planned speed, same layout.
     pub v: Vec<f64>,
+    /// The driver could not serve this rollout (an external driver's error, timeout or
+    /// disconnection): the rollout ends and its batch is recorded as failed with this text.
+    pub failed: Vec<Option<String>>,
+    /// The driver ended the session (AlpaSim's `terminate_session`): the rollout stops here.
+    pub terminate: Vec<bool>,
 }
 
 impl Plans {
@@ -62,6 +67,8 @@ impl Plans {
             x: vec![0.0; n * PLAN_POINTS],
             y: vec![0.0; n * PLAN_POINTS],
             v: vec![0.0; n * PLAN_POINTS],
+            failed: vec![None; n],
+            terminate: vec![false; n],
         }
     }
 }
@@ -83,7 +90,18 @@ pub trait DriverService: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether this driver moves the ego after the takeover (log replay does not).
     fn drives(&self) -> bool;
-    /// Plans for every alive, driver-controlled rollout.
+    /// How many rollouts should step together, when the driver knows better than the deploy
+    /// capacity (an external driver: all the requests its servers accept at once).
+    fn chunk_hint(&self) -> Option<usize> {
+        None
+    }
+    /// Prepares every rollout of a chunk before its first step (an external driver opens its
+    /// sessions); rollouts that cannot start are marked in `plans.failed`.
+    fn begin(&self, _st: &BatchState, _scenes: &[SceneCtx], _plans: &mut Plans) {}
+    /// Releases what `begin` opened, after the chunk's last step.
+    fn end(&self, _st: &BatchState, _scenes: &[SceneCtx]) {}
+    /// Called every step for the alive rollouts: takes the observations due (an external driver
+    /// submits them) and plans for the driver-controlled ones.
     fn drive(
         &self,
         st: &BatchState,

@@ -88,6 +88,10 @@ pub struct RolloutTrace {
     pub agents: Vec<[f64; 3]>,
     /// Metric values per step ([`N_METRICS`] per step, NaN: absent).
     pub metrics: Vec<f64>,
+    /// Why the rollout failed (the driver could not serve it), if it did.
+    pub failure: Option<String>,
+    /// The driver ended the session early (`terminate_session`).
+    pub terminated: bool,
 }
 
 /// Counters of a chunk run.
@@ -120,6 +124,8 @@ pub fn run_chunk(
     let mut plans = Plans::new(n);
     let mut traces = vec![RolloutTrace::default(); n];
     let drives = services.driver.drives();
+    services.driver.begin(st, scenes, &mut plans);
+    take_driver_verdicts(st, &mut plans, &mut traces);
     loop {
         if !st.alive.iter().any(|a| *a) {
             break;
@@ -180,6 +186,7 @@ pub fn run_chunk(
         let t3 = Instant::now();
         times.sensor += t3 - t2;
         services.driver.drive(st, scenes, &obs, &mut plans, dt_s);
+        take_driver_verdicts(st, &mut plans, &mut traces);
         let t4 = Instant::now();
         times.driver += t4 - t3;
         services.controller.control(st, scenes, &plans, dt_us);
@@ -192,5 +199,22 @@ pub fn run_chunk(
             st.t_us[r] += dt_us;
         }
     }
+    services.driver.end(st, scenes);
     Ok((traces, times, counts))
+}
+
+/// Ends the rollouts the driver failed or terminated, noting why in their traces.
+fn take_driver_verdicts(st: &mut BatchState, plans: &mut Plans, traces: &mut [RolloutTrace]) {
+    for (r, trace) in traces.iter_mut().enumerate() {
+        if let Some(e) = plans.failed[r].take() {
+            trace.failure.get_or_insert(e);
+            st.alive[r] = false;
+            plans.active[r] = false;
+        }
+        if std::mem::take(&mut plans.terminate[r]) && st.alive[r] {
+            trace.terminated = true;
+            st.alive[r] = false;
+            plans.active[r] = false;
+        }
+    }
 }

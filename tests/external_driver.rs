@@ -1,0 +1,281 @@
+//! `simulate run --driver external` against real policy servers speaking AlpaSim's
+//! EgodriverService gRPC contract: the third-party `carla-driver-interface` route follower and
+//! drivekit's own `examples/driver_server.py`. Both are Python (`pip install
+//! carla-driver-interface`, which `.ci/run` does).
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A policy server process, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn python_has_contract() {
+    let ok = Command::new("python3")
+        .args(["-c", "import grpc, carla_driver_interface"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "these tests need python3 with grpcio and carla-driver-interface: pip install carla-driver-interface (.ci/run installs it)"
+    );
+}
+
+fn start(args: &[&str], port: u16) -> Server {
+    python_has_contract();
+    let child = Command::new("python3")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 starts");
+    let server = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "server on port {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+fn example_server(extra: &[&str]) -> Server {
+    let port = free_port();
+    let script = root().join("examples/driver_server.py");
+    let port_s = port.to_string();
+    let mut args = vec![script.to_str().unwrap(), "--port", &port_s];
+    args.extend_from_slice(extra);
+    start(&args, port)
+}
+
+fn simulate(out: &Path, server: u16, extra: &[&str]) -> Output {
+    let address = format!("127.0.0.1:{server}");
+    let scenes = root().join("fixtures/scenes");
+    let mut args = vec![
+        "run",
+        "--scenes",
+        scenes.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--rollouts",
+        "2",
+        "--driver",
+        "external",
+        "--driver-address",
+        &address,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args(&args)
+        .output()
+        .unwrap()
+}
+
+fn walk(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p, name));
+        } else if p.file_name().is_some_and(|n| n == name) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Per trajectory (scene, rollout) the given metric's maximum, from aggregate's results.
+fn max_per_rollout(run: &Path, metric: &str) -> Vec<(String, f64)> {
+    let mut o = drivekit::aggregate::Options::new(run.to_path_buf());
+    o.progress = false;
+    let r = drivekit::aggregate::run(&o).unwrap();
+    let col = r
+        .results
+        .metric_columns
+        .iter()
+        .position(|c| c.name == metric)
+        .unwrap();
+    r.results
+        .trajectories
+        .iter()
+        .map(|t| (t.clipgt_id.clone(), t.values[col].unwrap_or(f64::NAN)))
+        .collect()
+}
+
+/// The third-party server: carla-driver-interface's route follower (alpasim mode) keeps the ego
+/// on the road on every bundled scene, driven over the contract end to end.
+#[test]
+fn carla_driver_interface_route_follower_stays_on_the_road() {
+    let port = free_port();
+    let port_s = port.to_string();
+    let server = start(
+        &[
+            "-m",
+            "carla_driver_interface.cli",
+            "serve",
+            "--mode",
+            "alpasim",
+            "--policy",
+            "route_follower",
+            "--port",
+            &port_s,
+        ],
+        port,
+    );
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    let out = simulate(&run, server.port, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(walk(&run.join("rollouts"), "_complete").len(), 6);
+    let offroad = max_per_rollout(&run, "offroad");
+    assert_eq!(offroad.len(), 12);
+    assert!(offroad.iter().all(|(_, v)| *v == 0.0), "{offroad:?}");
+    // It drove: the ego followed its route rather than standing still (the follower sees no
+    // other agents, so some trajectories end early at a collision, which aggregate cuts at).
+    let progress = max_per_rollout(&run, "progress");
+    assert!(progress.iter().all(|(_, v)| *v > 5.0), "{progress:?}");
+    let log =
+        fs::read_to_string(walk(&run.join("txt-logs"), "shard-0-of-1.log")[0].clone()).unwrap();
+    assert!(log.contains("driver rpc drive:"), "{log}");
+}
+
+/// drivekit's own example server: on the road, near the route; a scene the policy refuses fails
+/// alone (named in `_failed.json` with the address and the call); a slow server times out; an
+/// address with no server stops the run before anything is written; a server that dies mid-run
+/// fails the rollouts in flight, and a restarted one is picked up on resume.
+#[test]
+fn example_server_and_driver_failures() {
+    let d = tempfile::tempdir().unwrap();
+    // Healthy.
+    let server = example_server(&[]);
+    let run = d.path().join("ok");
+    let out = simulate(&run, server.port, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offroad = max_per_rollout(&run, "offroad");
+    assert!(offroad.iter().all(|(_, v)| *v == 0.0), "{offroad:?}");
+    let dev = max_per_rollout(&run, "dist_to_gt_trajectory");
+    assert!(dev.iter().all(|(_, v)| *v < 1.0), "{dev:?}");
+    drop(server);
+
+    // One scene refused.
+    let server = example_server(&["--fail-scene", "USA_Lanker-1_1_T-1"]);
+    let run = d.path().join("refused");
+    let out = simulate(&run, server.port, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let failed = walk(&run.join("rollouts"), "_failed.json");
+    assert_eq!(failed.len(), 1);
+    let text = fs::read_to_string(&failed[0]).unwrap();
+    assert!(
+        text.contains("USA_Lanker-1_1_T-1")
+            && text.contains(&format!("127.0.0.1:{}", server.port))
+            && text.contains("drive failed"),
+        "{text}"
+    );
+    assert_eq!(walk(&run.join("rollouts"), "_complete").len(), 5);
+    drop(server);
+
+    // Too slow for the timeout (one retry): every rollout fails, naming the timeout.
+    let server = example_server(&["--delay-ms", "1500"]);
+    let cfg = d.path().join("fast.yaml");
+    fs::write(&cfg, "driver:\n  timeout_s: 0.3\n  retries: 1\n").unwrap();
+    let run = d.path().join("slow");
+    let out = simulate(&run, server.port, &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let failed = walk(&run.join("rollouts"), "_failed.json");
+    assert_eq!(failed.len(), 6);
+    assert!(fs::read_to_string(&failed[0])
+        .unwrap()
+        .contains("timed out after 0.3 s"));
+    drop(server);
+
+    // Nobody listening: a clear error naming the address, nothing written.
+    let port = free_port();
+    let run = d.path().join("nobody");
+    let out = simulate(&run, port, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("get_version"),
+        "{err}"
+    );
+    assert!(!run.exists());
+
+    // The server dies after 150 drive calls: the rollouts then in flight fail; a rerun against a
+    // restarted server completes the run (resume).
+    let port = free_port();
+    let port_s = port.to_string();
+    let script = root().join("examples/driver_server.py");
+    let dying = start(
+        &[
+            script.to_str().unwrap(),
+            "--port",
+            &port_s,
+            "--die-after",
+            "150",
+        ],
+        port,
+    );
+    let run = d.path().join("resume");
+    let cfg = d.path().join("quick.yaml");
+    fs::write(&cfg, "driver:\n  timeout_s: 2\n  retries: 1\n").unwrap();
+    let out = simulate(&run, port, &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let failed = walk(&run.join("rollouts"), "_failed.json").len();
+    assert!(failed > 0);
+    drop(dying);
+    let again = start(&[script.to_str().unwrap(), "--port", &port_s], port);
+    let out = simulate(&run, again.port, &["--config", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{failed} batches simulated")),
+        "{stdout}"
+    );
+    assert_eq!(walk(&run.join("rollouts"), "_complete").len(), 6);
+    assert!(walk(&run.join("rollouts"), "_failed.json").is_empty());
+}
