@@ -23,9 +23,10 @@ use drivekit::sim::controller::PurePursuit;
 use drivekit::sim::driver::Driver;
 use drivekit::sim::evaluation::{Evaluator, METRICS};
 use drivekit::sim::sensor::ClockedSensor;
-use drivekit::sim::stepper::{run_chunk, ServiceTimes, Services, StepCounts};
+use drivekit::sim::stepper::{run_chunk, Probe, ServiceTimes, Services, StepCounts};
 use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
+use drivekit::telemetry::Telemetry;
 
 const SCENES: usize = 8;
 
@@ -64,6 +65,7 @@ fn step_all(
     threads: usize,
     driver: Driver,
     traffic: Traffic,
+    telemetry: bool,
 ) -> Outcome {
     let members: Vec<(u32, u32)> = (0..rollouts)
         .map(|i| ((i % SCENES) as u32, (i / SCENES) as u32))
@@ -88,12 +90,18 @@ fn step_all(
             .par_chunks(chunk)
             .map(|part| {
                 let mut st = BatchState::new(ctxs, part, cfg, traffic == Traffic::Idm);
+                let mut tel = Telemetry::default();
+                let probe = telemetry.then(|| Probe {
+                    telemetry: &mut tel,
+                    queue_depth: 0,
+                });
                 let (_, t, c) = run_chunk(
                     &mut st,
                     ctxs,
                     services,
                     cfg.control_timestep_us as i64,
                     false,
+                    probe,
                 )
                 .expect("clocks line up");
                 (t, c)
@@ -146,6 +154,7 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f
             services,
             cfg.control_timestep_us as i64,
             true,
+            None,
         )
         .expect("clocks line up");
         step += t.elapsed();
@@ -215,7 +224,7 @@ fn main() {
     ] {
         for &n in &sizes {
             for &t in &threads {
-                let o = step_all(&ctxs, &cfg, n, t, driver, traffic);
+                let o = step_all(&ctxs, &cfg, n, t, driver, traffic, false);
                 let rate = o.counts.agent_steps as f64 / o.wall.as_secs_f64();
                 println!(
                     "| {label} | {n} | {t} | {} | {:.2} | {:.0} | {:.0} | {:.0}× (Waymax ≈ {:.0}K/s) |",
@@ -246,6 +255,22 @@ fn main() {
             .collect();
         println!("| {label} | {n} | {} |", cells.join(" | "));
     }
+    // Telemetry: the same IDM workload with every call, step and rollout recorded.
+    let n_tel = sizes[0].min(1000);
+    let mut best = [f64::INFINITY; 2];
+    for _ in 0..3 {
+        for (i, on) in [false, true].into_iter().enumerate() {
+            let o = step_all(&ctxs, &cfg, n_tel, 1, Driver::Idm, Traffic::Idm, on);
+            best[i] = best[i].min(o.wall.as_secs_f64());
+        }
+    }
+    println!();
+    println!(
+        "Telemetry ({n_tel} rollouts, IDM, 1 thread, best of 3): {:.3} s without, {:.3} s with recording = {:+.2} % of step time.",
+        best[0],
+        best[1],
+        100.0 * (best[1] - best[0]) / best[0]
+    );
     let n_log = sizes[0].min(1000);
     let (step_s, asl_s, rows_s, mb) = logging_share(&ctxs, &cfg, n_log);
     println!();

@@ -27,3 +27,4 @@ pub mod scene;
 pub mod sim;
 pub mod sim_config;
 pub mod state;
+pub mod telemetry;

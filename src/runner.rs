@@ -44,6 +44,8 @@ use crate::sim::stepper::{self, RolloutTrace, ServiceTimes, Services, StepCounts
 use crate::sim::traffic::{IdmTraffic, LogReplayTraffic};
 use crate::sim_config::{SimConfig, SERVICES};
 use crate::state::{BatchState, EgoPerturbation, SceneCtx};
+use crate::telemetry::sampler::Sampler;
+use crate::telemetry::Telemetry;
 
 /// Which part of the scene list this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +203,8 @@ pub struct RunOutcome {
     pub counts: StepCounts,
     /// RPC statistics of an external driver (empty for built-in drivers).
     pub rpc: crate::sim::external::RpcStats,
+    /// What the shard measured about itself (also written to telemetry/).
+    pub telemetry: Telemetry,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunnerError + '_ {
@@ -273,6 +277,8 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
         (None, Some(d)) => d,
         (None, None) => unreachable!("every driver but External is built in"),
     };
+    let started = std::time::Instant::now();
+    let sampler = Sampler::start();
     let run = &opts.run_dir;
     fs::create_dir_all(run.join(run_dir::ROLLOUTS)).map_err(io_err(run))?;
     let mut resolved = opts.config.clone();
@@ -331,15 +337,52 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     if let Some(e) = &external {
         let _ = writeln!(log, "external driver: {}", e.versions());
     }
-    let (times, counts, written) = simulate_scenes(opts, driver, &meta, &ctxs)?;
+    let (times, counts, written, mut telemetry) = simulate_scenes(opts, driver, &meta, &ctxs)?;
     for (ci, r) in written.into_iter().enumerate() {
         results[ctx_of_pick[ci]] = Some(r);
     }
 
+    let rpc = external.as_ref().map(|e| e.stats()).unwrap_or_default();
+    for (method, m) in &rpc {
+        for d in &m.durations_s {
+            telemetry.rpc_duration_only("driver", method, "grpc", *d);
+        }
+        for (w, depth) in &m.waits {
+            telemetry.rpc_wait_only("driver", method, "grpc", *w, *depth);
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let rollouts = counts_rollouts(&ctxs, opts.config.n_rollouts);
+    let threads = rayon::current_num_threads() as f64;
+    // Workers compute except while they wait on an external driver's answers.
+    let waiting = if external.is_some() {
+        times.driver.as_secs_f64()
+    } else {
+        0.0
+    };
+    let work = (times.total().as_secs_f64() - waiting).max(0.0);
+    for (k, v) in [
+        ("simulation_total_seconds", wall),
+        ("simulation_rollout_count", rollouts as f64),
+        (
+            "simulation_seconds_per_rollout",
+            wall / (rollouts.max(1) as f64),
+        ),
+        ("event_loop_work_seconds_total", work),
+        (
+            "event_loop_idle_seconds_total",
+            (threads * wall - work).max(0.0),
+        ),
+    ] {
+        telemetry.gauges.insert(k.into(), v);
+    }
+    sampler.finish(&mut telemetry);
+    write_telemetry(run, opts.shard.index, &telemetry)?;
     let mut outcome = RunOutcome {
         times,
         counts,
-        rpc: external.as_ref().map(|e| e.stats()).unwrap_or_default(),
+        rpc,
+        telemetry,
         ..RunOutcome::default()
     };
     for (method, m) in &outcome.rpc {
@@ -396,6 +439,25 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
             .join(", ")
     );
     Ok(outcome)
+}
+
+fn counts_rollouts(ctxs: &[SceneCtx], n_rollouts: u32) -> usize {
+    ctxs.len() * n_rollouts as usize
+}
+
+/// Writes telemetry/metrics_worker_{shard}.prom and merges every worker file of the run into
+/// telemetry/metrics.prom (both atomically). A worker file that does not parse is left out of
+/// the merge and reported by `telemetry runs/X`.
+fn write_telemetry(run: &Path, shard: usize, t: &Telemetry) -> Result<(), RunnerError> {
+    let dir = run.join("telemetry");
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    fsutil::write_atomic(
+        &dir.join(format!("metrics_worker_{shard}.prom")),
+        crate::telemetry::prom::render(t).as_bytes(),
+    )
+    .map_err(io_err(&dir))?;
+    let (merged, _errors) = crate::telemetry::prom::merge(&crate::telemetry::worker_files(&dir));
+    fsutil::write_atomic(&dir.join("metrics.prom"), merged.as_bytes()).map_err(io_err(&dir))
 }
 
 fn batch_dir(opts: &RunOptions, scene_id: &str) -> (String, PathBuf) {
@@ -488,17 +550,18 @@ fn perturbation_json(st: &BatchState, r: usize, scene: &Scene) -> String {
 }
 
 /// Steps every rollout of `ctxs` and writes their batches; returns per-scene results.
+#[allow(clippy::type_complexity)]
 fn simulate_scenes(
     opts: &RunOptions,
     driver: &dyn DriverService,
     meta: &RunMetadata,
     ctxs: &[SceneCtx],
-) -> Result<(ServiceTimes, StepCounts, Vec<SceneResult>), RunnerError> {
+) -> Result<(ServiceTimes, StepCounts, Vec<SceneResult>, Telemetry), RunnerError> {
     let n_rollouts = opts.config.n_rollouts;
     let members: Vec<(u32, u32)> = (0..ctxs.len() as u32)
         .flat_map(|s| (0..n_rollouts).map(move |r| (s, r)))
         .collect();
-    // I/O-bound drivers want every rollout their servers accept in flight at once.
+    // I/O-bound drivers want their rollouts in flight at once.
     let chunk = match driver.chunk_hint() {
         Some(n) => n.min(members.len()).max(1),
         None => chunk_size(&opts.config, members.len(), rayon::current_num_threads()),
@@ -520,13 +583,22 @@ fn simulate_scenes(
     let dt_us = opts.config.control_timestep_us as i64;
     let bar = crate::report::progress::bar(members.len() as u64, "rollouts", opts.progress);
     let (tx, rx) = mpsc::channel::<ToWriter>();
+    let pending = std::sync::atomic::AtomicUsize::new(members.len().div_ceil(chunk));
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| writer_loop(opts, meta, ctxs, &models, rx));
-        let per_chunk: Vec<(ServiceTimes, StepCounts)> = members
+        let per_chunk: Vec<(ServiceTimes, StepCounts, Telemetry)> = members
             .par_chunks(chunk)
             .map_with(tx, |tx, part| {
+                let depth = pending
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+                    .saturating_sub(1);
+                let mut tel = Telemetry::default();
+                let probe = stepper::Probe {
+                    telemetry: &mut tel,
+                    queue_depth: depth,
+                };
                 let mut st = BatchState::new(ctxs, part, &opts.config, services.traffic.reactive());
-                match stepper::run_chunk(&mut st, ctxs, services, dt_us, true) {
+                match stepper::run_chunk(&mut st, ctxs, services, dt_us, true, Some(probe)) {
                     Ok((traces, times, counts)) => {
                         for (r, trace) in traces.into_iter().enumerate() {
                             let scene = st.scene[r] as usize;
@@ -539,14 +611,14 @@ fn simulate_scenes(
                             })));
                         }
                         bar.inc(part.len() as u64);
-                        (times, counts)
+                        (times, counts, tel)
                     }
                     Err(e) => {
                         let mut scenes: Vec<usize> =
                             part.iter().map(|(s, _)| *s as usize).collect();
                         scenes.dedup();
                         let _ = tx.send(ToWriter::Failed(scenes, e.to_string()));
-                        (ServiceTimes::default(), StepCounts::default())
+                        (ServiceTimes::default(), StepCounts::default(), tel)
                     }
                 }
             })
@@ -555,13 +627,15 @@ fn simulate_scenes(
         let written = writer.join().expect("the writer thread does not panic")?;
         let mut times = ServiceTimes::default();
         let mut counts = StepCounts::default();
-        for (t, c) in &per_chunk {
+        let mut telemetry = Telemetry::default();
+        for (t, c, tel) in &per_chunk {
             times.add(t);
             counts.rollout_steps += c.rollout_steps;
             counts.agent_steps += c.agent_steps;
             counts.iterations = counts.iterations.max(c.iterations);
+            telemetry.merge(tel);
         }
-        Ok((times, counts, written))
+        Ok((times, counts, written, telemetry))
     })
 }
 

@@ -35,6 +35,8 @@ use crate::state::{BatchState, SceneCtx};
 pub const ROUTE_POINTS: usize = 50;
 /// Spacing of route waypoints (m).
 pub const ROUTE_SPACING_M: f64 = 2.0;
+/// Most rollouts an external driver's chunk holds.
+pub const MAX_CHUNK: usize = 4096;
 /// First retry delay; doubled for each further retry.
 pub const BACKOFF: Duration = Duration::from_millis(50);
 
@@ -72,6 +74,9 @@ pub enum ExternalError {
 pub struct MethodStats {
     /// Duration of each successful call (s).
     pub durations_s: Vec<f64>,
+    /// Per call: time it waited for a free slot at its address (s), and how many calls were
+    /// waiting when it started.
+    pub waits: Vec<(f64, usize)>,
     /// Calls that failed after their retries.
     pub failures: u64,
     /// Retries made.
@@ -85,7 +90,30 @@ struct Address {
     name: String,
     client: EgodriverServiceClient<Channel>,
     permits: Arc<Semaphore>,
-    capacity: usize,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Waits for a slot at an address; returns it with the wait (s) and the queue depth at the start.
+async fn slot(
+    permits: Arc<Semaphore>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+) -> (Option<tokio::sync::OwnedSemaphorePermit>, f64, usize) {
+    use std::sync::atomic::Ordering;
+    let depth = waiting.fetch_add(1, Ordering::Relaxed);
+    let t = Instant::now();
+    let permit = permits.acquire_owned().await.ok();
+    waiting.fetch_sub(1, Ordering::Relaxed);
+    (permit, t.elapsed().as_secs_f64(), depth)
+}
+
+fn record_wait(stats: &Mutex<RpcStats>, method: &'static str, wait: f64, depth: usize) {
+    stats
+        .lock()
+        .expect("stats lock")
+        .entry(method)
+        .or_default()
+        .waits
+        .push((wait, depth));
 }
 
 /// The frame a rollout's messages use and what its session needs to know.
@@ -292,7 +320,7 @@ impl ExternalDriver {
                 name: a.clone(),
                 client,
                 permits: Arc::new(Semaphore::new(per_address)),
-                capacity: per_address,
+                waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             });
         }
         Ok(ExternalDriver {
@@ -480,13 +508,9 @@ impl DriverService for ExternalDriver {
     }
 
     fn chunk_hint(&self) -> Option<usize> {
-        Some(
-            self.addresses
-                .iter()
-                .map(|a| a.capacity)
-                .sum::<usize>()
-                .max(1),
-        )
+        // Every rollout in flight (as AlpaSim's runtime keeps them); each address's
+        // n_concurrent_rollouts gates how many it serves at once, the rest queue.
+        Some(MAX_CHUNK)
     }
 
     fn begin(&self, st: &BatchState, scenes: &[SceneCtx], plans: &mut Plans) {
@@ -557,10 +581,12 @@ impl DriverService for ExternalDriver {
             for (r, _, a, request, gt) in jobs.iter().cloned() {
                 let client = self.addresses[a].client.clone();
                 let permits = self.addresses[a].permits.clone();
+                let waiting = self.addresses[a].waiting.clone();
                 let (stats, timeout, retries) = (self.stats.clone(), self.timeout, self.retries);
                 let name = self.addresses[a].name.clone();
                 set.spawn(async move {
-                    let _permit = permits.acquire_owned().await;
+                    let (_permit, wait, depth) = slot(permits, waiting).await;
+                    record_wait(&stats, "start_session", wait, depth);
                     let mut out = call(&stats, "start_session", timeout, retries, || {
                         let mut c = client.clone();
                         let req = request.clone();
@@ -636,10 +662,14 @@ impl DriverService for ExternalDriver {
             for (w, _) in work {
                 let client = self.addresses[w.address].client.clone();
                 let permits = self.addresses[w.address].permits.clone();
+                let waiting = self.addresses[w.address].waiting.clone();
                 let (stats, timeout, retries) = (self.stats.clone(), self.timeout, self.retries);
                 let name = self.addresses[w.address].name.clone();
                 set.spawn(async move {
-                    let _permit = permits.acquire_owned().await;
+                    // A rollout's step holds one slot for its three calls; the wait is the
+                    // first call's, the others start at once.
+                    let (_permit, wait, depth) = slot(permits, waiting).await;
+                    record_wait(&stats, "submit_egomotion_observation", wait, depth);
                     let run = async {
                         call(
                             &stats,

@@ -14,6 +14,7 @@ use super::services::{
     StepError, TrafficService,
 };
 use crate::state::{BatchState, SceneCtx};
+use crate::telemetry::Telemetry;
 
 /// The services of one backend.
 #[derive(Clone, Copy)]
@@ -105,15 +106,27 @@ pub struct StepCounts {
     pub iterations: u64,
 }
 
+/// Where a chunk's telemetry goes: the measurements, and how many chunks were still waiting for
+/// a worker when this one started (the queue depth its service calls see).
+pub struct Probe<'a> {
+    /// Measurements of this chunk.
+    pub telemetry: &'a mut Telemetry,
+    /// Chunks waiting for a worker when this chunk started.
+    pub queue_depth: usize,
+}
+
 /// Runs the chunk to the end of its longest rollout. With `record`, returns one trace per
-/// rollout (empty traces otherwise: the benchmark's pure stepping).
+/// rollout (empty traces otherwise: the benchmark's pure stepping). With a probe, every batched
+/// service call, step and rollout duration is recorded (DESIGN §8).
 pub fn run_chunk(
     st: &mut BatchState,
     scenes: &[SceneCtx],
     services: Services<'_>,
     dt_us: i64,
     record: bool,
+    mut probe: Option<Probe<'_>>,
 ) -> Result<(Vec<RolloutTrace>, ServiceTimes, StepCounts), StepError> {
+    let chunk_start = Instant::now();
     let n = st.len();
     let dt_s = dt_us as f64 / 1e6;
     let mut times = ServiceTimes::default();
@@ -150,6 +163,7 @@ pub fn run_chunk(
             .evaluate(st, scenes, &mut memory, &mut values);
         let t1 = Instant::now();
         times.evaluation += t1 - t0;
+        let mut ended = 0usize;
         for r in 0..n {
             if !st.alive[r] {
                 continue;
@@ -174,12 +188,30 @@ pub fn run_chunk(
             st.step[r] += 1;
             if st.step[r] >= scenes[st.scene[r] as usize].n_steps {
                 st.alive[r] = false;
+                ended += 1;
             }
         }
         counts.iterations += 1;
         let t2 = Instant::now();
         times.record += t2 - t1;
+        if let Some(p) = probe.as_mut() {
+            let since = (t2 - chunk_start).as_secs_f64();
+            for _ in 0..ended {
+                p.telemetry.rollout_duration.observe(since);
+            }
+        }
         if !st.alive.iter().any(|a| *a) {
+            if let Some(p) = probe.as_mut() {
+                p.telemetry.rpc(
+                    "evaluation",
+                    "evaluate",
+                    "batch",
+                    (t1 - t0).as_secs_f64(),
+                    0.0,
+                    p.queue_depth,
+                );
+                p.telemetry.step_duration.observe((t2 - t0).as_secs_f64());
+            }
             break;
         }
         services.sensor.observe(st, scenes, &mut obs)?;
@@ -197,6 +229,55 @@ pub fn run_chunk(
         times.traffic += t6 - t5;
         for r in (0..n).filter(|&r| st.alive[r]) {
             st.t_us[r] += dt_us;
+        }
+        if let Some(p) = probe.as_mut() {
+            let q = p.queue_depth;
+            let tel = &mut *p.telemetry;
+            tel.rpc(
+                "evaluation",
+                "evaluate",
+                "batch",
+                (t1 - t0).as_secs_f64(),
+                0.0,
+                q,
+            );
+            tel.rpc(
+                "sensor",
+                "observe",
+                "batch",
+                (t3 - t2).as_secs_f64(),
+                0.0,
+                q,
+            );
+            tel.rpc("driver", "drive", "batch", (t4 - t3).as_secs_f64(), 0.0, q);
+            tel.rpc(
+                "controller",
+                "control",
+                "batch",
+                (t5 - t4).as_secs_f64(),
+                0.0,
+                q,
+            );
+            tel.rpc(
+                "traffic",
+                "advance",
+                "batch",
+                (t6 - t5).as_secs_f64(),
+                0.0,
+                q,
+            );
+            tel.step_duration.observe((t6 - t0).as_secs_f64());
+        }
+    }
+    // Rollouts the driver ended early count too.
+    if let Some(p) = probe.as_mut() {
+        let since = chunk_start.elapsed().as_secs_f64();
+        let early = traces
+            .iter()
+            .filter(|t| t.failure.is_some() || t.terminated)
+            .count();
+        for _ in 0..early {
+            p.telemetry.rollout_duration.observe(since);
         }
     }
     services.driver.end(st, scenes);

@@ -11,7 +11,6 @@ use crate::aggregate::Outcome;
 use crate::fsutil;
 use crate::report::format::num;
 
-const FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 const PANEL_W: u32 = 420;
 const PANEL_H: u32 = 250;
 
@@ -19,13 +18,7 @@ fn io(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-/// Registers the embedded DejaVu Sans as the "sans-serif" family (once per process).
-pub fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
-}
+pub use crate::report::plot::register_font;
 
 /// Renders the figure to a PNG file.
 pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
