@@ -91,7 +91,7 @@ fn step_all(
             .map(|part| {
                 let mut st = BatchState::new(ctxs, part, cfg, traffic == Traffic::Idm);
                 let mut tel = Telemetry::default();
-                let probe = telemetry.then(|| Probe {
+                let probe = telemetry.then_some(Probe {
                     telemetry: &mut tel,
                     queue_depth: 0,
                 });
