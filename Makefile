@@ -6,11 +6,12 @@ SCENES ?= fixtures/scenes
 
 .PHONY: demo demo-aggregate test lint fmt bench fixtures clean-demo
 
-## demo: simulate the bundled real scenes (one shard, IDM driver among IDM traffic, 4 seeded rollouts) and aggregate the run
+## demo: simulate the bundled real scenes (one shard, IDM driver among IDM traffic, 4 seeded rollouts), aggregate the run, explain its telemetry
 demo:
 	rm -rf $(DEMO_OUT)
 	$(CARGO) run --quiet --bin simulate -- run --scenes $(SCENES) --out $(DEMO_OUT) --rollouts 4 --driver idm --traffic idm --run-name demo
 	$(CARGO) run --quiet --bin aggregate -- $(DEMO_OUT)
+	$(CARGO) run --quiet --bin telemetry -- $(DEMO_OUT)
 	@echo "Table: $(DEMO_OUT)/aggregate/metrics_results.txt  Plot: $(DEMO_OUT)/aggregate/metrics_results.png"
 
 ## demo-aggregate: aggregate the bundled synthetic run (copied to runs/demo-fixture)
