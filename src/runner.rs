@@ -759,12 +759,13 @@ pub fn encode_rollout_log(
     let n_agents = ctx.scene.agents.len();
     let mut scratch = Vec::with_capacity(64 * (n_agents + 1));
     for (k, &t) in trace.times_us.iter().enumerate() {
-        let e = trace.ego[k];
+        let e = &trace.ego[k];
         let ego = std::iter::once(PoseRow {
             id: b"EGO",
             x: e[0],
             y: e[1],
             yaw: e[2],
+            state: e,
         });
         let agents = trace.agents[k * n_agents..(k + 1) * n_agents]
             .iter()
@@ -775,6 +776,7 @@ pub fn encode_rollout_log(
                 x: p[0],
                 y: p[1],
                 yaw: p[2],
+                state: p,
             });
         encode_actor_poses(out, &mut scratch, t as u64, ego.chain(agents));
     }

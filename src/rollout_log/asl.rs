@@ -298,6 +298,7 @@ mod tests {
                         ..Default::default()
                     }),
                 }),
+                drivekit_state: vec![],
             }],
         };
         vec![

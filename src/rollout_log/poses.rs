@@ -13,6 +13,8 @@ pub struct PoseRow<'a> {
     pub y: f64,
     /// Heading (rad).
     pub yaw: f64,
+    /// Full-precision state for the drivekit extension field (empty: not written).
+    pub state: &'a [f64],
 }
 
 fn varint_len(mut v: usize) -> usize {
@@ -79,8 +81,14 @@ pub fn encode_actor_poses<'a>(
         } else {
             1 + varint_len(p.id.len()) + p.id.len()
         };
+        // drivekit_state = 1001, packed doubles: tag varint (1001 << 3 | 2) = CA 3E.
+        let ext = if p.state.is_empty() {
+            0
+        } else {
+            2 + varint_len(8 * p.state.len()) + 8 * p.state.len()
+        };
         scratch.push(0x12); // ActorPoses.actor_poses = 2
-        put_varint(scratch, id + 2 + n);
+        put_varint(scratch, id + 2 + n + ext);
         if !p.id.is_empty() {
             scratch.push(0x0A); // ActorPose.actor_id = 1
             put_varint(scratch, p.id.len());
@@ -89,6 +97,13 @@ pub fn encode_actor_poses<'a>(
         scratch.push(0x12); // ActorPose.actor_pose = 2
         scratch.push(n as u8);
         scratch.extend_from_slice(&pose[..n]);
+        if !p.state.is_empty() {
+            scratch.extend_from_slice(&[0xCA, 0x3E]);
+            put_varint(scratch, 8 * p.state.len());
+            for v in p.state {
+                scratch.extend_from_slice(&v.to_le_bytes());
+            }
+        }
     }
     let body = scratch.len();
     let entry = 1 + varint_len(body) + body;
@@ -101,7 +116,13 @@ pub fn encode_actor_poses<'a>(
 
 /// The prost message of the same pose (for metadata and tests).
 pub fn pose_message(x: f64, y: f64, yaw: f64) -> super::proto::Pose {
-    let (v, q) = floats(&PoseRow { id: b"", x, y, yaw });
+    let (v, q) = floats(&PoseRow {
+        id: b"",
+        x,
+        y,
+        yaw,
+        state: &[],
+    });
     super::proto::Pose {
         vec: Some(super::proto::Vec3 {
             x: v[0],
@@ -131,18 +152,21 @@ mod tests {
                 x: 664751.66,
                 y: 3999461.98,
                 yaw: -2.0,
+                state: &[664751.66, 3999461.98, -2.0, 5.0, f64::NAN, f64::NAN],
             },
             PoseRow {
                 id: b"",
                 x: 0.0,
                 y: -1.0,
                 yaw: 0.0,
+                state: &[],
             },
             PoseRow {
                 id: &[b'a'; 200],
                 x: 1.5,
                 y: 0.0,
                 yaw: 3.1,
+                state: &[1.5, 0.0, 3.1, 0.0],
             },
         ];
         for ts in [0u64, 1_000_000, u64::MAX] {
@@ -156,6 +180,7 @@ mod tests {
                         .map(|r| proto::ActorPose {
                             actor_id: String::from_utf8(r.id.to_vec()).unwrap(),
                             actor_pose: Some(pose_message(r.x, r.y, r.yaw)),
+                            drivekit_state: r.state.to_vec(),
                         })
                         .collect(),
                 })),

@@ -129,6 +129,11 @@ pub struct ActorPose {
     pub actor_id: String,
     #[prost(message, optional, tag = "2")]
     pub actor_pose: Option<Pose>,
+    /// drivekit extension (skipped by AlpaSim's readers): the full-precision state the metrics
+    /// used — ego `[x, y, yaw, speed, plan_x, plan_y]` (plan NaN without a plan), other actors
+    /// `[x, y, yaw, speed]` — so `evaluate` recomputes the metrics exactly.
+    #[prost(double, repeated, tag = "1001")]
+    pub drivekit_state: Vec<f64>,
 }
 
 /// Every actor's pose at one control step (ego first, id "EGO").

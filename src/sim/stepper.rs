@@ -83,10 +83,12 @@ impl ServiceTimes {
 pub struct RolloutTrace {
     /// Step times (µs).
     pub times_us: Vec<i64>,
-    /// Ego (x, y, yaw) per step.
-    pub ego: Vec<[f64; 3]>,
-    /// Agents (x, y, yaw) per step, `n_agents` per step, in scene track order.
-    pub agents: Vec<[f64; 3]>,
+    /// Ego (x, y, yaw, speed, plan x, plan y) per step, as the metrics saw it (plan NaN
+    /// without a plan).
+    pub ego: Vec<[f64; 6]>,
+    /// Agents (x, y, yaw, speed) per step, `n_agents` per step, in scene track order (NaN where
+    /// absent).
+    pub agents: Vec<[f64; 4]>,
     /// Metric values per step ([`N_METRICS`] per step, NaN: absent).
     pub metrics: Vec<f64>,
     /// Why the rollout failed (the driver could not serve it), if it did.
@@ -174,12 +176,19 @@ pub fn run_chunk(
             if record {
                 let tr = &mut traces[r];
                 tr.times_us.push(st.t_us[r]);
-                tr.ego.push([st.ego_x[r], st.ego_y[r], st.ego_yaw[r]]);
+                tr.ego.push([
+                    st.ego_x[r],
+                    st.ego_y[r],
+                    st.ego_yaw[r],
+                    st.ego_speed[r],
+                    st.plan_x[r],
+                    st.plan_y[r],
+                ]);
                 tr.agents.extend(agents.map(|a| {
                     if st.a_valid[a] {
-                        [st.a_x[a], st.a_y[a], st.a_yaw[a]]
+                        [st.a_x[a], st.a_y[a], st.a_yaw[a], st.a_speed[a]]
                     } else {
-                        [f64::NAN; 3]
+                        [f64::NAN; 4]
                     }
                 }));
                 tr.metrics
