@@ -69,28 +69,8 @@ pub const SYNTHETIC_METRICS: [&str; 15] = [
     "time_to_collision_s",
 ];
 
-/// SplitMix64: small, seedable, good enough for synthetic data.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The seeded generator of the synthetic data (SplitMix64, shared with the simulator).
+pub type Rng = crate::rng::SplitMix64;
 
 /// A deterministic UUID-shaped id from a seed and a name.
 pub fn uuid_from(seed: u64, name: &str) -> String {

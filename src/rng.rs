@@ -21,7 +21,12 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    /// Uniform in (0, 1].
+    /// Uniform in [0, 1).
+    pub fn f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in (0, 1] (never 0, so its logarithm is finite).
     pub fn uniform(&mut self) -> f64 {
         ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
     }

@@ -3,6 +3,8 @@
 //! version, partial with --metrics, from AlpaSim-style logs (no drivekit state) approximately,
 //! without scenes (no map), and a truncated log fails only its batch.
 
+mod util;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,20 +23,6 @@ fn bin(name: &str, args: &[&str]) -> Output {
         _ => env!("CARGO_BIN_EXE_aggregate"),
     };
     Command::new(exe).args(args).output().unwrap()
-}
-
-fn walk(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p, name));
-        } else if p.file_name().is_some_and(|n| n == name) {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 fn simulate(run: &Path, extra: &[&str]) {
@@ -69,7 +57,7 @@ fn evaluate(run: &Path, extra: &[&str]) -> Output {
 }
 
 fn files(run: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    walk(&run.join("rollouts"), "metrics.parquet")
+    util::files_named(&run.join("rollouts"), "metrics.parquet")
         .into_iter()
         .map(|p| {
             let b = fs::read(&p).unwrap();

@@ -3,75 +3,14 @@
 //! drivekit's own `examples/driver_server.py`. Both are Python (`pip install
 //! carla-driver-interface`, which `.ci/run` does).
 
+mod util;
+
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A policy server process, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn python_has_contract() {
-    let ok = Command::new("python3")
-        .args(["-c", "import grpc, carla_driver_interface"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "these tests need python3 with grpcio and carla-driver-interface: pip install carla-driver-interface (.ci/run installs it)"
-    );
-}
-
-fn start(args: &[&str], port: u16) -> Server {
-    python_has_contract();
-    let child = Command::new("python3")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 starts");
-    let server = Server { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "server on port {port} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server
-}
-
-fn example_server(extra: &[&str]) -> Server {
-    let port = free_port();
-    let script = root().join("examples/driver_server.py");
-    let port_s = port.to_string();
-    let mut args = vec![script.to_str().unwrap(), "--port", &port_s];
-    args.extend_from_slice(extra);
-    start(&args, port)
 }
 
 fn simulate(out: &Path, server: u16, extra: &[&str]) -> Output {
@@ -98,20 +37,6 @@ fn simulate(out: &Path, server: u16, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-fn walk(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p, name));
-        } else if p.file_name().is_some_and(|n| n == name) {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Per trajectory (scene, rollout) the given metric's maximum, from aggregate's results.
 fn max_per_rollout(run: &Path, metric: &str) -> Vec<(String, f64)> {
     let mut o = drivekit::aggregate::Options::new(run.to_path_buf());
@@ -134,9 +59,9 @@ fn max_per_rollout(run: &Path, metric: &str) -> Vec<(String, f64)> {
 /// on the road on every bundled scene, driven over the contract end to end.
 #[test]
 fn carla_driver_interface_route_follower_stays_on_the_road() {
-    let port = free_port();
+    let port = util::free_port();
     let port_s = port.to_string();
-    let server = start(
+    let server = util::start_python(
         &[
             "-m",
             "carla_driver_interface.cli",
@@ -158,7 +83,10 @@ fn carla_driver_interface_route_follower_stays_on_the_road() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(walk(&run.join("rollouts"), "_complete").len(), 6);
+    assert_eq!(
+        util::files_named(&run.join("rollouts"), "_complete").len(),
+        6
+    );
     let offroad = max_per_rollout(&run, "offroad");
     assert_eq!(offroad.len(), 12);
     assert!(offroad.iter().all(|(_, v)| *v == 0.0), "{offroad:?}");
@@ -167,7 +95,8 @@ fn carla_driver_interface_route_follower_stays_on_the_road() {
     let progress = max_per_rollout(&run, "progress");
     assert!(progress.iter().all(|(_, v)| *v > 5.0), "{progress:?}");
     let log =
-        fs::read_to_string(walk(&run.join("txt-logs"), "shard-0-of-1.log")[0].clone()).unwrap();
+        fs::read_to_string(util::files_named(&run.join("txt-logs"), "shard-0-of-1.log")[0].clone())
+            .unwrap();
     assert!(log.contains("driver rpc drive:"), "{log}");
 }
 
@@ -179,7 +108,7 @@ fn carla_driver_interface_route_follower_stays_on_the_road() {
 fn example_server_and_driver_failures() {
     let d = tempfile::tempdir().unwrap();
     // Healthy.
-    let server = example_server(&[]);
+    let server = util::example_server(&[]);
     let run = d.path().join("ok");
     let out = simulate(&run, server.port, &[]);
     assert!(
@@ -194,11 +123,11 @@ fn example_server_and_driver_failures() {
     drop(server);
 
     // One scene refused.
-    let server = example_server(&["--fail-scene", "USA_Lanker-1_1_T-1"]);
+    let server = util::example_server(&["--fail-scene", "USA_Lanker-1_1_T-1"]);
     let run = d.path().join("refused");
     let out = simulate(&run, server.port, &[]);
     assert_eq!(out.status.code(), Some(2));
-    let failed = walk(&run.join("rollouts"), "_failed.json");
+    let failed = util::files_named(&run.join("rollouts"), "_failed.json");
     assert_eq!(failed.len(), 1);
     let text = fs::read_to_string(&failed[0]).unwrap();
     assert!(
@@ -207,17 +136,20 @@ fn example_server_and_driver_failures() {
             && text.contains("drive failed"),
         "{text}"
     );
-    assert_eq!(walk(&run.join("rollouts"), "_complete").len(), 5);
+    assert_eq!(
+        util::files_named(&run.join("rollouts"), "_complete").len(),
+        5
+    );
     drop(server);
 
     // Too slow for the timeout (one retry): every rollout fails, naming the timeout.
-    let server = example_server(&["--delay-ms", "1500"]);
+    let server = util::example_server(&["--delay-ms", "1500"]);
     let cfg = d.path().join("fast.yaml");
     fs::write(&cfg, "driver:\n  timeout_s: 0.3\n  retries: 1\n").unwrap();
     let run = d.path().join("slow");
     let out = simulate(&run, server.port, &["--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    let failed = walk(&run.join("rollouts"), "_failed.json");
+    let failed = util::files_named(&run.join("rollouts"), "_failed.json");
     assert_eq!(failed.len(), 6);
     assert!(fs::read_to_string(&failed[0])
         .unwrap()
@@ -225,7 +157,7 @@ fn example_server_and_driver_failures() {
     drop(server);
 
     // Nobody listening: a clear error naming the address, nothing written.
-    let port = free_port();
+    let port = util::free_port();
     let run = d.path().join("nobody");
     let out = simulate(&run, port, &[]);
     assert_eq!(out.status.code(), Some(2));
@@ -238,10 +170,10 @@ fn example_server_and_driver_failures() {
 
     // The server dies after 150 drive calls: the rollouts then in flight fail; a rerun against a
     // restarted server completes the run (resume).
-    let port = free_port();
+    let port = util::free_port();
     let port_s = port.to_string();
     let script = root().join("examples/driver_server.py");
-    let dying = start(
+    let dying = util::start_python(
         &[
             script.to_str().unwrap(),
             "--port",
@@ -261,10 +193,10 @@ fn example_server_and_driver_failures() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let failed = walk(&run.join("rollouts"), "_failed.json").len();
+    let failed = util::files_named(&run.join("rollouts"), "_failed.json").len();
     assert!(failed > 0);
     drop(dying);
-    let again = start(&[script.to_str().unwrap(), "--port", &port_s], port);
+    let again = util::start_python(&[script.to_str().unwrap(), "--port", &port_s], port);
     let out = simulate(&run, again.port, &["--config", cfg.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -276,6 +208,9 @@ fn example_server_and_driver_failures() {
         stdout.contains(&format!("{failed} batches simulated")),
         "{stdout}"
     );
-    assert_eq!(walk(&run.join("rollouts"), "_complete").len(), 6);
-    assert!(walk(&run.join("rollouts"), "_failed.json").is_empty());
+    assert_eq!(
+        util::files_named(&run.join("rollouts"), "_complete").len(),
+        6
+    );
+    assert!(util::files_named(&run.join("rollouts"), "_failed.json").is_empty());
 }

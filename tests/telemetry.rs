@@ -2,11 +2,11 @@
 //! advice. Prometheus files are checked with the real `promtool check metrics` (Debian package
 //! prometheus, which `.ci/run` installs).
 
+mod util;
+
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -138,28 +138,8 @@ fn advice_names_the_service_behind_each_bottleneck() {
     let d = tempfile::tempdir().unwrap();
     let scenes = root().join("fixtures/scenes");
     // Slow driver, one slot: calls queue and workers wait.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new("python3")
-        .args([
-            root().join("examples/driver_server.py").to_str().unwrap(),
-            "--port",
-            &port.to_string(),
-            "--delay-ms",
-            "15",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 with carla-driver-interface");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "example server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = util::example_server(&["--delay-ms", "15"]);
+    let port = server.port;
     let cfg = d.path().join("slow.yaml");
     fs::write(
         &cfg,
@@ -183,8 +163,7 @@ fn advice_names_the_service_behind_each_bottleneck() {
         &format!("127.0.0.1:{port}"),
         "--quiet",
     ]);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(
         out.status.success(),
         "{}",

@@ -119,27 +119,11 @@ impl DriverService for IdmDriver {
                 ConstantVelocityDriver.drive_one(st, r, plans, dt_s);
                 continue;
             };
-            let me = Body::new(
-                st.ego_x[r],
-                st.ego_y[r],
-                st.ego_yaw[r],
-                st.ego_speed[r],
-                ctx.scene.ego.length_m,
-                ctx.scene.ego.width_m,
-            );
+            let me = idm::ego_body(st, r, ctx);
             let others: Vec<Body> = st
                 .agents(r)
                 .filter(|&a| st.a_valid[a])
-                .map(|a| {
-                    Body::new(
-                        st.a_x[a],
-                        st.a_y[a],
-                        st.a_yaw[a],
-                        st.a_speed[a],
-                        st.a_len[a],
-                        st.a_wid[a],
-                    )
-                })
+                .map(|a| idm::agent_body(st, a))
                 .collect();
             let lead = idm::leader(&me, others.iter());
             let a = idm::acceleration(

@@ -70,6 +70,30 @@ impl Body {
     }
 }
 
+/// Agent `a` of a batch state as a body.
+pub fn agent_body(st: &crate::state::BatchState, a: usize) -> Body {
+    Body::new(
+        st.a_x[a],
+        st.a_y[a],
+        st.a_yaw[a],
+        st.a_speed[a],
+        st.a_len[a],
+        st.a_wid[a],
+    )
+}
+
+/// Rollout `r`'s ego as a body.
+pub fn ego_body(st: &crate::state::BatchState, r: usize, ctx: &crate::state::SceneCtx) -> Body {
+    Body::new(
+        st.ego_x[r],
+        st.ego_y[r],
+        st.ego_yaw[r],
+        st.ego_speed[r],
+        ctx.scene.ego.length_m,
+        ctx.scene.ego.width_m,
+    )
+}
+
 /// The nearest body ahead of `me` in its lane: some part of its box lies within my half-width
 /// plus a margin across my heading, and its near end less than [`LOOKAHEAD_M`] ahead (a crossing
 /// car is measured by its extent across my heading, not its centre). Returns (bumper gap, its

@@ -72,24 +72,10 @@ impl TrafficService for IdmTraffic {
             for a in agents.clone() {
                 index.push(bodies.len());
                 if st.a_valid[a] {
-                    bodies.push(Body::new(
-                        st.a_x[a],
-                        st.a_y[a],
-                        st.a_yaw[a],
-                        st.a_speed[a],
-                        st.a_len[a],
-                        st.a_wid[a],
-                    ));
+                    bodies.push(idm::agent_body(st, a));
                 }
             }
-            bodies.push(Body::new(
-                st.ego_x[r],
-                st.ego_y[r],
-                st.ego_yaw[r],
-                st.ego_speed[r],
-                ctx.scene.ego.length_m,
-                ctx.scene.ego.width_m,
-            ));
+            bodies.push(idm::ego_body(st, r, ctx));
             accel.clear();
             for (i, a) in agents.clone().enumerate() {
                 if !(st.a_idm[a] && st.a_valid[a]) {

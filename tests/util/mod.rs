@@ -82,3 +82,79 @@ pub fn shared_data() -> PathBuf {
     );
     dir
 }
+
+/// Files named `name` under `dir`, sorted.
+pub fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_named(&p, name));
+        } else if p.file_name().is_some_and(|n| n == name) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A free TCP port on localhost.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Python server process (policy servers for the external-driver tests), killed on drop.
+pub struct Server {
+    child: std::process::Child,
+    /// Its TCP port.
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `python3 ARGS` and waits until it listens on `port`.
+pub fn start_python(args: &[&str], port: u16) -> Server {
+    let ok = Command::new("python3")
+        .args(["-c", "import grpc, carla_driver_interface"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "these tests need python3 with grpcio and carla-driver-interface: pip install carla-driver-interface (.ci/run installs it)"
+    );
+    let child = Command::new("python3")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 starts");
+    let server = Server { child, port };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server on port {port} did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server
+}
+
+/// drivekit's example policy server (`examples/driver_server.py`) on a free port.
+pub fn example_server(extra: &[&str]) -> Server {
+    let port = free_port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/driver_server.py");
+    let port_s = port.to_string();
+    let mut args = vec![script.to_str().unwrap(), "--port", &port_s];
+    args.extend_from_slice(extra);
+    start_python(&args, port)
+}
