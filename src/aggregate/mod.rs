@@ -18,6 +18,7 @@
 //! ```
 
 pub mod cache;
+pub mod compare;
 pub mod export;
 pub mod load;
 pub mod summary;

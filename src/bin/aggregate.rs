@@ -16,8 +16,12 @@ use drivekit::aggregate::{self, trajectory::ChainParams};
 /// metrics_results_by_scene.parquet, metrics_unprocessed.parquet, results-summary.json and
 /// videos/. Failed, incomplete and missing rollouts are listed, never dropped silently.
 ///
+/// With --compare BASE, also compares every metric with the baseline run (paired by scene,
+/// bootstrap 95 % interval) into comparison.md / .png / .json.
+///
 /// Exit status: 0 all aggregated; 1 results written but some batches failed, were incomplete,
-/// missing or skipped; 2 nothing usable (not a run dir, no rollouts, mixed configs).
+/// missing or skipped; 2 nothing usable (not a run dir, no rollouts, mixed configs); 3 a metric
+/// regressed against --compare's baseline beyond its tolerance.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -41,6 +45,14 @@ struct Args {
     /// Worker threads (default: all cores).
     #[arg(short = 'j', long, value_name = "N")]
     jobs: Option<usize>,
+    /// Compare with this baseline run (aggregated too): per metric difference with a paired
+    /// bootstrap 95 % interval over scenes; exit 3 on a regression.
+    #[arg(long, value_name = "BASE_RUN")]
+    compare: Option<PathBuf>,
+    /// Change allowed in a metric's worse direction before it counts as a regression
+    /// (METRIC=VALUE, repeatable; default 0).
+    #[arg(long, value_name = "METRIC=VALUE")]
+    tolerance: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -108,5 +120,54 @@ fn run(args: &Args) -> anyhow::Result<u8> {
             eprintln!("aggregate: {}: {}", p.path, p.message);
         }
     }
-    Ok(outcome.exit_code() as u8)
+    let mut code = outcome.exit_code() as u8;
+    if let Some(base_dir) = &args.compare {
+        let mut tolerances = std::collections::BTreeMap::new();
+        for t in &args.tolerance {
+            let (k, v) = t
+                .split_once('=')
+                .with_context(|| format!("--tolerance {t}: expected METRIC=VALUE"))?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("--tolerance {t}: {v} is not a number"))?;
+            tolerances.insert(k.trim().to_string(), v);
+        }
+        let base = aggregate::run(&aggregate::Options {
+            run_dir: base_dir.clone(),
+            progress: false,
+            ..opts.clone()
+        })
+        .with_context(|| format!("aggregating the baseline {}", base_dir.display()))?;
+        let rows = aggregate::compare::compare(&outcome.results, &base.results, &tolerances);
+        let (cur_name, base_name) = (
+            args.run_dir.display().to_string(),
+            base_dir.display().to_string(),
+        );
+        aggregate::compare::write_outputs(&outcome.output_dir, &cur_name, &base_name, &rows)?;
+        let regressed: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.regressed)
+            .map(|r| r.metric.as_str())
+            .collect();
+        if !args.quiet {
+            println!(
+                "Compared with {}: {} metric(s), {} regressed{}. Report: {}",
+                base_name,
+                rows.len(),
+                regressed.len(),
+                if regressed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", regressed.join(", "))
+                },
+                outcome.output_dir.join("comparison.md").display()
+            );
+        }
+        if !regressed.is_empty() {
+            eprintln!("aggregate: regression against {base_name}: {}", regressed.join(", "));
+            code = code.max(3);
+        }
+    }
+    Ok(code)
 }
