@@ -6,6 +6,9 @@ SCENES ?= fixtures/scenes
 
 .PHONY: demo demo-aggregate test lint fmt bench fixtures clean-demo
 
+# make nightly RUN=… SCENES=… SHARDS=… BASELINE=…  (see pipelines/nightly.mk and README)
+include pipelines/nightly.mk
+
 ## demo: simulate the bundled real scenes (one shard, IDM driver among IDM traffic, 4 seeded rollouts), aggregate the run, explain its telemetry
 demo:
 	rm -rf $(DEMO_OUT)

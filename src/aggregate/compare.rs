@@ -38,9 +38,15 @@ pub fn better(metric: &str) -> Better {
         "dist_to_gt_trajectory" | "dist_to_gt_location" | "plan_deviation" | "img_is_black" => {
             Better::Lower
         }
-        "progress" | "progress_rel_to_total" | "progress_clipped_rel" | "ego_is_comfortable"
-        | "driving_direction_compliance" | "ego_is_making_progress" | "time_to_collision_s"
-        | "min_distance_to_obstacle_m" | "avg_dist_between_incidents"
+        "progress"
+        | "progress_rel_to_total"
+        | "progress_clipped_rel"
+        | "ego_is_comfortable"
+        | "driving_direction_compliance"
+        | "ego_is_making_progress"
+        | "time_to_collision_s"
+        | "min_distance_to_obstacle_m"
+        | "avg_dist_between_incidents"
         | "avg_dist_between_incidents_at_fault" => Better::Higher,
         _ => Better::Neither,
     }
@@ -237,7 +243,11 @@ pub fn plot(path: &Path, title: &str, rows: &[MetricComparison]) -> std::io::Res
             .map_err(io)?;
         for (i, r) in rows.iter().enumerate() {
             let y = i as f64 + 0.5;
-            let color = if r.regressed { RED } else { RGBColor(70, 110, 200) };
+            let color = if r.regressed {
+                RED
+            } else {
+                RGBColor(70, 110, 200)
+            };
             let (lo, hi) = (rel(r, r.ci.0), rel(r, r.ci.1));
             chart
                 .draw_series(std::iter::once(PathElement::new(
@@ -278,7 +288,10 @@ pub fn write_outputs(
     base: &str,
     rows: &[MetricComparison],
 ) -> std::io::Result<()> {
-    fsutil::write_atomic(&dir.join("comparison.md"), markdown(current, base, rows).as_bytes())?;
+    fsutil::write_atomic(
+        &dir.join("comparison.md"),
+        markdown(current, base, rows).as_bytes(),
+    )?;
     plot(
         &dir.join("comparison.png"),
         &format!("{current} vs {base}"),
@@ -293,9 +306,7 @@ pub fn write_outputs(
     // serde_json writes non-finite numbers as null.
     fsutil::write_atomic(
         &dir.join("comparison.json"),
-        serde_json::to_string_pretty(&json)
-            .map_err(io)?
-            .as_bytes(),
+        serde_json::to_string_pretty(&json).map_err(io)?.as_bytes(),
     )
 }
 

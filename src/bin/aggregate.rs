@@ -165,7 +165,10 @@ fn run(args: &Args) -> anyhow::Result<u8> {
             );
         }
         if !regressed.is_empty() {
-            eprintln!("aggregate: regression against {base_name}: {}", regressed.join(", "));
+            eprintln!(
+                "aggregate: regression against {base_name}: {}",
+                regressed.join(", ")
+            );
             code = code.max(3);
         }
     }
