@@ -13,7 +13,7 @@ BASELINE ?=
 NIGHTLY_SIM_FLAGS ?= --driver idm --traffic idm --rollouts 4
 # e.g. NIGHTLY_TOLERANCES = --tolerance collision_at_fault=0.02 --tolerance progress_rel_to_total=0.05
 NIGHTLY_TOLERANCES ?=
-NIGHTLY_BIN ?= target/debug
+NIGHTLY_BIN ?= $(or $(CARGO_TARGET_DIR),target)/debug
 
 NIGHTLY_SHARD_IDS := $(shell seq 0 $$(($(SHARDS) - 1)))
 NIGHTLY_STAMPS := $(foreach i,$(NIGHTLY_SHARD_IDS),$(RUN)/.nightly/shard-$(i)-of-$(SHARDS).done)

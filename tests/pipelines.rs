@@ -23,7 +23,15 @@ fn nightly(run: &Path, flags: &str, baseline: Option<&Path>) -> Output {
         .arg(format!("RUN={}", run.display()))
         .arg("SCENES=fixtures/scenes")
         .arg("SHARDS=2")
-        .arg(format!("NIGHTLY_SIM_FLAGS={flags}"));
+        .arg(format!("NIGHTLY_SIM_FLAGS={flags}"))
+        // The binaries this test run built, wherever the target dir is.
+        .arg(format!(
+            "NIGHTLY_BIN={}",
+            Path::new(env!("CARGO_BIN_EXE_simulate"))
+                .parent()
+                .unwrap()
+                .display()
+        ));
     if let Some(b) = baseline {
         cmd.arg(format!("BASELINE={}", b.display()));
     }

@@ -578,7 +578,7 @@ impl DriverService for ExternalDriver {
         drop(sessions);
         let results = self.rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
-            for (r, _, a, request, gt) in jobs.iter().cloned() {
+            for (r, id, a, request, gt) in jobs {
                 let client = self.addresses[a].client.clone();
                 let permits = self.addresses[a].permits.clone();
                 let waiting = self.addresses[a].waiting.clone();
@@ -609,7 +609,7 @@ impl DriverService for ExternalDriver {
                         .await
                         .map(|_| ());
                     }
-                    (r, out.map_err(|e| format!("driver {name}: {e}")))
+                    (r, id, out.map_err(|e| format!("driver {name}: {e}")))
                 });
             }
             let mut out = Vec::new();
@@ -619,12 +619,10 @@ impl DriverService for ExternalDriver {
             out
         });
         let mut sessions = self.sessions.lock().expect("sessions lock");
-        for (r, result) in results {
+        for (r, id, result) in results {
             match result {
                 Ok(()) => {
-                    if let Some(s) =
-                        sessions.get_mut(&jobs.iter().find(|j| j.0 == r).expect("job").1)
-                    {
+                    if let Some(s) = sessions.get_mut(&id) {
                         s.open = true;
                     }
                 }

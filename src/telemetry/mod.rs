@@ -168,22 +168,8 @@ impl Telemetry {
         blocking_s: f64,
         depth: usize,
     ) {
-        let k = key(service, method, tag);
-        if let Some(h) = self.rpc_duration.get_mut(&k) {
-            h.observe(duration_s);
-        } else {
-            let mut h = Histogram::new(RPC_DURATION_BUCKETS);
-            h.observe(duration_s);
-            self.rpc_duration.insert(k.clone(), h);
-        }
-        self.rpc_blocking
-            .entry(k)
-            .or_insert_with(|| Histogram::new(RPC_BLOCKING_BUCKETS))
-            .observe(blocking_s);
-        self.queue_depth
-            .entry((service.to_string(), tag.to_string()))
-            .or_insert_with(|| Histogram::new(QUEUE_DEPTH_BUCKETS))
-            .observe(depth as f64);
+        self.rpc_duration_only(service, method, tag, duration_s);
+        self.rpc_wait_only(service, method, tag, blocking_s, depth);
     }
 
     /// Records a call's duration only.
