@@ -37,11 +37,13 @@ fmt:
 
 ## bench: simulate step benchmark (1K/16K rollouts × 32 actors, 1 and 2 threads; BENCH_ROLLOUTS, BENCH_STEPS,
 ##        BENCH_THREADS), external-driver benchmark (1/8/64 rollouts against examples/driver_server.py)
-##        evaluate benchmark (1K rollouts re-scored at 1/2 threads) and aggregate benchmark (cold and incremental, 1K/10K/100K rollouts; BENCH_SIZES=…)
+##        evaluate benchmark (1K rollouts re-scored at 1/2 threads), video benchmark (frames/s at
+##        256 and 512 px) and aggregate benchmark (cold and incremental, 1K/10K/100K rollouts; BENCH_SIZES=…)
 bench:
 	$(CARGO) bench --bench simulate
 	$(CARGO) bench --bench driver
 	$(CARGO) bench --bench evaluate
+	$(CARGO) bench --bench video
 	$(CARGO) bench --bench aggregate
 
 ## fixtures: regenerate the bundled demo run with the fixture generator

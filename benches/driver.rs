@@ -83,6 +83,8 @@ fn main() {
             traffic: Traffic::LogReplay,
             progress: false,
             log_compression: LogCompression::None,
+            video: drivekit::video::VideoMode::None,
+            view: drivekit::video::render::View::default(),
         })
         .expect("the run");
         let wall = start.elapsed().as_secs_f64();

@@ -46,6 +46,8 @@ fn main() {
         traffic: Traffic::Idm,
         progress: false,
         log_compression: LogCompression::None,
+        video: drivekit::video::VideoMode::None,
+        view: drivekit::video::render::View::default(),
     })
     .unwrap();
     println!(

@@ -29,3 +29,4 @@ pub mod sim;
 pub mod sim_config;
 pub mod state;
 pub mod telemetry;
+pub mod video;

@@ -186,6 +186,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// How rollout logs are stored.
     pub log_compression: LogCompression,
+    /// Which rollouts get an evaluation video.
+    pub video: crate::video::VideoMode,
+    /// Frame size and scale of the videos.
+    pub view: crate::video::render::View,
 }
 
 /// What a shard run did.
@@ -684,24 +688,15 @@ fn writer_loop(
                         results[scene] = Some(SceneResult::Failed(e));
                         continue;
                     }
-                    results[scene] = Some(
-                        match write_batch(
-                            ctx,
-                            &done,
-                            &opts.config,
-                            meta,
-                            models,
-                            opts.log_compression,
-                            &dir,
-                        ) {
+                    results[scene] =
+                        Some(match write_batch(ctx, &done, opts, meta, models, &dir) {
                             Ok(()) => SceneResult::Simulated,
                             Err(e) => {
                                 let e = format!("writing {}: {e}", dir.display());
                                 write_failed(opts, &ctx.scene.scene_id, &e)?;
                                 SceneResult::Failed(e)
                             }
-                        },
-                    );
+                        });
                 }
             }
             ToWriter::Failed(scenes, error) => {
@@ -924,12 +919,12 @@ impl LogSink {
 fn write_batch(
     ctx: &SceneCtx,
     done: &[Finished],
-    cfg: &SimConfig,
+    opts: &RunOptions,
     meta: &RunMetadata,
     models: &str,
-    compression: LogCompression,
     dir: &Path,
 ) -> std::io::Result<()> {
+    let (cfg, compression) = (&opts.config, opts.log_compression);
     let asl_path = dir.join(match compression {
         LogCompression::None => asl::FILE_NAME,
         LogCompression::Xz => asl::XZ_FILE_NAME,
@@ -953,6 +948,19 @@ fn write_batch(
     }
     file.finish()?;
     asl_tmp.persist(&asl_path)?;
+    let fps = (1e6 / cfg.control_timestep_us as f64).round().max(1.0) as u32;
+    for f in done {
+        let wanted = match opts.video {
+            crate::video::VideoMode::None => false,
+            crate::video::VideoMode::All => true,
+            crate::video::VideoMode::Violations => crate::video::is_violation(&f.trace),
+        };
+        if wanted && !f.trace.times_us.is_empty() {
+            let path = crate::video::video_path(dir, &ctx.scene.scene_id, f.rollout);
+            crate::video::write_rollout_video(&path, ctx, &f.trace, &opts.view, fps)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+        }
+    }
     metrics_file::write_metrics_file(&dir.join(run_dir::METRICS), &[rows.finish()])
         .map_err(std::io::Error::other)?;
     fsutil::write_atomic_as(&dir.join(run_dir::COMPLETE), Durability::Synced, b"")

@@ -618,7 +618,12 @@ fn xz_logs_and_the_asl_tool() {
         )
         .unwrap();
         assert_eq!(unpacked, fs::read(&pa).unwrap());
-        let n = |f: &Path| AslReader::open(f).unwrap().map(|r| r.unwrap()).count();
+        let n = |f: &Path| {
+            AslReader::open(f)
+                .unwrap()
+                .inspect(|r| assert!(r.is_ok(), "{r:?}"))
+                .count()
+        };
         assert_eq!(n(&pa), n(&xa));
         let (dp, dx) = (
             asl(&["dump", pa.to_str().unwrap()]),

@@ -64,6 +64,17 @@ enum Command {
         /// Store rollout logs as rollout.asl.xz (LZMA) instead of rollout.asl.
         #[arg(long, value_enum, default_value = "none")]
         log_compression: CompressionArg,
+        /// Evaluation videos (H.264 MP4 per rollout, bird's-eye view): for every rollout, only
+        /// for rollouts with a violation (at-fault collision, offroad, ≥ 4 m off the recorded
+        /// path), or none.
+        #[arg(long, value_enum, default_value = "violations")]
+        video: VideoArg,
+        /// Video frame size (px, square, even).
+        #[arg(long, default_value_t = 256)]
+        video_size: usize,
+        /// Video scale (metres per pixel).
+        #[arg(long, default_value_t = 0.25)]
+        video_scale: f64,
     },
     /// Convert a public-dataset scene into drivekit's scene format (`<scene_id>.dkscene`).
     Import {
@@ -116,6 +127,16 @@ enum DriverArg {
     /// A policy served over AlpaSim's EgodriverService gRPC contract (--driver-address, or
     /// driver.addresses in the config).
     External,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum VideoArg {
+    /// A video for every rollout.
+    All,
+    /// Only rollouts with a violation.
+    Violations,
+    /// No videos.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -222,7 +243,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             seed,
             quiet,
             log_compression,
+            video,
+            video_size,
+            video_scale,
         } => {
+            anyhow::ensure!(
+                video_size >= 16 && video_size % 2 == 0 && video_size <= 4096,
+                "--video-size {video_size}: use an even size between 16 and 4096"
+            );
+            anyhow::ensure!(
+                video_scale.is_finite() && video_scale > 0.0,
+                "--video-scale {video_scale}: metres per pixel must be positive"
+            );
             let driver = match driver {
                 DriverArg::LogReplay => Driver::LogReplay,
                 DriverArg::ConstantVelocity => Driver::ConstantVelocity,
@@ -264,6 +296,16 @@ fn run(args: Args) -> anyhow::Result<()> {
                 log_compression: match log_compression {
                     CompressionArg::None => LogCompression::None,
                     CompressionArg::Xz => LogCompression::Xz,
+                },
+                video: match video {
+                    VideoArg::All => drivekit::video::VideoMode::All,
+                    VideoArg::Violations => drivekit::video::VideoMode::Violations,
+                    VideoArg::None => drivekit::video::VideoMode::None,
+                },
+                view: drivekit::video::render::View {
+                    size: video_size,
+                    metres_per_px: video_scale,
+                    overlay: true,
                 },
             };
             let started = std::time::Instant::now();

@@ -158,3 +158,18 @@ pub fn example_server(extra: &[&str]) -> Server {
     args.extend_from_slice(extra);
     start_python(&args, port)
 }
+
+/// Files whose name ends with `suffix` under `dir`, sorted.
+pub fn files_named_with(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_named_with(&p, suffix));
+        } else if p.to_string_lossy().ends_with(suffix) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,179 @@
+//! The bird's-eye renderer (the sensor service's camera, DESIGN §7): an ego-centred, north-up
+//! raster at a fixed number of metres per pixel — drivable area, crosswalks, lane centerlines,
+//! the recorded ego path, the path driven so far, agents in class colours with a heading tick, the
+//! ego — and an overlay with the time, the speed and the step's metrics, so a reviewer sees why a
+//! rollout failed.
+
+use plotters::prelude::*;
+
+use super::raster::{Raster, Rgb};
+use crate::scene::AgentClass;
+use crate::sim::evaluation::METRICS;
+use crate::sim::stepper::RolloutTrace;
+use crate::state::SceneCtx;
+
+/// Size and scale of a frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct View {
+    /// Width and height (px, even).
+    pub size: usize,
+    /// Metres per pixel.
+    pub metres_per_px: f64,
+    /// Draw the text overlay.
+    pub overlay: bool,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            size: 256,
+            metres_per_px: 0.25,
+            overlay: true,
+        }
+    }
+}
+
+const OFF: Rgb = [34, 38, 34];
+const ROAD: Rgb = [88, 88, 92];
+const CROSSWALK: Rgb = [140, 140, 150];
+const LANE: Rgb = [150, 140, 80];
+const RECORDED: Rgb = [60, 190, 80];
+const DRIVEN: Rgb = [90, 170, 255];
+const EGO: Rgb = [30, 110, 255];
+
+fn class_colour(c: AgentClass) -> Rgb {
+    match c {
+        AgentClass::Vehicle => [235, 145, 40],
+        AgentClass::Pedestrian => [230, 70, 170],
+        AgentClass::Cyclist => [60, 210, 210],
+        AgentClass::Static => [160, 160, 160],
+        AgentClass::Other => [210, 210, 90],
+    }
+}
+
+fn metric(trace: &RolloutTrace, k: usize, name: &str) -> f64 {
+    let m = METRICS
+        .iter()
+        .position(|x| *x == name)
+        .expect("a registered metric");
+    trace.metrics[k * METRICS.len() + m]
+}
+
+/// Renders step `k` of a rollout.
+pub fn frame(ctx: &SceneCtx, trace: &RolloutTrace, k: usize, view: &View) -> Raster {
+    let n = view.size as f64;
+    let ego = trace.ego[k];
+    let (cx, cy) = (ego[0], ego[1]);
+    let s = 1.0 / view.metres_per_px;
+    let px = |p: [f64; 2]| [(p[0] - cx) * s + n / 2.0, n / 2.0 - (p[1] - cy) * s];
+    let half = n / 2.0 * view.metres_per_px;
+    let visible = |pts: &[[f64; 2]]| {
+        pts.iter()
+            .any(|p| (p[0] - cx).abs() < half * 2.0 && (p[1] - cy).abs() < half * 2.0)
+    };
+    let mut r = Raster::new(view.size, view.size, OFF);
+    let map = &ctx.scene.map;
+    for poly in map.drivable_areas.iter().filter(|p| visible(&p.points)) {
+        let pts: Vec<[f64; 2]> = poly.points.iter().map(|p| px(*p)).collect();
+        r.fill_polygon(&pts, ROAD);
+    }
+    for poly in map.crosswalks.iter().filter(|p| visible(&p.points)) {
+        let pts: Vec<[f64; 2]> = poly.points.iter().map(|p| px(*p)).collect();
+        r.fill_polygon(&pts, CROSSWALK);
+    }
+    for lane in map.lanes.iter().filter(|l| visible(&l.centerline)) {
+        for w in lane.centerline.windows(2) {
+            r.line(px(w[0]), px(w[1]), 1.0, LANE);
+        }
+    }
+    let e = &ctx.scene.ego;
+    let rec: Vec<[f64; 2]> = (0..e.valid.len())
+        .filter(|&i| e.valid[i])
+        .map(|i| px([e.x[i], e.y[i]]))
+        .collect();
+    for w in rec.windows(2) {
+        r.line(w[0], w[1], 2.0, RECORDED);
+    }
+    for w in trace.ego[..=k].windows(2) {
+        r.line(px([w[0][0], w[0][1]]), px([w[1][0], w[1][1]]), 2.0, DRIVEN);
+    }
+    let n_agents = ctx.scene.agents.len();
+    let boxed = |r: &mut Raster, x: f64, y: f64, yaw: f64, l: f64, w: f64, c: Rgb| {
+        let (sn, cs) = yaw.sin_cos();
+        let corner = |a: f64, b: f64| px([x + cs * a - sn * b, y + sn * a + cs * b]);
+        let (hl, hw) = (l / 2.0, w / 2.0);
+        r.fill_polygon(
+            &[
+                corner(hl, hw),
+                corner(-hl, hw),
+                corner(-hl, -hw),
+                corner(hl, -hw),
+            ],
+            c,
+        );
+        r.line(px([x, y]), corner(hl, 0.0), 1.5, [250, 250, 250]);
+    };
+    for (a, track) in ctx.scene.agents.iter().enumerate() {
+        let p = trace.agents[k * n_agents + a];
+        if p[0].is_nan() || (p[0] - cx).abs() > half + 10.0 || (p[1] - cy).abs() > half + 10.0 {
+            continue;
+        }
+        boxed(
+            &mut r,
+            p[0],
+            p[1],
+            p[2],
+            track.length_m,
+            track.width_m,
+            class_colour(track.class),
+        );
+    }
+    boxed(&mut r, cx, cy, ego[2], e.length_m, e.width_m, EGO);
+    if view.overlay {
+        overlay(&mut r, trace, k);
+    }
+    r
+}
+
+fn overlay(r: &mut Raster, trace: &RolloutTrace, k: usize) {
+    crate::report::plot::register_font();
+    let t0 = trace.times_us.first().copied().unwrap_or(0);
+    let t = (trace.times_us[k] - t0) as f64 / 1e6;
+    let at_fault =
+        metric(trace, k, "collision_front") > 0.0 || metric(trace, k, "collision_lateral") > 0.0;
+    let lines = [
+        format!("t {t:.1} s  v {:.1} m/s", trace.ego[k][3]),
+        format!(
+            "{}{}",
+            if at_fault {
+                "COLLISION (at fault) "
+            } else if metric(trace, k, "collision_any") > 0.0 {
+                "contact "
+            } else {
+                ""
+            },
+            if metric(trace, k, "offroad") > 0.0 {
+                "OFFROAD"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "path {:.2} m  progress {:.0} m",
+            metric(trace, k, "dist_to_gt_trajectory"),
+            metric(trace, k, "progress")
+        ),
+    ];
+    let (w, h) = (r.width as u32, r.height as u32);
+    let root = BitMapBackend::with_buffer(&mut r.pixels, (w, h)).into_drawing_area();
+    let size = (w / 20).max(10) as i32;
+    for (i, line) in lines.iter().enumerate() {
+        let colour = if i == 1 { RGBColor(255, 80, 80) } else { WHITE };
+        let _ = root.draw_text(
+            line,
+            &("sans-serif", size).into_font().color(&colour),
+            (4, 3 + i as i32 * (size + 2)),
+        );
+    }
+    let _ = root.present();
+}

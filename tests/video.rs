@@ -1,0 +1,138 @@
+//! Evaluation videos: `simulate --video all|violations|none` writes one H.264 MP4 per rollout
+//! (`{clipgt_id}_{batch_id}_{rollout_id}.mp4`) that the real `ffprobe` reads (Debian package ffmpeg,
+//! which `.ci/run` installs), and `aggregate` links them into videos/all and videos/violations.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn scenes() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenes")
+}
+
+fn simulate(run: &Path, video: &str) {
+    let sc = scenes();
+    let out = Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args([
+            "run",
+            "--scenes",
+            sc.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--rollouts",
+            "2",
+            "--video",
+            video,
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn videos(run: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = util::files_named_with(&run.join("rollouts"), ".mp4");
+    v.sort();
+    v
+}
+
+/// (codec, width, height, frames) as ffprobe reports them.
+fn probe(file: &Path) -> (String, u32, u32, u32) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe not found: apt-get install ffmpeg (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "ffprobe rejects {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = text.trim().split(',').collect();
+    (
+        f[0].to_string(),
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        f[3].parse().unwrap(),
+    )
+}
+
+#[test]
+fn every_rollout_gets_a_playable_video_and_aggregate_links_them() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("all");
+    simulate(&run, "all");
+    let v = videos(&run);
+    assert_eq!(v.len(), 12, "6 scenes × 2 rollouts");
+    for f in &v {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let scene = f
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name == format!("{scene}_0_0.mp4") || name == format!("{scene}_0_1.mp4"),
+            "{name}"
+        );
+        let (codec, w, h, frames) = probe(f);
+        assert_eq!((codec.as_str(), w, h), ("h264", 256, 256));
+        assert!(frames >= 10, "{name}: {frames} frames");
+    }
+    let agg = Command::new(env!("CARGO_BIN_EXE_aggregate"))
+        .args([run.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        agg.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&agg.stderr)
+    );
+    let linked = std::fs::read_dir(run.join("aggregate/videos/all"))
+        .unwrap()
+        .count();
+    assert_eq!(linked, 12);
+}
+
+#[test]
+fn by_default_only_violations_get_videos() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("default");
+    simulate(&run, "violations");
+    // Under log replay only the CommonRoad route egos make contact (tests/simulate.rs): US101's
+    // at-fault front collision is a violation; Carcarana's last-instant side contact too.
+    let v = videos(&run);
+    assert!(!v.is_empty());
+    assert!(
+        v.iter().all(|f| {
+            let s = f.to_string_lossy();
+            s.contains("USA_US101-3_3_T-1") || s.contains("ARG_Carcarana-4_5_T-1")
+        }),
+        "{v:?}"
+    );
+    let none = d.path().join("none");
+    simulate(&none, "none");
+    assert!(videos(&none).is_empty());
+}
