@@ -216,14 +216,32 @@ fn set_step(rp: &mut Replay, poses: &ActorPoses, slots: &HashMap<String, usize>,
     rp.prev_t = Some(t);
 }
 
-/// Re-evaluates one batch dir; returns the new rows' batch and the marker, written by the caller.
-fn evaluate_batch(
+/// A batch's rollouts replayed from its log through the evaluation service.
+pub struct ReplayedBatch {
+    /// The scene context (from the scene file, or rebuilt from the log).
+    pub ctx: SceneCtx,
+    /// (rollout index, trace with every metric) in log order.
+    pub rollouts: Vec<(u32, RolloutTrace)>,
+    /// The log carried drivekit's full-precision state.
+    pub exact: bool,
+    /// Why reading stopped early (truncated or corrupt log), naming file and byte.
+    pub stopped: Option<String>,
+    /// Warnings (scene rebuilt without a map, approximations).
+    pub warnings: Vec<String>,
+    /// Time reading and decoding the log.
+    pub read: Duration,
+    /// Time computing metrics.
+    pub compute: Duration,
+}
+
+/// Replays one batch dir's log: every rollout's per-step state, fed to the simulator's
+/// evaluation service. A log that ends early or turns corrupt keeps what came before
+/// (`stopped` says where).
+pub fn replay_batch(
     dir: &Path,
-    opts: &EvaluateOptions,
+    scenes_dir: Option<&Path>,
     cfg: &SimConfig,
-    meta: &RunMetadata,
-    selected: &BTreeSet<&'static str>,
-) -> Result<BatchResult, String> {
+) -> Result<ReplayedBatch, String> {
     let t_read = Instant::now();
     let mut read = Duration::ZERO;
     let mut compute = Duration::ZERO;
@@ -239,23 +257,15 @@ fn evaluate_batch(
     let reader = asl::open_in_batch(dir).map_err(|e| e.to_string())?;
     let log_name = reader_name(dir);
     let mut ctxs: Vec<SceneCtx> = Vec::new();
-    let mut warning = None;
+    let mut warnings = Vec::new();
     let evaluator = Evaluator::new(cfg);
-    let aggregations: Vec<&'static str> = METRICS
-        .iter()
-        .map(|m| registry::aggregation_of(m))
-        .collect();
-    let mut rows = MetricsBuilder::new();
+    let mut done: Vec<(u32, RolloutTrace)> = Vec::new();
     let mut current: Option<Replay> = None;
     let mut slots: HashMap<String, usize> = HashMap::new();
     let mut exact = true;
-    let mut rollouts = 0usize;
+    let mut stopped = None;
     let mut values = vec![f64::NAN; N_METRICS];
     read += t_read.elapsed();
-    let finish = |rp: Replay, rows: &mut MetricsBuilder, ctx: &SceneCtx| {
-        let rid = format!("{}-{}", ctx.batch_uuid, rp.index);
-        push_trace_rows(rows, ctx, &rid, meta, &aggregations, &rp.trace);
-    };
     let mut records = reader.into_iter();
     loop {
         let t0 = Instant::now();
@@ -265,22 +275,24 @@ fn evaluate_batch(
         let entry = match record {
             Ok(Record::Entry(_, e)) => e,
             Ok(Record::Truncated(at)) => {
-                return Err(format!(
-                    "{log_name}: truncated at byte {at}; the batch is left as it was"
-                ))
+                stopped = Some(format!("{log_name}: truncated at byte {at}"));
+                break;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => {
+                stopped = Some(e.to_string());
+                break;
+            }
         };
         match entry.entry {
             Some(Entry::RolloutMetadata(md)) => {
                 if ctxs.is_empty() {
-                    let scene = match &opts.scenes_dir {
+                    let scene = match scenes_dir {
                         Some(d) => {
                             let path = d.join(format!("{scene_id}.{}", crate::scene::EXTENSION));
                             Scene::load(&path).map_err(|e| e.to_string())?
                         }
                         None => {
-                            warning = Some(format!(
+                            warnings.push(format!(
                                 "{scene_id}: no scene given (--scenes): rebuilt from the log without a map; offroad and driving_direction_compliance skipped"
                             ));
                             scene_from_log(&md)
@@ -298,7 +310,7 @@ fn evaluate_batch(
                     );
                 }
                 if let Some(rp) = current.take() {
-                    finish(rp, &mut rows, &ctxs[0]);
+                    done.push((rp.index, rp.trace));
                 }
                 let index = md.rollout_index.max(0) as u32;
                 let st = BatchState::new(&ctxs, &[(0, index)], cfg, false);
@@ -311,7 +323,6 @@ fn evaluate_batch(
                     prev: vec![None; n + 1],
                     prev_t: None,
                 });
-                rollouts += 1;
             }
             Some(Entry::ActorPoses(poses)) => {
                 let Some(rp) = current.as_mut() else {
@@ -321,32 +332,87 @@ fn evaluate_batch(
                 set_step(rp, &poses, &slots, &mut exact);
                 rp.st.alive[0] = true;
                 evaluator.evaluate(&rp.st, &ctxs, &mut rp.memory, &mut values);
-                rp.trace.times_us.push(rp.st.t_us[0]);
-                rp.trace
-                    .metrics
-                    .extend(values.iter().zip(METRICS).map(|(v, m)| {
-                        if selected.contains(m) {
-                            *v
-                        } else {
-                            f64::NAN
-                        }
-                    }));
+                let st = &rp.st;
+                rp.trace.times_us.push(st.t_us[0]);
+                rp.trace.ego.push([
+                    st.ego_x[0],
+                    st.ego_y[0],
+                    st.ego_yaw[0],
+                    st.ego_speed[0],
+                    st.plan_x[0],
+                    st.plan_y[0],
+                ]);
+                rp.trace.agents.extend((0..st.a_track.len()).map(|a| {
+                    if st.a_valid[a] {
+                        [st.a_x[a], st.a_y[a], st.a_yaw[a], st.a_speed[a]]
+                    } else {
+                        [f64::NAN; 4]
+                    }
+                }));
+                rp.trace.metrics.extend_from_slice(&values);
                 compute += t1.elapsed();
             }
             _ => {}
         }
     }
     if let Some(rp) = current.take() {
-        finish(rp, &mut rows, &ctxs[0]);
+        done.push((rp.index, rp.trace));
     }
-    if rollouts == 0 {
-        return Err(format!("{log_name}: no rollout in the log"));
-    }
+    let Some(ctx) = ctxs.pop() else {
+        return Err(stopped.unwrap_or_else(|| format!("{log_name}: no rollout in the log")));
+    };
     if !exact {
-        warning = Some(format!(
+        warnings.push(format!(
             "{scene_id}: the log has no drivekit state (an AlpaSim log?): speeds come from f32 pose differences and plan_deviation is absent"
         ));
     }
+    Ok(ReplayedBatch {
+        ctx,
+        rollouts: done,
+        exact,
+        stopped,
+        warnings,
+        read,
+        compute,
+    })
+}
+
+/// Re-evaluates one batch dir and rewrites its metrics.parquet and `_evaluated`.
+fn evaluate_batch(
+    dir: &Path,
+    opts: &EvaluateOptions,
+    cfg: &SimConfig,
+    meta: &RunMetadata,
+    selected: &BTreeSet<&'static str>,
+) -> Result<BatchResult, String> {
+    let b = replay_batch(dir, opts.scenes_dir.as_deref(), cfg)?;
+    if let Some(e) = b.stopped {
+        return Err(format!("{e}; the batch is left as it was"));
+    }
+    let mut compute = b.compute;
+    let aggregations: Vec<&'static str> = METRICS
+        .iter()
+        .map(|m| registry::aggregation_of(m))
+        .collect();
+    let mut rows = MetricsBuilder::new();
+    for (index, trace) in &b.rollouts {
+        let mut masked = trace.clone();
+        for row in masked.metrics.chunks_exact_mut(N_METRICS) {
+            for (v, m) in row.iter_mut().zip(METRICS) {
+                if !selected.contains(m) {
+                    *v = f64::NAN;
+                }
+            }
+        }
+        let rid = format!("{}-{index}", b.ctx.batch_uuid);
+        push_trace_rows(&mut rows, &b.ctx, &rid, meta, &aggregations, &masked);
+    }
+    let (rollouts, warning, read, exact) = (
+        b.rollouts.len(),
+        b.warnings.into_iter().last(),
+        b.read,
+        b.exact,
+    );
     let t2 = Instant::now();
     let mut batches = vec![rows.finish()];
     if selected.len() < METRICS.len() {

@@ -136,3 +136,74 @@ fn by_default_only_violations_get_videos() {
     simulate(&none, "none");
     assert!(videos(&none).is_empty());
 }
+
+/// `render runs/X` renders the same videos afterwards from the logs (byte for byte: the logs hold
+/// the exact state); a truncated log renders what it holds and says so; a missing scene fails
+/// only its batch.
+#[test]
+fn render_from_logs_matches_and_survives_bad_input() {
+    let d = tempfile::tempdir().unwrap();
+    let live = d.path().join("live");
+    simulate(&live, "all");
+    let later = d.path().join("later");
+    simulate(&later, "none");
+    assert!(videos(&later).is_empty());
+    let sc = scenes();
+    let render = |run: &Path, scenes: &Path, extra: &[&str]| {
+        let mut args = vec![
+            run.to_str().unwrap(),
+            "--scenes",
+            scenes.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_render"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = render(&later, &sc, &["--video", "all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (a, b) = (videos(&live), videos(&later));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            std::fs::read(x).unwrap(),
+            std::fs::read(y).unwrap(),
+            "{}",
+            y.display()
+        );
+    }
+    // Truncated log: the batch renders up to the cut, with a warning.
+    let log = a[0].with_file_name("rollout.asl");
+    let bytes = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    for v in videos(&live) {
+        std::fs::remove_file(v).unwrap();
+    }
+    // One scene file missing: that batch fails, the rest render.
+    let partial = d.path().join("scenes");
+    std::fs::create_dir_all(&partial).unwrap();
+    for e in std::fs::read_dir(&sc).unwrap().flatten() {
+        if !e.file_name().to_string_lossy().starts_with("DEU_A9") {
+            std::fs::copy(e.path(), partial.join(e.file_name())).unwrap();
+        }
+    }
+    let out = render(&live, &partial, &["--video", "all"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("truncated at byte") && err.contains("rendered what comes before it"),
+        "{err}"
+    );
+    assert!(err.contains("DEU_A9-3_1_T-1"), "{err}");
+    let v = videos(&live);
+    assert_eq!(v.len(), 10, "{v:?}");
+    for f in &v {
+        probe(f);
+    }
+}

@@ -1,0 +1,90 @@
+//! `render runs/X`: evaluation videos afterwards, from each batch's rollout.asl and its scene.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use drivekit::video::{self, render::View, RenderOptions, VideoMode};
+
+/// Render bird's-eye evaluation videos (H.264 MP4, one per rollout) from a run's logs.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The run directory.
+    run: PathBuf,
+    /// Scene files (`<scene_id>.dkscene`); without them the map is not drawn.
+    #[arg(long)]
+    scenes: Option<PathBuf>,
+    /// Which rollouts.
+    #[arg(long, value_enum, default_value = "violations")]
+    video: Which,
+    /// Only this scene.
+    #[arg(long)]
+    scene: Option<String>,
+    /// Frame size (px, square, even).
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+    /// Metres per pixel.
+    #[arg(long, default_value_t = 0.25)]
+    scale: f64,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Which {
+    /// Every rollout.
+    All,
+    /// Rollouts with an at-fault collision, offroad, or ≥ 4 m off the recorded path.
+    Violations,
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    if !(a.size >= 16 && a.size % 2 == 0 && a.size <= 4096 && a.scale > 0.0) {
+        eprintln!("render: --size must be even in 16…4096 and --scale positive");
+        return ExitCode::from(2);
+    }
+    let opts = RenderOptions {
+        run_dir: a.run.clone(),
+        scenes_dir: a.scenes,
+        mode: match a.video {
+            Which::All => VideoMode::All,
+            Which::Violations => VideoMode::Violations,
+        },
+        scene: a.scene,
+        view: View {
+            size: a.size,
+            metres_per_px: a.scale,
+            overlay: true,
+        },
+        progress: !a.quiet,
+    };
+    match video::render_run(&opts) {
+        Ok(o) => {
+            println!(
+                "{}: {} videos from {} batches, {} failed",
+                a.run.display(),
+                o.videos,
+                o.batches,
+                o.failed.len()
+            );
+            for w in &o.warnings {
+                eprintln!("render: warning: {w}");
+            }
+            for (d, e) in &o.failed {
+                eprintln!("render: {}: {e}", d.display());
+            }
+            if o.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("render: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
