@@ -120,7 +120,9 @@ pub fn render_run(opts: &RenderOptions) -> Result<RenderOutcome, String> {
     }
     dirs.sort();
     let bar = crate::report::progress::bar(dirs.len() as u64, "batches", opts.progress);
-    let results: Vec<(PathBuf, Result<(usize, Vec<String>), String>)> = dirs
+    /// Videos written and warnings, or the error, of one batch.
+    type BatchRender = Result<(usize, Vec<String>), String>;
+    let results: Vec<(PathBuf, BatchRender)> = dirs
         .into_par_iter()
         .map(|dir| {
             let r = (|| {
