@@ -495,13 +495,22 @@ fn violation_videos_are_linked_relative_and_inside_the_run() {
     aggregate::run(&quiet(d.path())).unwrap();
     let v = d.path().join("aggregate/videos");
     assert!(v.join("all/A_0_0.mp4").exists() && v.join("all/A_0_1.mp4").exists());
-    // A r0 collided at fault, A r1 reached 4 m from the recorded path.
-    let link = fs::read_link(v.join("violations/collision_at_fault/A_0_0.mp4")).unwrap();
+    // A r0 collided at fault, A r1 reached 4 m from the recorded path; violation links carry
+    // their rank (worst first).
+    let link = fs::read_link(v.join("violations/collision_at_fault/001_A_0_0.mp4")).unwrap();
     assert_eq!(link, Path::new("../../all/A_0_0.mp4"));
     assert!(v
-        .join("violations/dist_to_gt_trajectory/A_0_1.mp4")
+        .join("violations/dist_to_gt_trajectory/001_A_0_1.mp4")
         .exists());
-    assert!(!v.join("violations/collision_at_fault/A_0_1.mp4").exists());
+    assert!(!v
+        .join("violations/collision_at_fault/001_A_0_1.mp4")
+        .exists());
+    let index = fs::read_to_string(v.join("index.html")).unwrap();
+    assert!(
+        index.contains("src=\"violations/collision_at_fault/001_A_0_0.mp4\"")
+            && index.contains("src=\"violations/dist_to_gt_trajectory/001_A_0_1.mp4\""),
+        "{index}"
+    );
     let target = fs::read_link(v.join("all/A_0_0.mp4")).unwrap();
     assert!(
         target.is_relative()

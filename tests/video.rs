@@ -207,3 +207,93 @@ fn render_from_logs_matches_and_survives_bad_input() {
         probe(f);
     }
 }
+
+/// aggregate/videos/index.html lists the violations worst first with a player each, and a real
+/// headless Chromium decodes every one of them (each player marks itself once its first frame
+/// is decoded) and renders the page.
+#[test]
+fn the_violation_page_plays_in_headless_chromium() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    let sc = scenes();
+    let out = Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args([
+            "run",
+            "--scenes",
+            sc.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--rollouts",
+            "2",
+            "--driver",
+            "constant-velocity",
+            "--traffic",
+            "idm",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agg = Command::new(env!("CARGO_BIN_EXE_aggregate"))
+        .args([run.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(agg.status.code().is_some_and(|c| c <= 1));
+    let index = run.join("aggregate/videos/index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    let players = html.matches("<video ").count();
+    assert!(
+        players >= 2,
+        "the constant-velocity driver leaves the road or collides: {html}"
+    );
+    // Ranks: 001 first in every section.
+    assert!(html.contains("/001_"));
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {b}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("headless Chromium not found: apt-get install chromium (.ci/run installs it)");
+    let url = format!("file://{}", index.display());
+    let dom = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(
+        dom.matches("data-loaded=\"1\"").count(),
+        players,
+        "not every video decoded: {dom}"
+    );
+    let shot = d.path().join("page.png");
+    let s = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1200,900",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(s.status.success());
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 20_000,
+        "a blank page?"
+    );
+}

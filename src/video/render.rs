@@ -160,8 +160,9 @@ fn overlay(r: &mut Raster, trace: &RolloutTrace, k: usize) {
         ),
         format!(
             "path {:.2} m  progress {:.0} m",
-            metric(trace, k, "dist_to_gt_trajectory"),
-            metric(trace, k, "progress")
+            // + 0.0 turns −0 into 0 for display.
+            metric(trace, k, "dist_to_gt_trajectory") + 0.0,
+            metric(trace, k, "progress") + 0.0
         ),
     ];
     let (w, h) = (r.width as u32, r.height as u32);
