@@ -364,7 +364,15 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     } else {
         0.0
     };
-    let work = (times.total().as_secs_f64() - waiting).max(0.0);
+    let writer_s = telemetry
+        .rpc_duration
+        .iter()
+        .filter(|((svc, _, _), _)| svc == "writer")
+        .map(|(_, h)| h.sum)
+        .sum::<f64>();
+    let work = (times.total().as_secs_f64() - waiting).max(0.0) + writer_s;
+    // The stepping workers and the writer thread.
+    let threads = threads + 1.0;
     for (k, v) in [
         ("simulation_total_seconds", wall),
         ("simulation_rollout_count", rollouts as f64),
@@ -628,10 +636,11 @@ fn simulate_scenes(
             })
             .collect();
         bar.finish_and_clear();
-        let written = writer.join().expect("the writer thread does not panic")?;
+        let (written, writer_telemetry) =
+            writer.join().expect("the writer thread does not panic")?;
         let mut times = ServiceTimes::default();
         let mut counts = StepCounts::default();
-        let mut telemetry = Telemetry::default();
+        let mut telemetry = writer_telemetry;
         for (t, c, tel) in &per_chunk {
             times.add(t);
             counts.rollout_steps += c.rollout_steps;
@@ -650,8 +659,9 @@ fn writer_loop(
     ctxs: &[SceneCtx],
     models: &str,
     rx: mpsc::Receiver<ToWriter>,
-) -> Result<Vec<SceneResult>, RunnerError> {
+) -> Result<(Vec<SceneResult>, Telemetry), RunnerError> {
     let n = opts.config.n_rollouts as usize;
+    let mut telemetry = Telemetry::default();
     let mut pending: BTreeMap<usize, Vec<Option<Finished>>> = BTreeMap::new();
     let mut results: Vec<Option<SceneResult>> = (0..ctxs.len()).map(|_| None).collect();
     for msg in rx {
@@ -688,15 +698,25 @@ fn writer_loop(
                         results[scene] = Some(SceneResult::Failed(e));
                         continue;
                     }
-                    results[scene] =
-                        Some(match write_batch(ctx, &done, opts, meta, models, &dir) {
-                            Ok(()) => SceneResult::Simulated,
-                            Err(e) => {
-                                let e = format!("writing {}: {e}", dir.display());
-                                write_failed(opts, &ctx.scene.scene_id, &e)?;
-                                SceneResult::Failed(e)
-                            }
-                        });
+                    let started = std::time::Instant::now();
+                    let written = write_batch(ctx, &done, opts, meta, models, &dir);
+                    // The writer is a service too: logs, Parquet and videos of one batch.
+                    telemetry.rpc(
+                        "writer",
+                        "write_batch",
+                        "io",
+                        started.elapsed().as_secs_f64(),
+                        0.0,
+                        rx_depth(&pending),
+                    );
+                    results[scene] = Some(match written {
+                        Ok(()) => SceneResult::Simulated,
+                        Err(e) => {
+                            let e = format!("writing {}: {e}", dir.display());
+                            write_failed(opts, &ctx.scene.scene_id, &e)?;
+                            SceneResult::Failed(e)
+                        }
+                    });
                 }
             }
             ToWriter::Failed(scenes, error) => {
@@ -710,10 +730,18 @@ fn writer_loop(
             }
         }
     }
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| SceneResult::Failed("rollouts missing".into())))
-        .collect())
+    Ok((
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| SceneResult::Failed("rollouts missing".into())))
+            .collect(),
+        telemetry,
+    ))
+}
+
+/// Batches waiting for their remaining rollouts (the writer's backlog).
+fn rx_depth(pending: &BTreeMap<usize, Vec<Option<Finished>>>) -> usize {
+    pending.len()
 }
 
 /// Reads the run's metadata, or creates it (first shard wins; the others read it).

@@ -123,6 +123,8 @@ pub fn summarize(
 pub const QUEUE_MEAN: f64 = 1.0;
 /// p95 queue depth from which a service counts as queueing.
 pub const QUEUE_P95: f64 = 3.0;
+/// Share of all call time from which one service is named as dominant.
+pub const DOMINANT_SHARE: f64 = 0.6;
 /// Capacity ratio from which deploy entries count as unbalanced.
 pub const UNBALANCED_RATIO: f64 = 4.0;
 
@@ -170,16 +172,42 @@ pub fn advise(s: &Summary) -> Vec<String> {
             let who = busiest
                 .as_ref()
                 .map(|(k, t)| {
-                    format!(
-                        "{k}, whose calls take {:.0} % of all call time — raise deploy.{k}.replicas_per_container or n_concurrent_rollouts, or run more replicas of its server",
-                        100.0 * t / total_call.max(1e-12)
-                    )
+                    let share = 100.0 * t / total_call.max(1e-12);
+                    if k == "writer" {
+                        format!(
+                            "the writer (logs, metrics.parquet and videos), whose calls take {share:.0} % of all call time — render fewer videos (--video violations or none), keep logs uncompressed, or run more shards"
+                        )
+                    } else {
+                        format!(
+                            "{k}, whose calls take {share:.0} % of all call time — raise deploy.{k}.replicas_per_container or n_concurrent_rollouts, or run more replicas of its server"
+                        )
+                    }
                 })
                 .unwrap_or_else(|| "a service".into());
             out.push(format!(
                 "workers: idle {:.0} % of the time (> 80 %) — they wait on {who}",
                 100.0 * idle
             ));
+        }
+    }
+    // One service doing most of the work is where tuning pays, whatever the idle share.
+    if let Some((k, t)) = busiest
+        .as_ref()
+        .filter(|_| idle.is_finite() && (0.2..=0.8).contains(&idle))
+    {
+        let share = t / total_call.max(1e-12);
+        if share >= DOMINANT_SHARE {
+            out.push(if k == "writer" {
+                format!(
+                    "writer: {:.0} % of all call time goes to writing logs, metrics.parquet and videos — render fewer videos (--video violations or none) or keep logs uncompressed",
+                    100.0 * share
+                )
+            } else {
+                format!(
+                    "{k}: {:.0} % of all call time — the service to speed up or give more replicas (deploy.{k})",
+                    100.0 * share
+                )
+            });
         }
     }
     if let (Some((lo_s, lo)), Some((_, hi))) = (
@@ -224,6 +252,14 @@ mod tests {
     #[test]
     fn each_rule_names_its_service() {
         assert!(advise(&base())[0].starts_with("no bottleneck"));
+        let mut s = base();
+        s.service_time.insert("writer".into(), (8.0, 10.0));
+        s.service_time.insert("evaluation".into(), (1.0, 10.0));
+        assert!(
+            advise(&s)[0].starts_with("writer: 89 %"),
+            "{:?}",
+            advise(&s)
+        );
         let mut s = base();
         s.queue.insert("driver".into(), (4.0, 7.0, 10.0));
         s.blocking_p95.insert("driver".into(), 0.05);
