@@ -214,3 +214,52 @@ fn example_server_and_driver_failures() {
     );
     assert!(util::files_named(&run.join("rollouts"), "_failed.json").is_empty());
 }
+
+/// A policy served on a Unix socket (`--driver-address unix:/path`).
+#[test]
+fn unix_socket_addresses_work() {
+    let d = tempfile::tempdir().unwrap();
+    let sock = d.path().join("policy.sock");
+    let script = root().join("examples/driver_server.py");
+    let mut child = Command::new("python3")
+        .args([script.to_str().unwrap(), "--unix", sock.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < deadline, "no socket");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let run = d.path().join("run");
+    let scenes = root().join("fixtures/scenes");
+    let out = Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args([
+            "run",
+            "--scenes",
+            scenes.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--driver",
+            "external",
+            "--driver-address",
+            &format!("unix:{}", sock.display()),
+            "--video",
+            "none",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        util::files_named(&run.join("rollouts"), "_complete").len(),
+        6
+    );
+}
