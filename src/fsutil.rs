@@ -84,9 +84,19 @@ impl TempFile {
         }
     }
 
-    /// Guards an explicitly chosen temporary path (e.g. one that must keep an extension).
+    /// Guards an explicitly chosen temporary path.
     pub fn at(path: PathBuf) -> TempFile {
         TempFile { path, armed: true }
+    }
+
+    /// Guards a temporary sibling of `target` whose name ends like the target's (`.tmp-PID-NAME`),
+    /// for writers that pick the format from the extension (the bitmap backend's PNG).
+    pub fn keeping_extension(target: &Path) -> TempFile {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        TempFile::at(target.with_file_name(format!(".tmp-{}-{name}", std::process::id())))
     }
 
     /// The temporary path.

@@ -217,12 +217,7 @@ pub fn plot(path: &Path, title: &str, rows: &[MetricComparison]) -> std::io::Res
         .filter(|v| v.is_finite())
         .fold(1.0f64, f64::max)
         * 1.15;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp =
-        fsutil::TempFile::at(path.with_file_name(format!(".tmp-{}-{name}", std::process::id())));
+    let tmp = fsutil::TempFile::keeping_extension(path);
     {
         let root = BitMapBackend::new(tmp.path(), (1100, 80 + 34 * n as u32)).into_drawing_area();
         root.fill(&WHITE).map_err(io)?;

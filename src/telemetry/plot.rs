@@ -241,12 +241,7 @@ pub fn write(
 ) -> std::io::Result<()> {
     crate::report::plot::register_font();
     let fam = |n: &str| families.iter().find(|(k, _)| k == n).map(|(_, f)| f);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp =
-        fsutil::TempFile::at(path.with_file_name(format!(".tmp-{}-{name}", std::process::id())));
+    let tmp = fsutil::TempFile::keeping_extension(path);
     {
         let root = BitMapBackend::new(tmp.path(), (3 * W, 3 * H + 50)).into_drawing_area();
         root.fill(&WHITE).map_err(io)?;

@@ -29,12 +29,7 @@ pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
     let rows = n.div_ceil(cols);
     let (w, h) = (PANEL_W * cols as u32, PANEL_H * rows as u32 + 60);
     // The bitmap backend picks the format from the extension: the temporary name ends in .png.
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp =
-        fsutil::TempFile::at(path.with_file_name(format!(".tmp-{}-{name}", std::process::id())));
+    let tmp = fsutil::TempFile::keeping_extension(path);
     {
         let root = BitMapBackend::new(tmp.path(), (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(io)?;
