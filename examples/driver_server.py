@@ -10,6 +10,8 @@ here to show what a policy server has to do:
 * ``submit_egomotion_observation``: the rig pose in the runtime's local frame (x, y, heading) and
   its velocity in the rig frame;
 * ``submit_route``: waypoints ahead, in the rig frame at that time (x forward, y left);
+* ``submit_image_observation``: encoded frames of the cameras declared at ``start_session``
+  (drivekit sends its heading-up bird's-eye view as PNG);
 * ``drive``: return a trajectory of rig poses in the local frame, timestamped from
   ``time_now_us`` on.
 
@@ -60,6 +62,8 @@ class Session:
         self.speed = 0.0
         self.route: list[tuple[float, float]] = []  # rig frame at the route's timestamp
         self.route_pose = (0.0, 0.0, 0.0)  # rig pose (local frame) the route is relative to
+        self.cameras: list[str] = []  # logical ids declared at start_session
+        self.images = 0
 
 
 class RouteKeeper:
@@ -81,8 +85,10 @@ class RouteKeeper:
 
     def start_session(self, request, context):
         scene = request.debug_info.scene_id if request.HasField("debug_info") else ""
+        session = Session(scene)
+        session.cameras = [c.logical_id for c in request.rollout_spec.vehicle.available_cameras]
         with self.lock:
-            self.sessions[request.session_uuid] = Session(scene)
+            self.sessions[request.session_uuid] = session
         return common_pb2.SessionRequestStatus()
 
     def close_session(self, request, context):
@@ -111,7 +117,13 @@ class RouteKeeper:
         return common_pb2.Empty()
 
     def submit_image_observation(self, request, context):
-        self._session(request.session_uuid, context)
+        s = self._session(request.session_uuid, context)
+        image = request.camera_image
+        if image.logical_id not in s.cameras:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undeclared camera {image.logical_id}")
+        if not image.image_bytes.startswith(b"\x89PNG") and not image.image_bytes.startswith(b"\xff\xd8"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "camera image is neither PNG nor JPEG")
+        s.images += 1
         return common_pb2.Empty()
 
     def drive(self, request, context):
@@ -123,6 +135,8 @@ class RouteKeeper:
             os._exit(3)
         if self.args.delay_ms:
             time.sleep(self.args.delay_ms / 1000.0)
+        if self.args.require_camera and s.images == 0:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no camera image before drive")
         if self.args.fail_scene and s.scene_id == self.args.fail_scene:
             context.abort(grpc.StatusCode.INTERNAL, f"policy refuses scene {s.scene_id}")
         return egodriver_pb2.DriveResponse(trajectory=self.plan(s, request.time_now_us))
@@ -210,6 +224,7 @@ def main() -> None:
     p.add_argument("--delay-ms", type=float, default=0.0, help="sleep before each drive answer")
     p.add_argument("--fail-scene", default="", help="abort every drive of this scene's sessions")
     p.add_argument("--die-after", type=int, default=0, help="exit after this many drive calls")
+    p.add_argument("--require-camera", action="store_true", help="refuse to drive before a camera image arrived")
     serve(p.parse_args())
 
 

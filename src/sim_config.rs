@@ -110,6 +110,14 @@ pub struct DriverConfig {
     /// Also send the recorded ground-truth trajectory at the session start.
     #[serde(default)]
     pub send_ground_truth: bool,
+    /// Side (px) of the bird's-eye camera image sent to an external driver at each decision
+    /// (heading-up, PNG); 0 sends no camera.
+    #[serde(default = "default_camera_px")]
+    pub camera_px: u32,
+}
+
+fn default_camera_px() -> u32 {
+    256
 }
 
 impl Default for DriverConfig {

@@ -107,8 +107,8 @@ fn carla_driver_interface_route_follower_stays_on_the_road() {
 #[test]
 fn example_server_and_driver_failures() {
     let d = tempfile::tempdir().unwrap();
-    // Healthy.
-    let server = util::example_server(&[]);
+    // Healthy; the server insists on a camera image before each session's first drive.
+    let server = util::example_server(&["--require-camera"]);
     let run = d.path().join("ok");
     let out = simulate(&run, server.port, &[]);
     assert!(
@@ -120,6 +120,23 @@ fn example_server_and_driver_failures() {
     assert!(offroad.iter().all(|(_, v)| *v == 0.0), "{offroad:?}");
     let dev = max_per_rollout(&run, "dist_to_gt_trajectory");
     assert!(dev.iter().all(|(_, v)| *v < 1.0), "{dev:?}");
+    let log =
+        fs::read_to_string(util::files_named(&run.join("txt-logs"), "shard-0-of-1.log")[0].clone())
+            .unwrap();
+    assert!(
+        log.contains("driver rpc submit_image_observation:"),
+        "{log}"
+    );
+    // Without the camera (driver.camera_px: 0) the same server refuses to drive.
+    let cfg = d.path().join("nocam.yaml");
+    fs::write(&cfg, "driver:\n  camera_px: 0\n").unwrap();
+    let out = simulate(
+        &d.path().join("nocam"),
+        server.port,
+        &["--config", cfg.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no camera image before drive"));
     drop(server);
 
     // One scene refused.

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             size: a.size,
             metres_per_px: a.scale,
             overlay: true,
+            heading_up: false,
         },
         progress: !a.quiet,
     };

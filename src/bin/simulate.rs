@@ -306,6 +306,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     size: video_size,
                     metres_per_px: video_scale,
                     overlay: true,
+                    heading_up: false,
                 },
             };
             let started = std::time::Instant::now();

@@ -134,6 +134,59 @@ pub struct ExternalDriver {
     sessions: Mutex<HashMap<String, Session>>,
     stats: Arc<Mutex<RpcStats>>,
     version: String,
+    /// The bird's-eye camera (side in px), if one is sent.
+    camera_px: Option<usize>,
+}
+
+/// Logical id of the bird's-eye camera declared to drivers.
+pub const CAMERA_ID: &str = "camera_bev";
+/// Height (m) of the virtual camera above the rig (for its declared pinhole model).
+pub const CAMERA_HEIGHT_M: f64 = 50.0;
+
+/// The camera as `start_session` declares it: a pinhole looking straight down from
+/// [`CAMERA_HEIGHT_M`] above the rig, image up = the rig's forward axis, with the focal length
+/// that gives the renderer's metres per pixel on the ground (AlpaSim's optical frame: x right,
+/// y down, z along the optical axis).
+fn camera(
+    px: usize,
+) -> crate::alpasim_grpc::nre::grpc::protos::sensorsim::available_cameras_return::AvailableCamera {
+    use crate::alpasim_grpc::nre::grpc::protos::sensorsim as ss;
+    let view = crate::video::render::View::default();
+    let f = CAMERA_HEIGHT_M / view.metres_per_px;
+    let half = std::f32::consts::FRAC_1_SQRT_2;
+    ss::available_cameras_return::AvailableCamera {
+        intrinsics: Some(ss::CameraSpec {
+            logical_id: CAMERA_ID.into(),
+            resolution_h: px as u32,
+            resolution_w: px as u32,
+            shutter_type: ss::ShutterType::Global as i32,
+            camera_param: Some(ss::camera_spec::CameraParam::OpencvPinholeParam(
+                ss::OpenCvPinholeCameraParam {
+                    principal_point_x: px as f64 / 2.0,
+                    principal_point_y: px as f64 / 2.0,
+                    focal_length_x: f,
+                    focal_length_y: f,
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
+        rig_to_camera: Some(common::Pose {
+            vec: Some(common::Vec3 {
+                x: 0.0,
+                y: 0.0,
+                z: CAMERA_HEIGHT_M as f32,
+            }),
+            // 180° about (1, −1, 0)/√2: optical x = rig −y, y = rig −x, z = rig −z.
+            quat: Some(common::Quat {
+                w: 0.0,
+                x: half,
+                y: -half,
+                z: 0.0,
+            }),
+        }),
+        logical_id: CAMERA_ID.into(),
+    }
 }
 
 fn endpoint(address: &str) -> Result<(Endpoint, Option<String>), ExternalError> {
@@ -258,6 +311,7 @@ struct StepWork {
     address: usize,
     egomotion: egodriver::RolloutEgoTrajectory,
     route: egodriver::RouteRequest,
+    image: Option<egodriver::RolloutCameraImage>,
     drive: Option<egodriver::DriveRequest>,
 }
 
@@ -332,6 +386,7 @@ impl ExternalDriver {
             sessions: Mutex::new(HashMap::new()),
             stats,
             version: versions.join(", "),
+            camera_px: (d.camera_px > 0).then_some(d.camera_px as usize),
         })
     }
 
@@ -412,6 +467,23 @@ impl ExternalDriver {
                 waypoints,
             }),
         };
+        // The camera frame of this decision (the sensor clocks make it complete now).
+        let image = self.camera_px.map(|px| {
+            let view = crate::video::render::View {
+                size: px,
+                ..crate::video::render::View::default()
+            };
+            let frame = crate::video::render::camera_frame(ctx, st, r, &view);
+            egodriver::RolloutCameraImage {
+                session_uuid: id.clone(),
+                camera_image: Some(egodriver::rollout_camera_image::CameraImage {
+                    frame_start_us: t,
+                    frame_end_us: t,
+                    image_bytes: crate::video::render::png(&frame),
+                    logical_id: CAMERA_ID.into(),
+                }),
+            }
+        });
         let drive = st.ego_controlled[r].then(|| egodriver::DriveRequest {
             session_uuid: id.clone(),
             time_now_us: t,
@@ -424,6 +496,7 @@ impl ExternalDriver {
             address: s.address,
             egomotion,
             route,
+            image,
             drive,
         }
     }
@@ -568,7 +641,7 @@ impl DriverService for ExternalDriver {
                 rollout_spec: Some(egodriver::drive_session_request::RolloutSpec {
                     vehicle: Some(
                         egodriver::drive_session_request::rollout_spec::VehicleDefinition {
-                            available_cameras: Vec::new(),
+                            available_cameras: self.camera_px.map(camera).into_iter().collect(),
                         },
                     ),
                 }),
@@ -681,6 +754,14 @@ impl DriverService for ExternalDriver {
                             },
                         )
                         .await?;
+                        if let Some(img) = &w.image {
+                            call(&stats, "submit_image_observation", timeout, retries, || {
+                                let mut c = client.clone();
+                                let req = img.clone();
+                                async move { c.submit_image_observation(req).await }
+                            })
+                            .await?;
+                        }
                         call(&stats, "submit_route", timeout, retries, || {
                             let mut c = client.clone();
                             let req = w.route.clone();

@@ -21,6 +21,9 @@ pub struct View {
     pub metres_per_px: f64,
     /// Draw the text overlay.
     pub overlay: bool,
+    /// Rotate the view so the ego's heading points up (a camera fixed to the vehicle); else
+    /// north-up.
+    pub heading_up: bool,
 }
 
 impl Default for View {
@@ -29,6 +32,7 @@ impl Default for View {
             size: 256,
             metres_per_px: 0.25,
             overlay: true,
+            heading_up: false,
         }
     }
 }
@@ -65,7 +69,18 @@ pub fn frame(ctx: &SceneCtx, trace: &RolloutTrace, k: usize, view: &View) -> Ras
     let ego = trace.ego[k];
     let (cx, cy) = (ego[0], ego[1]);
     let s = 1.0 / view.metres_per_px;
-    let px = |p: [f64; 2]| [(p[0] - cx) * s + n / 2.0, n / 2.0 - (p[1] - cy) * s];
+    // World → image: translate to the ego, rotate so the heading points up when asked, scale.
+    let rot = if view.heading_up {
+        std::f64::consts::FRAC_PI_2 - ego[2]
+    } else {
+        0.0
+    };
+    let (rs, rc) = rot.sin_cos();
+    let px = |p: [f64; 2]| {
+        let (dx, dy) = (p[0] - cx, p[1] - cy);
+        let (x, y) = (dx * rc - dy * rs, dx * rs + dy * rc);
+        [x * s + n / 2.0, n / 2.0 - y * s]
+    };
     let half = n / 2.0 * view.metres_per_px;
     let visible = |pts: &[[f64; 2]]| {
         pts.iter()
@@ -115,7 +130,7 @@ pub fn frame(ctx: &SceneCtx, trace: &RolloutTrace, k: usize, view: &View) -> Ras
     };
     for (a, track) in ctx.scene.agents.iter().enumerate() {
         let p = trace.agents[k * n_agents + a];
-        if p[0].is_nan() || (p[0] - cx).abs() > half + 10.0 || (p[1] - cy).abs() > half + 10.0 {
+        if p[0].is_nan() || (p[0] - cx).hypot(p[1] - cy) > 1.5 * half + 10.0 {
             continue;
         }
         boxed(
@@ -177,4 +192,61 @@ fn overlay(r: &mut Raster, trace: &RolloutTrace, k: usize) {
         );
     }
     let _ = root.present();
+}
+
+/// The ego's camera at rollout `r`'s current state (the frame a driver receives): the same view
+/// without the overlay (metrics are not known to the driver).
+pub fn camera_frame(
+    ctx: &SceneCtx,
+    st: &crate::state::BatchState,
+    r: usize,
+    view: &View,
+) -> Raster {
+    let trace = RolloutTrace {
+        times_us: vec![st.t_us[r]],
+        ego: vec![[
+            st.ego_x[r],
+            st.ego_y[r],
+            st.ego_yaw[r],
+            st.ego_speed[r],
+            f64::NAN,
+            f64::NAN,
+        ]],
+        agents: st
+            .agents(r)
+            .map(|a| {
+                if st.a_valid[a] {
+                    [st.a_x[a], st.a_y[a], st.a_yaw[a], st.a_speed[a]]
+                } else {
+                    [f64::NAN; 4]
+                }
+            })
+            .collect(),
+        metrics: vec![f64::NAN; METRICS.len()],
+        ..RolloutTrace::default()
+    };
+    frame(
+        ctx,
+        &trace,
+        0,
+        &View {
+            overlay: false,
+            heading_up: true,
+            ..*view
+        },
+    )
+}
+
+/// PNG bytes of a raster.
+pub fn png(r: &Raster) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = ::png::Encoder::new(&mut out, r.width as u32, r.height as u32);
+        enc.set_color(::png::ColorType::Rgb);
+        enc.set_depth(::png::BitDepth::Eight);
+        enc.set_compression(::png::Compression::Fast);
+        let mut w = enc.write_header().expect("writing to a Vec");
+        w.write_image_data(&r.pixels).expect("writing to a Vec");
+    }
+    out
 }
