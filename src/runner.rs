@@ -751,9 +751,27 @@ fn run_metadata(run: &Path, run_name: &str) -> Result<RunMetadata, RunnerError> 
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let meta = RunMetadata {
-            run_name: run_name.to_string(),
+        // DESIGN §2: run_name and run_uuid, plus drivekit's version, the host, the start time and
+        // the backend (readers that know only the first two ignore the rest).
+        #[derive(serde::Serialize)]
+        struct File<'a> {
+            run_name: &'a str,
+            run_uuid: String,
+            drivekit_version: &'a str,
+            host: String,
+            started_unix_s: u64,
+            backend: &'a str,
+        }
+        let host = fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let meta = File {
+            run_name,
             run_uuid: uuid_from(nanos as u64 ^ u64::from(std::process::id()), run_name),
+            drivekit_version: env!("CARGO_PKG_VERSION"),
+            host,
+            started_unix_s: (nanos / 1_000_000_000) as u64,
+            backend: "cpu",
         };
         let text = serde_norway::to_string(&meta).expect("plain data");
         let tmp = fsutil::temp_path(&path);
