@@ -352,6 +352,20 @@ pub fn replay_batch(
                 rp.trace.metrics.extend_from_slice(&values);
                 compute += t1.elapsed();
             }
+            Some(Entry::DriverEgoTrajectory(traj)) => {
+                if let Some(rp) = current.as_mut() {
+                    let k = rp.trace.times_us.len().saturating_sub(1) as u32;
+                    let pts = traj
+                        .poses
+                        .iter()
+                        .map(|p| {
+                            let v = p.pose.and_then(|p| p.vec).unwrap_or_default();
+                            [f64::from(v.x), f64::from(v.y)]
+                        })
+                        .collect();
+                    rp.trace.plans.push((k, pts));
+                }
+            }
             _ => {}
         }
     }

@@ -799,6 +799,7 @@ pub fn encode_rollout_log(
     shared.encode(out, metadata);
     let n_agents = ctx.scene.agents.len();
     let mut scratch = Vec::with_capacity(64 * (n_agents + 1));
+    let mut next_plan = 0;
     for (k, &t) in trace.times_us.iter().enumerate() {
         let e = &trace.ego[k];
         let ego = std::iter::once(PoseRow {
@@ -820,6 +821,35 @@ pub fn encode_rollout_log(
                 state: p,
             });
         encode_actor_poses(out, &mut scratch, t as u64, ego.chain(agents));
+        // The plan made at this step (AlpaSim's driver_ego_trajectory, entry 12).
+        while next_plan < trace.plans.len() && trace.plans[next_plan].0 as usize == k {
+            let pts = &trace.plans[next_plan].1;
+            let dt = metadata
+                .session_metadata
+                .as_ref()
+                .map_or(100_000, |m| m.control_timestep_us);
+            let poses = pts
+                .iter()
+                .enumerate()
+                .map(|(j, p)| {
+                    let prev = if j == 0 { [e[0], e[1]] } else { pts[j - 1] };
+                    let yaw = (p[1] - prev[1]).atan2(p[0] - prev[0]);
+                    proto::PoseAtTime {
+                        pose: Some(pose_message(p[0], p[1], yaw)),
+                        timestamp_us: t as u64 + (j as u64 + 1) * dt,
+                    }
+                })
+                .collect();
+            crate::rollout_log::asl::encode_record(
+                out,
+                &proto::LogEntry {
+                    entry: Some(proto::Entry::DriverEgoTrajectory(proto::Trajectory {
+                        poses,
+                    })),
+                },
+            );
+            next_plan += 1;
+        }
     }
 }
 

@@ -12,6 +12,10 @@ fn scenes() -> PathBuf {
 }
 
 fn simulate(run: &Path, video: &str) {
+    simulate_with(run, video, &[]);
+}
+
+fn simulate_with(run: &Path, video: &str, extra: &[&str]) {
     let sc = scenes();
     let out = Command::new(env!("CARGO_BIN_EXE_simulate"))
         .args([
@@ -26,6 +30,7 @@ fn simulate(run: &Path, video: &str) {
             video,
             "--quiet",
         ])
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -143,11 +148,23 @@ fn by_default_only_violations_get_videos() {
 #[test]
 fn render_from_logs_matches_and_survives_bad_input() {
     let d = tempfile::tempdir().unwrap();
+    // IDM driver: the videos also draw the driver's plans, which the log carries
+    // (driver_ego_trajectory records).
+    let idm = ["--driver", "idm", "--traffic", "idm"];
     let live = d.path().join("live");
-    simulate(&live, "all");
+    simulate_with(&live, "all", &idm);
     let later = d.path().join("later");
-    simulate(&later, "none");
+    simulate_with(&later, "none", &idm);
     assert!(videos(&later).is_empty());
+    let log = util::files_named(&later.join("rollouts"), "rollout.asl")[0].clone();
+    let plans = drivekit::rollout_log::asl::AslReader::open(&log)
+        .unwrap()
+        .filter(|r| {
+            matches!(r, Ok(drivekit::rollout_log::asl::Record::Entry(_, e))
+                if matches!(e.entry, Some(drivekit::rollout_log::proto::Entry::DriverEgoTrajectory(_))))
+        })
+        .count();
+    assert!(plans > 10, "{plans} plan records");
     let sc = scenes();
     let render = |run: &Path, scenes: &Path, extra: &[&str]| {
         let mut args = vec![

@@ -91,6 +91,9 @@ pub struct RolloutTrace {
     pub agents: Vec<[f64; 4]>,
     /// Metric values per step ([`N_METRICS`] per step, NaN: absent).
     pub metrics: Vec<f64>,
+    /// The driver's plan made at a step: (step index, points x, y at t + k·dt), rounded to f32
+    /// as the log stores them (so videos drawn live and from the log agree).
+    pub plans: Vec<(u32, Vec<[f64; 2]>)>,
     /// Why the rollout failed (the driver could not serve it), if it did.
     pub failure: Option<String>,
     /// The driver ended the session early (`terminate_session`).
@@ -228,6 +231,21 @@ pub fn run_chunk(
         times.sensor += t3 - t2;
         services.driver.drive(st, scenes, &obs, &mut plans, dt_s);
         take_driver_verdicts(st, &mut plans, &mut traces);
+        if record {
+            for r in (0..n).filter(|&r| plans.active[r] && st.alive[r]) {
+                let k = traces[r].times_us.len().saturating_sub(1) as u32;
+                let base = r * super::services::PLAN_POINTS;
+                let pts = (0..super::services::PLAN_POINTS)
+                    .map(|j| {
+                        [
+                            f64::from(plans.x[base + j] as f32),
+                            f64::from(plans.y[base + j] as f32),
+                        ]
+                    })
+                    .collect();
+                traces[r].plans.push((k, pts));
+            }
+        }
         let t4 = Instant::now();
         times.driver += t4 - t3;
         services.controller.control(st, scenes, &plans, dt_us);

@@ -44,6 +44,7 @@ const LANE: Rgb = [150, 140, 80];
 const RECORDED: Rgb = [60, 190, 80];
 const DRIVEN: Rgb = [90, 170, 255];
 const EGO: Rgb = [30, 110, 255];
+const PLAN: Rgb = [0, 230, 230];
 
 fn class_colour(c: AgentClass) -> Rgb {
     match c {
@@ -111,6 +112,15 @@ pub fn frame(ctx: &SceneCtx, trace: &RolloutTrace, k: usize, view: &View) -> Ras
     }
     for w in trace.ego[..=k].windows(2) {
         r.line(px([w[0][0], w[0][1]]), px([w[1][0], w[1][1]]), 2.0, DRIVEN);
+    }
+    // The driver's plan made at this step (cyan), from the ego on.
+    if let Some((_, pts)) = trace.plans.iter().find(|(s, _)| *s as usize == k) {
+        let mut prev = px([cx, cy]);
+        for p in pts {
+            let q = px(*p);
+            r.line(prev, q, 2.0, PLAN);
+            prev = q;
+        }
     }
     let n_agents = ctx.scene.agents.len();
     let boxed = |r: &mut Raster, x: f64, y: f64, yaw: f64, l: f64, w: f64, c: Rgb| {
