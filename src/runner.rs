@@ -30,7 +30,7 @@ use crate::metrics::registry;
 use crate::metrics_file::{self, MetricsBuilder};
 use crate::rollout_log::asl;
 use crate::rollout_log::metadata::MetadataEncoder;
-use crate::rollout_log::poses::{encode_actor_poses, pose_message, PoseRow};
+use crate::rollout_log::poses::{encode_actor_poses, encode_trajectory, pose_message, PoseRow};
 use crate::rollout_log::proto;
 use crate::run_dir::{self, FailedBatch, RunMetadata};
 use crate::scene::Scene;
@@ -828,26 +828,20 @@ pub fn encode_rollout_log(
                 .session_metadata
                 .as_ref()
                 .map_or(100_000, |m| m.control_timestep_us);
-            let poses = pts
-                .iter()
-                .enumerate()
-                .map(|(j, p)| {
-                    let prev = if j == 0 { [e[0], e[1]] } else { pts[j - 1] };
-                    let yaw = (p[1] - prev[1]).atan2(p[0] - prev[0]);
-                    proto::PoseAtTime {
-                        pose: Some(pose_message(p[0], p[1], yaw)),
-                        timestamp_us: t as u64 + (j as u64 + 1) * dt,
-                    }
-                })
-                .collect();
-            crate::rollout_log::asl::encode_record(
-                out,
-                &proto::LogEntry {
-                    entry: Some(proto::Entry::DriverEgoTrajectory(proto::Trajectory {
-                        poses,
-                    })),
-                },
-            );
+            let poses = pts.iter().enumerate().map(|(j, p)| {
+                let prev = if j == 0 { [e[0], e[1]] } else { pts[j - 1] };
+                (
+                    PoseRow {
+                        id: b"",
+                        x: p[0],
+                        y: p[1],
+                        yaw: (p[1] - prev[1]).atan2(p[0] - prev[0]),
+                        state: &[],
+                    },
+                    t as u64 + (j as u64 + 1) * dt,
+                )
+            });
+            encode_trajectory(out, &mut scratch, poses);
             next_plan += 1;
         }
     }

@@ -44,6 +44,57 @@ fn floats(p: &PoseRow<'_>) -> ([f32; 3], [f32; 4]) {
     )
 }
 
+/// The bytes of `Pose{vec, quat}` of a row (at most 2 + 15 + 2 + 20 bytes) and their count.
+fn pose_bytes(p: &PoseRow<'_>) -> ([u8; 40], usize) {
+    let (v, q) = floats(p);
+    let mut pose = [0u8; 40];
+    let mut n = 0;
+    for (tag, fields) in [(0x0Au8, &v[..]), (0x12u8, &q[..])] {
+        pose[n] = tag; // Pose.vec = 1, Pose.quat = 2
+        let len_at = n + 1;
+        n += 2;
+        for (i, f) in fields.iter().enumerate() {
+            if *f != 0.0 {
+                pose[n] = (((i + 1) << 3) | 5) as u8;
+                pose[n + 1..n + 5].copy_from_slice(&f.to_le_bytes());
+                n += 5;
+            }
+        }
+        pose[len_at] = (n - len_at - 1) as u8;
+    }
+    (pose, n)
+}
+
+/// Appends one complete `LogEntry{driver_ego_trajectory}` record (entry 12): a trajectory of
+/// poses (`id` and `state` of the rows unused) with their timestamps.
+pub fn encode_trajectory<'a>(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    poses: impl Iterator<Item = (PoseRow<'a>, u64)>,
+) {
+    scratch.clear();
+    for (p, t) in poses {
+        let (pose, n) = pose_bytes(&p);
+        let ts = if t != 0 { 9 } else { 0 };
+        scratch.push(0x0A); // Trajectory.poses = 1
+        put_varint(scratch, 2 + n + ts);
+        scratch.push(0x0A); // PoseAtTime.pose = 1
+        scratch.push(n as u8);
+        scratch.extend_from_slice(&pose[..n]);
+        if t != 0 {
+            scratch.push(0x11); // PoseAtTime.timestamp_us = 2, fixed64
+            scratch.extend_from_slice(&t.to_le_bytes());
+        }
+    }
+    let body = scratch.len();
+    let entry = 1 + varint_len(body) + body;
+    out.reserve(4 + entry);
+    out.extend_from_slice(&(entry as u32).to_be_bytes());
+    out.push(0x62); // LogEntry.driver_ego_trajectory = 12
+    put_varint(out, body);
+    out.extend_from_slice(scratch);
+}
+
 /// Appends one complete rollout.asl record (`[u32 BE length][LogEntry{actor_poses}]`) for the
 /// poses at `timestamp_us`. One pass: each pose's trigonometry is computed once, the ActorPoses
 /// body goes to `scratch` and is copied behind its header.
@@ -59,23 +110,7 @@ pub fn encode_actor_poses<'a>(
         scratch.extend_from_slice(&timestamp_us.to_le_bytes());
     }
     for p in poses {
-        let (v, q) = floats(&p);
-        // Pose{vec, quat} into a stack buffer (at most 2 + 15 + 2 + 20 bytes).
-        let mut pose = [0u8; 40];
-        let mut n = 0;
-        for (tag, fields) in [(0x0Au8, &v[..]), (0x12u8, &q[..])] {
-            pose[n] = tag; // Pose.vec = 1, Pose.quat = 2
-            let len_at = n + 1;
-            n += 2;
-            for (i, f) in fields.iter().enumerate() {
-                if *f != 0.0 {
-                    pose[n] = (((i + 1) << 3) | 5) as u8;
-                    pose[n + 1..n + 5].copy_from_slice(&f.to_le_bytes());
-                    n += 5;
-                }
-            }
-            pose[len_at] = (n - len_at - 1) as u8;
-        }
+        let (pose, n) = pose_bytes(&p);
         let id = if p.id.is_empty() {
             0
         } else {
@@ -187,6 +222,29 @@ mod tests {
             };
             let theirs = entry.encode_to_vec();
             assert_eq!(&ours[4..], &theirs[..], "timestamp {ts}");
+            // The same poses as a driver_ego_trajectory record.
+            let mut traj = Vec::new();
+            encode_trajectory(
+                &mut traj,
+                &mut Vec::new(),
+                rows.iter()
+                    .enumerate()
+                    .map(|(i, r)| (*r, ts.wrapping_add(i as u64))),
+            );
+            let expected = LogEntry {
+                entry: Some(proto::Entry::DriverEgoTrajectory(proto::Trajectory {
+                    poses: rows
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| proto::PoseAtTime {
+                            pose: Some(pose_message(r.x, r.y, r.yaw)),
+                            timestamp_us: ts.wrapping_add(i as u64),
+                        })
+                        .collect(),
+                })),
+            }
+            .encode_to_vec();
+            assert_eq!(&traj[4..], &expected[..], "trajectory, timestamp {ts}");
             assert_eq!(
                 u32::from_be_bytes(ours[..4].try_into().unwrap()) as usize,
                 theirs.len()
