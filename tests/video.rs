@@ -283,6 +283,7 @@ fn the_violation_page_plays_in_headless_chromium() {
         .args([
             "--headless",
             "--no-sandbox",
+            "--disable-dev-shm-usage",
             "--disable-gpu",
             "--virtual-time-budget=15000",
             "--dump-dom",
@@ -301,6 +302,7 @@ fn the_violation_page_plays_in_headless_chromium() {
         .args([
             "--headless",
             "--no-sandbox",
+            "--disable-dev-shm-usage",
             "--disable-gpu",
             "--window-size=1200,900",
         ])
