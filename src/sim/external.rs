@@ -714,14 +714,20 @@ impl DriverService for ExternalDriver {
     ) {
         let dt_us = (dt_s * 1e6).round() as i64;
         let work: Vec<(StepWork, [f64; 2])> = {
-            let sessions = self.sessions.lock().expect("sessions lock");
-            (0..st.len())
-                .filter(|&r| st.alive[r])
-                .filter_map(|r| {
-                    let ctx = &scenes[st.scene[r] as usize];
-                    let s = sessions.get(&Self::session_id(ctx, st, r))?;
-                    Some((self.step_work(st, scenes, r, s, dt_us), s.origin))
-                })
+            let live: Vec<(usize, Session)> = {
+                let sessions = self.sessions.lock().expect("sessions lock");
+                (0..st.len())
+                    .filter(|&r| st.alive[r])
+                    .filter_map(|r| {
+                        let ctx = &scenes[st.scene[r] as usize];
+                        sessions.get(&Self::session_id(ctx, st, r)).map(|s| (r, *s))
+                    })
+                    .collect()
+            };
+            // Requests (camera frames included: rendering and PNG encoding) built on all cores.
+            use rayon::prelude::*;
+            live.par_iter()
+                .map(|(r, s)| (self.step_work(st, scenes, *r, s, dt_us), s.origin))
                 .collect()
         };
         for r in 0..st.len() {

@@ -7,6 +7,9 @@ use super::idm::{self, Body};
 use super::services::TrafficService;
 use crate::state::{BatchState, SceneCtx};
 
+/// How far ahead (m) an IDM agent's heading looks along its path.
+pub const HEADING_LOOKAHEAD_M: f64 = 2.0;
+
 /// Every agent follows its recording.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogReplayTraffic;
@@ -109,10 +112,18 @@ impl TrafficService for IdmTraffic {
                 let v_next = (v + accel[i] * dt_s).max(0.0);
                 st.a_s[a] += (v + v_next) / 2.0 * dt_s;
                 st.a_speed[a] = v_next;
-                let (p, heading) = path.at(st.a_s[a]);
+                let (p, segment_heading) = path.at(st.a_s[a]);
                 st.a_x[a] = p[0];
                 st.a_y[a] = p[1];
-                st.a_yaw[a] = heading;
+                // Heading along the chord to a point a little ahead: recorded paths are noisy,
+                // and a segment's own heading jumps at every vertex.
+                let (ahead, _) = path.at(st.a_s[a] + HEADING_LOOKAHEAD_M);
+                let (dx, dy) = (ahead[0] - p[0], ahead[1] - p[1]);
+                st.a_yaw[a] = if dx.hypot(dy) > 0.1 {
+                    dy.atan2(dx)
+                } else {
+                    segment_heading
+                };
             }
         }
     }
