@@ -332,24 +332,7 @@ pub fn replay_batch(
                 set_step(rp, &poses, &slots, &mut exact);
                 rp.st.alive[0] = true;
                 evaluator.evaluate(&rp.st, &ctxs, &mut rp.memory, &mut values);
-                let st = &rp.st;
-                rp.trace.times_us.push(st.t_us[0]);
-                rp.trace.ego.push([
-                    st.ego_x[0],
-                    st.ego_y[0],
-                    st.ego_yaw[0],
-                    st.ego_speed[0],
-                    st.plan_x[0],
-                    st.plan_y[0],
-                ]);
-                rp.trace.agents.extend((0..st.a_track.len()).map(|a| {
-                    if st.a_valid[a] {
-                        [st.a_x[a], st.a_y[a], st.a_yaw[a], st.a_speed[a]]
-                    } else {
-                        [f64::NAN; 4]
-                    }
-                }));
-                rp.trace.metrics.extend_from_slice(&values);
+                rp.trace.push_step(&rp.st, 0, &values);
                 compute += t1.elapsed();
             }
             Some(Entry::DriverEgoTrajectory(traj)) => {
@@ -409,9 +392,10 @@ fn evaluate_batch(
         .map(|m| registry::aggregation_of(m))
         .collect();
     let mut rows = MetricsBuilder::new();
-    for (index, trace) in &b.rollouts {
-        let mut masked = trace.clone();
-        for row in masked.metrics.chunks_exact_mut(N_METRICS) {
+    let rollouts = b.rollouts.len();
+    for (index, mut trace) in b.rollouts {
+        // Metrics not selected do not apply (their rows come from the previous file).
+        for row in trace.metrics.chunks_exact_mut(N_METRICS) {
             for (v, m) in row.iter_mut().zip(METRICS) {
                 if !selected.contains(m) {
                     *v = f64::NAN;
@@ -419,14 +403,9 @@ fn evaluate_batch(
             }
         }
         let rid = format!("{}-{index}", b.ctx.batch_uuid);
-        push_trace_rows(&mut rows, &b.ctx, &rid, meta, &aggregations, &masked);
+        push_trace_rows(&mut rows, &b.ctx, &rid, meta, &aggregations, &trace);
     }
-    let (rollouts, warning, read, exact) = (
-        b.rollouts.len(),
-        b.warnings.into_iter().last(),
-        b.read,
-        b.exact,
-    );
+    let (warning, read, exact) = (b.warnings.into_iter().last(), b.read, b.exact);
     let t2 = Instant::now();
     let mut batches = vec![rows.finish()];
     if selected.len() < METRICS.len() {

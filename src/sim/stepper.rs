@@ -100,6 +100,30 @@ pub struct RolloutTrace {
     pub terminated: bool,
 }
 
+impl RolloutTrace {
+    /// Appends rollout `r`'s state at its current step — time, ego (with the plan point for this
+    /// time), every agent (NaN where absent) — and the step's metric values.
+    pub fn push_step(&mut self, st: &BatchState, r: usize, metrics: &[f64]) {
+        self.times_us.push(st.t_us[r]);
+        self.ego.push([
+            st.ego_x[r],
+            st.ego_y[r],
+            st.ego_yaw[r],
+            st.ego_speed[r],
+            st.plan_x[r],
+            st.plan_y[r],
+        ]);
+        self.agents.extend(st.agents(r).map(|a| {
+            if st.a_valid[a] {
+                [st.a_x[a], st.a_y[a], st.a_yaw[a], st.a_speed[a]]
+            } else {
+                [f64::NAN; 4]
+            }
+        }));
+        self.metrics.extend_from_slice(metrics);
+    }
+}
+
 /// Counters of a chunk run.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StepCounts {
@@ -177,25 +201,7 @@ pub fn run_chunk(
             counts.rollout_steps += 1;
             counts.agent_steps += 1 + agents.clone().filter(|&a| st.a_valid[a]).count() as u64;
             if record {
-                let tr = &mut traces[r];
-                tr.times_us.push(st.t_us[r]);
-                tr.ego.push([
-                    st.ego_x[r],
-                    st.ego_y[r],
-                    st.ego_yaw[r],
-                    st.ego_speed[r],
-                    st.plan_x[r],
-                    st.plan_y[r],
-                ]);
-                tr.agents.extend(agents.map(|a| {
-                    if st.a_valid[a] {
-                        [st.a_x[a], st.a_y[a], st.a_yaw[a], st.a_speed[a]]
-                    } else {
-                        [f64::NAN; 4]
-                    }
-                }));
-                tr.metrics
-                    .extend_from_slice(&values[r * N_METRICS..(r + 1) * N_METRICS]);
+                traces[r].push_step(st, r, &values[r * N_METRICS..(r + 1) * N_METRICS]);
             }
             st.step[r] += 1;
             if st.step[r] >= scenes[st.scene[r] as usize].n_steps {

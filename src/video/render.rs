@@ -212,29 +212,8 @@ pub fn camera_frame(
     r: usize,
     view: &View,
 ) -> Raster {
-    let trace = RolloutTrace {
-        times_us: vec![st.t_us[r]],
-        ego: vec![[
-            st.ego_x[r],
-            st.ego_y[r],
-            st.ego_yaw[r],
-            st.ego_speed[r],
-            f64::NAN,
-            f64::NAN,
-        ]],
-        agents: st
-            .agents(r)
-            .map(|a| {
-                if st.a_valid[a] {
-                    [st.a_x[a], st.a_y[a], st.a_yaw[a], st.a_speed[a]]
-                } else {
-                    [f64::NAN; 4]
-                }
-            })
-            .collect(),
-        metrics: vec![f64::NAN; METRICS.len()],
-        ..RolloutTrace::default()
-    };
+    let mut trace = RolloutTrace::default();
+    trace.push_step(st, r, &[f64::NAN; METRICS.len()]);
     frame(
         ctx,
         &trace,
