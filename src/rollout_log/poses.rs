@@ -44,6 +44,16 @@ fn floats(p: &PoseRow<'_>) -> ([f32; 3], [f32; 4]) {
     )
 }
 
+/// Appends `[u32 BE length][LogEntry{field: body}]` with the field's `tag` byte.
+fn frame_entry(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+    let entry = 1 + varint_len(body.len()) + body.len();
+    out.reserve(4 + entry);
+    out.extend_from_slice(&(entry as u32).to_be_bytes());
+    out.push(tag);
+    put_varint(out, body.len());
+    out.extend_from_slice(body);
+}
+
 /// The bytes of `Pose{vec, quat}` of a row (at most 2 + 15 + 2 + 20 bytes) and their count.
 fn pose_bytes(p: &PoseRow<'_>) -> ([u8; 40], usize) {
     let (v, q) = floats(p);
@@ -86,13 +96,7 @@ pub fn encode_trajectory<'a>(
             scratch.extend_from_slice(&t.to_le_bytes());
         }
     }
-    let body = scratch.len();
-    let entry = 1 + varint_len(body) + body;
-    out.reserve(4 + entry);
-    out.extend_from_slice(&(entry as u32).to_be_bytes());
-    out.push(0x62); // LogEntry.driver_ego_trajectory = 12
-    put_varint(out, body);
-    out.extend_from_slice(scratch);
+    frame_entry(out, 0x62, scratch); // LogEntry.driver_ego_trajectory = 12
 }
 
 /// Appends one complete rollout.asl record (`[u32 BE length][LogEntry{actor_poses}]`) for the
@@ -140,13 +144,7 @@ pub fn encode_actor_poses<'a>(
             }
         }
     }
-    let body = scratch.len();
-    let entry = 1 + varint_len(body) + body;
-    out.reserve(4 + entry);
-    out.extend_from_slice(&(entry as u32).to_be_bytes());
-    out.push(0x12); // LogEntry.actor_poses = 2
-    put_varint(out, body);
-    out.extend_from_slice(scratch);
+    frame_entry(out, 0x12, scratch); // LogEntry.actor_poses = 2
 }
 
 /// The prost message of the same pose (for metadata and tests).
