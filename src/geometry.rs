@@ -272,6 +272,16 @@ impl Polyline {
         Some(Polyline { points, cum })
     }
 
+    /// The vertices.
+    pub fn points(&self) -> &[[f64; 2]] {
+        &self.points
+    }
+
+    /// Arc length at each vertex (0 at the first).
+    pub fn cum(&self) -> &[f64] {
+        &self.cum
+    }
+
     /// Total length (m).
     pub fn length(&self) -> f64 {
         self.cum[self.cum.len() - 1]

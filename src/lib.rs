@@ -13,6 +13,7 @@
 pub mod aggregate;
 pub mod alpasim_grpc;
 pub mod config;
+pub mod cuda;
 pub mod evaluate;
 pub mod fixtures;
 pub mod fsutil;

@@ -71,6 +71,14 @@ impl LaneIndex {
         (!lanes.is_empty()).then_some(LaneIndex { lanes })
     }
 
+    /// Every indexed lane: centre line, polygon (left boundary then right reversed, when both
+    /// exist) and bounding box (min x, min y, max x, max y).
+    pub fn lanes(&self) -> impl Iterator<Item = (&Polyline, Option<&[Point]>, [f64; 4])> {
+        self.lanes
+            .iter()
+            .map(|l| (&l.centerline, l.polygon.as_deref(), l.bbox))
+    }
+
     /// The lane at `p` best aligned with `heading`: (lane index, arc length, lane heading there).
     pub fn locate(&self, p: Point, heading: f64) -> Option<(usize, f64, f64)> {
         let mut best: Option<(usize, f64, f64, f64)> = None;

@@ -6,7 +6,7 @@
 //! controller tracks them with the vehicle model.
 
 use super::idm::{self, Body};
-use super::services::{DriverService, Observations, Plans, PLAN_POINTS};
+use super::services::{DeviceDriver, DriverService, Observations, Plans, PLAN_POINTS};
 use crate::state::{BatchState, SceneCtx};
 
 /// Which built-in driver controls the ego.
@@ -53,6 +53,9 @@ impl DriverService for LogReplayDriver {
     fn name(&self) -> &'static str {
         "log-replay"
     }
+    fn on_device(&self) -> Option<DeviceDriver> {
+        Some(DeviceDriver::Replay)
+    }
     fn drives(&self) -> bool {
         false
     }
@@ -68,6 +71,9 @@ pub struct ConstantVelocityDriver;
 impl DriverService for ConstantVelocityDriver {
     fn name(&self) -> &'static str {
         "constant-velocity"
+    }
+    fn on_device(&self) -> Option<DeviceDriver> {
+        Some(DeviceDriver::ConstantVelocity)
     }
     fn drives(&self) -> bool {
         true
@@ -96,6 +102,9 @@ pub struct IdmDriver;
 impl DriverService for IdmDriver {
     fn name(&self) -> &'static str {
         "idm"
+    }
+    fn on_device(&self) -> Option<DeviceDriver> {
+        Some(DeviceDriver::Idm)
     }
     fn drives(&self) -> bool {
         true

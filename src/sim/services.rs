@@ -26,6 +26,9 @@ pub enum StepError {
         /// last ego pose
         pose_us: i64,
     },
+    /// The CUDA backend failed (a driver call, or memory).
+    #[error("{0}")]
+    Device(String),
 }
 
 /// What the sensor hands the driver per rollout. Until rendering lands the observation is
@@ -73,6 +76,17 @@ impl Plans {
     }
 }
 
+/// The built-in drivers the CUDA kernels implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceDriver {
+    /// Log replay: never plans.
+    Replay,
+    /// Constant velocity.
+    ConstantVelocity,
+    /// IDM along the route.
+    Idm,
+}
+
 /// Renders (or, for now, describes) what the ego sees at each decision.
 pub trait SensorService: Send + Sync {
     /// Fills `obs` for the alive rollouts at their current time.
@@ -90,6 +104,11 @@ pub trait DriverService: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether this driver moves the ego after the takeover (log replay does not).
     fn drives(&self) -> bool;
+    /// The kernel implementing this driver on the CUDA backend (`None`: the driver runs on the
+    /// host and its plans are uploaded each step).
+    fn on_device(&self) -> Option<DeviceDriver> {
+        None
+    }
     /// How many rollouts should step together, when the driver knows better than the deploy
     /// capacity (an external driver: all the requests its servers accept at once).
     fn chunk_hint(&self) -> Option<usize> {

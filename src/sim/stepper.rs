@@ -318,7 +318,11 @@ pub fn run_chunk(
 }
 
 /// Ends the rollouts the driver failed or terminated, noting why in their traces.
-fn take_driver_verdicts(st: &mut BatchState, plans: &mut Plans, traces: &mut [RolloutTrace]) {
+pub(crate) fn take_driver_verdicts(
+    st: &mut BatchState,
+    plans: &mut Plans,
+    traces: &mut [RolloutTrace],
+) {
     for (r, trace) in traces.iter_mut().enumerate() {
         if let Some(e) = plans.failed[r].take() {
             trace.failure.get_or_insert(e);

@@ -4,6 +4,9 @@
 
 pub use crate::state::VehicleParams;
 
+/// Longest integration sub-step (s).
+pub const SUBSTEP_S: f64 = 0.01;
+
 /// Pose and speed of the box centre.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VehicleState {
@@ -24,7 +27,7 @@ pub fn step(s: VehicleState, accel: f64, steer: f64, p: &VehicleParams, dt_s: f6
     let delta = steer.clamp(-p.max_steer_rad, p.max_steer_rad);
     // Centre reference half-way along the wheelbase: slip angle β = atan(tan δ / 2).
     let beta = (delta.tan() / 2.0).atan();
-    let n = (dt_s / 0.01).ceil().max(1.0) as usize;
+    let n = (dt_s / SUBSTEP_S).ceil().max(1.0) as usize;
     let h = dt_s / n as f64;
     let mut s = s;
     for _ in 0..n {

@@ -1,0 +1,175 @@
+//! Backend equivalence: the same chunk stepped by the CPU backend and by the kernels (on a GPU or
+//! in the emulator), compared trace by trace — distances within a tolerance (1e-4 m by default),
+//! events (collisions, offroad, the 0/1 metrics) exactly. Used by the CI tests (emulator) and by
+//! `simulate gpu-check` (`make test-gpu`).
+
+use super::device::Device;
+use super::stepper::DeviceSession;
+use crate::runner::Traffic;
+use crate::sim::controller::PurePursuit;
+use crate::sim::evaluation::{Evaluator, METRICS, N_METRICS};
+use crate::sim::sensor::ClockedSensor;
+use crate::sim::services::DriverService;
+use crate::sim::stepper::{run_chunk, RolloutTrace, Services};
+use crate::sim_config::SimConfig;
+use crate::state::{BatchState, SceneCtx};
+
+/// Metrics compared exactly (0/1 or 0/0.5/1 values).
+pub const EVENT_METRICS: [&str; 9] = [
+    "collision_front",
+    "collision_lateral",
+    "collision_rear",
+    "collision_any",
+    "offroad",
+    "eval_relevant",
+    "ego_is_comfortable",
+    "driving_direction_compliance",
+    "ego_is_making_progress",
+];
+
+/// What a comparison found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Comparison {
+    /// Rollout-steps compared.
+    pub steps: usize,
+    /// Largest difference of a pose coordinate or continuous metric (inf/NaN must match).
+    pub max_abs_diff: f64,
+    /// Where it was: (metric or pose field, rollout, step).
+    pub worst: Option<(String, usize, usize)>,
+    /// Event metric values that differ: (metric, rollout, step, cpu, kernels).
+    pub event_mismatches: Vec<(String, usize, usize, f64, f64)>,
+    /// Structural differences (step counts, failures, plans).
+    pub structure: Vec<String>,
+    /// Rollout-steps with a collision (so a test can tell it exercised them).
+    pub collision_steps: usize,
+    /// Rollout-steps off the road.
+    pub offroad_steps: usize,
+}
+
+impl Comparison {
+    /// True when everything agrees within `tol` and events exactly.
+    pub fn agrees(&self, tol: f64) -> bool {
+        self.max_abs_diff <= tol && self.event_mismatches.is_empty() && self.structure.is_empty()
+    }
+
+    fn value(&mut self, what: &str, r: usize, k: usize, a: f64, b: f64) {
+        let d = if a.is_nan() && b.is_nan() || a == b {
+            0.0
+        } else {
+            (a - b).abs()
+        };
+        let d = if d.is_nan() { f64::INFINITY } else { d };
+        if d > self.max_abs_diff {
+            self.max_abs_diff = d;
+            self.worst = Some((what.to_string(), r, k));
+        }
+    }
+}
+
+/// Steps every rollout of `members` on the CPU and with the kernels on `device`, and compares.
+pub fn compare(
+    device: &Device,
+    scenes: &[SceneCtx],
+    members: &[(u32, u32)],
+    cfg: &SimConfig,
+    driver: &dyn DriverService,
+    traffic: Traffic,
+) -> Result<Comparison, String> {
+    let sensor = ClockedSensor::new(cfg);
+    let evaluator = Evaluator::new(cfg);
+    let services = Services {
+        sensor: &sensor,
+        driver,
+        controller: &PurePursuit,
+        traffic: traffic.service(),
+        evaluation: &evaluator,
+    };
+    let dt_us = cfg.control_timestep_us as i64;
+    let reactive = services.traffic.reactive();
+    let mut st_cpu = BatchState::new(scenes, members, cfg, reactive);
+    let mut st_dev = st_cpu.clone();
+    let (cpu, _, cpu_counts) =
+        run_chunk(&mut st_cpu, scenes, services, dt_us, true, None).map_err(|e| e.to_string())?;
+    let session = DeviceSession::new(device, scenes, cfg).map_err(|e| e.to_string())?;
+    let (dev, _, dev_counts, _) = session
+        .run_chunk(&mut st_dev, scenes, services, true, None)
+        .map_err(|e| e.to_string())?;
+    let mut c = Comparison::default();
+    if cpu_counts != dev_counts {
+        c.structure.push(format!(
+            "counts: cpu {cpu_counts:?}, kernels {dev_counts:?}"
+        ));
+    }
+    for (r, (a, b)) in cpu.iter().zip(&dev).enumerate() {
+        compare_trace(&mut c, r, a, b);
+    }
+    Ok(c)
+}
+
+fn compare_trace(c: &mut Comparison, r: usize, a: &RolloutTrace, b: &RolloutTrace) {
+    if a.times_us != b.times_us {
+        c.structure.push(format!(
+            "rollout {r}: {} steps on the CPU, {} with the kernels",
+            a.times_us.len(),
+            b.times_us.len()
+        ));
+        return;
+    }
+    if a.failure != b.failure || a.terminated != b.terminated {
+        c.structure.push(format!("rollout {r}: ended differently"));
+    }
+    let events: Vec<bool> = METRICS.iter().map(|m| EVENT_METRICS.contains(m)).collect();
+    let n_agents = a.agents.len() / a.times_us.len().max(1);
+    for k in 0..a.times_us.len() {
+        c.steps += 1;
+        for (f, name) in ["x", "y", "yaw", "speed", "plan_x", "plan_y"]
+            .iter()
+            .enumerate()
+        {
+            c.value(&format!("ego {name}"), r, k, a.ego[k][f], b.ego[k][f]);
+        }
+        for j in 0..n_agents {
+            let (pa, pb) = (a.agents[k * n_agents + j], b.agents[k * n_agents + j]);
+            for f in 0..4 {
+                c.value("agent pose", r, k, pa[f], pb[f]);
+            }
+        }
+        for m in 0..N_METRICS {
+            let (x, y) = (a.metrics[k * N_METRICS + m], b.metrics[k * N_METRICS + m]);
+            if events[m] {
+                if !(x == y || x.is_nan() && y.is_nan()) {
+                    c.event_mismatches
+                        .push((METRICS[m].to_string(), r, k, x, y));
+                }
+            } else {
+                c.value(METRICS[m], r, k, x, y);
+            }
+        }
+        if a.metrics[k * N_METRICS + 3] == 1.0 {
+            c.collision_steps += 1;
+        }
+        if a.metrics[k * N_METRICS + 4] == 1.0 {
+            c.offroad_steps += 1;
+        }
+    }
+    if a.plans.len() != b.plans.len() {
+        c.structure.push(format!(
+            "rollout {r}: {} plans on the CPU, {} with the kernels",
+            a.plans.len(),
+            b.plans.len()
+        ));
+    } else {
+        for (pa, pb) in a.plans.iter().zip(&b.plans) {
+            if pa.0 != pb.0 {
+                c.structure
+                    .push(format!("rollout {r}: plans at other steps"));
+                break;
+            }
+            for (p, q) in pa.1.iter().zip(&pb.1) {
+                // Plans are logged as f32: compare at that precision.
+                c.value("plan point", r, pa.0 as usize, p[0], q[0]);
+                c.value("plan point", r, pa.0 as usize, p[1], q[1]);
+            }
+        }
+    }
+}
