@@ -58,8 +58,10 @@ fn nuplan_case_scenes(cfg: &SimConfig) -> Vec<SceneCtx> {
 #[test]
 fn emulated_kernels_match_the_cpu_backend_on_nuplans_metric_cases() {
     let dev = Device::emulated().expect("the kernel emulator needs a C++ compiler (g++)");
-    let mut cfg = SimConfig::default();
-    cfg.time_start_offset_us = 0;
+    let mut cfg = SimConfig {
+        time_start_offset_us: 0,
+        ..SimConfig::default()
+    };
     cfg.evaluation.ttc_horizon_s = 5.0;
     let scenes = nuplan_case_scenes(&cfg);
     assert_eq!(scenes.len(), 5);
