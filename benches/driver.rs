@@ -74,6 +74,7 @@ fn main() {
         let out = root.path().join(format!("run-{n}"));
         let start = Instant::now();
         let o = runner::run(&RunOptions {
+            backend: drivekit::cuda::Backend::Cpu,
             scenes_dir: scenes.clone(),
             run_dir: out,
             config: cfg,

@@ -37,6 +37,7 @@ fn main() {
     .unwrap();
     let t = Instant::now();
     runner::run(&RunOptions {
+        backend: drivekit::cuda::Backend::Cpu,
         scenes_dir: scenes.clone(),
         run_dir: run.clone(),
         config: cfg,

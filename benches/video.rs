@@ -95,6 +95,7 @@ fn main() {
         let t = Instant::now();
         pool.install(|| {
             runner::run(&RunOptions {
+                backend: drivekit::cuda::Backend::Cpu,
                 scenes_dir: scenes.clone(),
                 run_dir: out,
                 config: SimConfig {

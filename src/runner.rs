@@ -24,6 +24,7 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 
+use crate::cuda::stepper::DeviceSession;
 use crate::fixtures::uuid_from;
 use crate::fsutil::{self, Durability};
 use crate::metrics::registry;
@@ -68,6 +69,9 @@ pub enum RunnerError {
     /// The external driver cannot be reached or configured.
     #[error(transparent)]
     Driver(#[from] crate::sim::external::ExternalError),
+    /// `--backend cuda` (or `cuda-emulated`) cannot run here.
+    #[error(transparent)]
+    Backend(#[from] crate::cuda::device::CudaError),
     /// I/O on the run dir.
     #[error("{path}: {source}")]
     Io {
@@ -190,6 +194,8 @@ pub struct RunOptions {
     pub video: crate::video::VideoMode,
     /// Frame size and scale of the videos.
     pub view: crate::video::render::View,
+    /// Which backend steps the rollouts.
+    pub backend: crate::cuda::Backend,
 }
 
 /// What a shard run did.
@@ -281,6 +287,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
         (None, Some(d)) => d,
         (None, None) => unreachable!("every driver but External is built in"),
     };
+    let backend = opts.backend.choose()?;
     let started = std::time::Instant::now();
     let sampler = Sampler::start();
     let run = &opts.run_dir;
@@ -292,7 +299,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
         resolved.to_yaml().as_bytes(),
     )
     .map_err(io_err(run))?;
-    let meta = run_metadata(run, &opts.run_name)?;
+    let meta = run_metadata(run, &opts.run_name, &backend)?;
     let logs = run.join("txt-logs");
     fs::create_dir_all(&logs).map_err(io_err(&logs))?;
     let log_path = logs.join(format!(
@@ -341,7 +348,12 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     if let Some(e) = &external {
         let _ = writeln!(log, "external driver: {}", e.versions());
     }
-    let (times, counts, written, mut telemetry) = simulate_scenes(opts, driver, &meta, &ctxs)?;
+    let _ = writeln!(log, "{}", backend.describe());
+    if opts.progress {
+        eprintln!("{}", backend.describe());
+    }
+    let (times, counts, written, mut telemetry) =
+        simulate_scenes(opts, driver, &meta, &ctxs, &backend)?;
     for (ci, r) in written.into_iter().enumerate() {
         results[ctx_of_pick[ci]] = Some(r);
     }
@@ -561,6 +573,40 @@ fn perturbation_json(st: &BatchState, r: usize, scene: &Scene) -> String {
     serde_json::to_string(&drawn).expect("plain data")
 }
 
+/// Most rollouts stepped together on a device (64K rollouts × 32 agents take ≈ 1 GiB).
+pub const DEVICE_CHUNK: usize = 65_536;
+
+/// Hands a chunk's traces to the writer (or its failure); returns its times and counts.
+fn deliver(
+    tx: &mpsc::Sender<ToWriter>,
+    st: &BatchState,
+    ctxs: &[SceneCtx],
+    part: &[(u32, u32)],
+    result: Result<(Vec<RolloutTrace>, ServiceTimes, StepCounts), crate::sim::services::StepError>,
+) -> (ServiceTimes, StepCounts) {
+    match result {
+        Ok((traces, times, counts)) => {
+            for (r, trace) in traces.into_iter().enumerate() {
+                let scene = st.scene[r] as usize;
+                let _ = tx.send(ToWriter::Done(Box::new(Finished {
+                    scene,
+                    rollout: st.rollout[r],
+                    seed: st.seed[r],
+                    perturbation: perturbation_json(st, r, &ctxs[scene].scene),
+                    trace,
+                })));
+            }
+            (times, counts)
+        }
+        Err(e) => {
+            let mut scenes: Vec<usize> = part.iter().map(|(s, _)| *s as usize).collect();
+            scenes.dedup();
+            let _ = tx.send(ToWriter::Failed(scenes, e.to_string()));
+            (ServiceTimes::default(), StepCounts::default())
+        }
+    }
+}
+
 /// Steps every rollout of `ctxs` and writes their batches; returns per-scene results.
 #[allow(clippy::type_complexity)]
 fn simulate_scenes(
@@ -568,15 +614,21 @@ fn simulate_scenes(
     driver: &dyn DriverService,
     meta: &RunMetadata,
     ctxs: &[SceneCtx],
+    backend: &crate::cuda::Chosen,
 ) -> Result<(ServiceTimes, StepCounts, Vec<SceneResult>, Telemetry), RunnerError> {
     let n_rollouts = opts.config.n_rollouts;
     let members: Vec<(u32, u32)> = (0..ctxs.len() as u32)
         .flat_map(|s| (0..n_rollouts).map(move |r| (s, r)))
         .collect();
-    // I/O-bound drivers want their rollouts in flight at once.
-    let chunk = match driver.chunk_hint() {
-        Some(n) => n.min(members.len()).max(1),
-        None => chunk_size(&opts.config, members.len(), rayon::current_num_threads()),
+    let session = match backend.device() {
+        Some(d) => Some(DeviceSession::new(d, ctxs, &opts.config)?),
+        None => None,
+    };
+    // I/O-bound drivers want their rollouts in flight at once; a GPU wants all of them.
+    let chunk = match (driver.chunk_hint(), &session) {
+        (Some(n), _) => n.min(members.len()).max(1),
+        (None, Some(_)) => members.len().clamp(1, DEVICE_CHUNK),
+        (None, None) => chunk_size(&opts.config, members.len(), rayon::current_num_threads()),
     };
     let sensor = ClockedSensor::new(&opts.config);
     let evaluator = Evaluator::new(&opts.config);
@@ -598,43 +650,50 @@ fn simulate_scenes(
     let pending = std::sync::atomic::AtomicUsize::new(members.len().div_ceil(chunk));
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| writer_loop(opts, meta, ctxs, &models, rx));
-        let per_chunk: Vec<(ServiceTimes, StepCounts, Telemetry)> = members
-            .par_chunks(chunk)
-            .map_with(tx, |tx, part| {
-                let depth = pending
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
-                    .saturating_sub(1);
-                let mut tel = Telemetry::default();
-                let probe = stepper::Probe {
-                    telemetry: &mut tel,
-                    queue_depth: depth,
-                };
-                let mut st = BatchState::new(ctxs, part, &opts.config, services.traffic.reactive());
-                match stepper::run_chunk(&mut st, ctxs, services, dt_us, true, Some(probe)) {
-                    Ok((traces, times, counts)) => {
-                        for (r, trace) in traces.into_iter().enumerate() {
-                            let scene = st.scene[r] as usize;
-                            let _ = tx.send(ToWriter::Done(Box::new(Finished {
-                                scene,
-                                rollout: st.rollout[r],
-                                seed: st.seed[r],
-                                perturbation: perturbation_json(&st, r, &ctxs[scene].scene),
-                                trace,
-                            })));
-                        }
-                        bar.inc(part.len() as u64);
-                        (times, counts, tel)
-                    }
-                    Err(e) => {
-                        let mut scenes: Vec<usize> =
-                            part.iter().map(|(s, _)| *s as usize).collect();
-                        scenes.dedup();
-                        let _ = tx.send(ToWriter::Failed(scenes, e.to_string()));
-                        (ServiceTimes::default(), StepCounts::default(), tel)
-                    }
-                }
-            })
-            .collect();
+        let per_chunk: Vec<(ServiceTimes, StepCounts, Telemetry)> = match &session {
+            // One device: its chunks run one after another (each fills the GPU).
+            Some(session) => members
+                .chunks(chunk)
+                .map(|part| {
+                    let depth = pending
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+                        .saturating_sub(1);
+                    let mut tel = Telemetry::default();
+                    let probe = stepper::Probe {
+                        telemetry: &mut tel,
+                        queue_depth: depth,
+                    };
+                    let mut st =
+                        BatchState::new(ctxs, part, &opts.config, services.traffic.reactive());
+                    let r = session
+                        .run_chunk(&mut st, ctxs, services, true, Some(probe))
+                        .map(|(traces, times, counts, _)| (traces, times, counts));
+                    let (times, counts) = deliver(&tx, &st, ctxs, part, r);
+                    bar.inc(part.len() as u64);
+                    (times, counts, tel)
+                })
+                .collect(),
+            None => members
+                .par_chunks(chunk)
+                .map_with(tx.clone(), |tx, part| {
+                    let depth = pending
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+                        .saturating_sub(1);
+                    let mut tel = Telemetry::default();
+                    let probe = stepper::Probe {
+                        telemetry: &mut tel,
+                        queue_depth: depth,
+                    };
+                    let mut st =
+                        BatchState::new(ctxs, part, &opts.config, services.traffic.reactive());
+                    let r = stepper::run_chunk(&mut st, ctxs, services, dt_us, true, Some(probe));
+                    let (times, counts) = deliver(tx, &st, ctxs, part, r);
+                    bar.inc(part.len() as u64);
+                    (times, counts, tel)
+                })
+                .collect(),
+        };
+        drop(tx);
         bar.finish_and_clear();
         let (written, writer_telemetry) =
             writer.join().expect("the writer thread does not panic")?;
@@ -745,7 +804,11 @@ fn rx_depth(pending: &BTreeMap<usize, Vec<Option<Finished>>>) -> usize {
 }
 
 /// Reads the run's metadata, or creates it (first shard wins; the others read it).
-fn run_metadata(run: &Path, run_name: &str) -> Result<RunMetadata, RunnerError> {
+fn run_metadata(
+    run: &Path,
+    run_name: &str,
+    backend: &crate::cuda::Chosen,
+) -> Result<RunMetadata, RunnerError> {
     let path = run.join(run_dir::RUN_METADATA);
     if !path.exists() {
         let nanos = std::time::SystemTime::now()
@@ -761,6 +824,7 @@ fn run_metadata(run: &Path, run_name: &str) -> Result<RunMetadata, RunnerError> 
             host: String,
             started_unix_s: u64,
             backend: &'a str,
+            backend_device: String,
         }
         let host = fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -771,7 +835,11 @@ fn run_metadata(run: &Path, run_name: &str) -> Result<RunMetadata, RunnerError> 
             drivekit_version: env!("CARGO_PKG_VERSION"),
             host,
             started_unix_s: (nanos / 1_000_000_000) as u64,
-            backend: "cpu",
+            backend: backend.name(),
+            backend_device: match backend.device() {
+                Some(d) => d.description.clone(),
+                None => format!("{} CPU threads", rayon::current_num_threads()),
+            },
         };
         let text = serde_norway::to_string(&meta).expect("plain data");
         let tmp = fsutil::temp_path(&path);

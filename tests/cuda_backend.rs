@@ -3,7 +3,9 @@
 //! emulator, steps the bundled scenes exactly as the Rust CPU backend does, for every built-in
 //! driver and traffic model. With a GPU, `make test-gpu` runs the same comparisons on it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+mod util;
 
 use drivekit::cuda::check::compare;
 use drivekit::cuda::device::Device;
@@ -35,7 +37,7 @@ fn fixture_scenes(cfg: &SimConfig) -> Vec<SceneCtx> {
 /// nuPlan's metric test cases (motional/nuplan-devkit, copied to shared/data): rear-ended,
 /// front and lateral collisions with both classes of fault, and TTC within 5 s.
 fn nuplan_case_scenes(cfg: &SimConfig) -> Vec<SceneCtx> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nuplan_metric_cases");
+    let root = util::shared_data().join("nuplan_metric_cases");
     let mut out = Vec::new();
     for dir in [
         "time_to_collision_within_bound",
@@ -138,4 +140,148 @@ fn emulated_kernels_match_the_cpu_backend_on_every_bundled_scene() {
         }
     }
     assert!(collisions > 0, "the comparison must include collisions");
+}
+
+fn run_dir_batches(run: &Path) -> Vec<PathBuf> {
+    let mut v = util::files_named(&run.join("rollouts"), "metrics.parquet");
+    v.sort();
+    v
+}
+
+#[test]
+fn simulate_with_the_emulated_kernels_writes_the_cpu_backends_metrics_parquet() {
+    let d = tempfile::tempdir().unwrap();
+    let (cpu, emu) = (d.path().join("cpu"), d.path().join("emu"));
+    let args = |out: &Path, backend: &str| {
+        util::bin(
+            "simulate",
+            &[
+                "run",
+                "--out",
+                out.to_str().unwrap(),
+                "--driver",
+                "idm",
+                "--traffic",
+                "idm",
+                "--rollouts",
+                "2",
+                "--video",
+                "none",
+                "--quiet",
+                "--backend",
+                backend,
+            ],
+        )
+    };
+    let o = args(&cpu, "cpu");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta = std::fs::read_to_string(cpu.join("run_metadata.yaml")).unwrap();
+    assert!(meta.contains("backend: cpu\n"), "{meta}");
+    // Same run identity, so the files must be the same bytes.
+    std::fs::create_dir_all(&emu).unwrap();
+    std::fs::write(emu.join("run_metadata.yaml"), &meta).unwrap();
+    let o = args(&emu, "cuda-emulated");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = std::fs::read_to_string(emu.join("txt-logs/shard-0-of-1.log")).unwrap();
+    assert!(
+        log.contains("backend cuda-emulated: kernel emulator"),
+        "{log}"
+    );
+    let (a, b) = (run_dir_batches(&cpu), run_dir_batches(&emu));
+    assert_eq!(a.len(), 6);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            std::fs::read(x).unwrap(),
+            std::fs::read(y).unwrap(),
+            "{} differs",
+            y.display()
+        );
+    }
+}
+
+fn gpu_present() -> bool {
+    Device::cuda().is_ok()
+}
+
+#[test]
+fn without_a_gpu_auto_falls_back_and_cuda_fails_clearly() {
+    if gpu_present() {
+        eprintln!("SKIPPED: this machine has a GPU; `make test-gpu` covers it");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let run = |backend: &str, out: &str| {
+        util::bin(
+            "simulate",
+            &[
+                "run",
+                "--out",
+                d.path().join(out).to_str().unwrap(),
+                "--rollouts",
+                "1",
+                "--video",
+                "none",
+                "--backend",
+                backend,
+            ],
+        )
+    };
+    let o = run("cuda", "cuda");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("CUDA unavailable"), "{err}");
+    assert!(
+        !d.path().join("cuda/rollouts").exists(),
+        "nothing is written when the backend cannot run"
+    );
+    let o = run("auto", "auto");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta = std::fs::read_to_string(d.path().join("auto/run_metadata.yaml")).unwrap();
+    assert!(meta.contains("backend: cpu\n"), "{meta}");
+    let log = std::fs::read_to_string(d.path().join("auto/txt-logs/shard-0-of-1.log")).unwrap();
+    assert!(log.contains("CUDA not used: CUDA unavailable"), "{log}");
+    // gpu-check skips with a message, or fails when a GPU is required.
+    let o = util::bin("simulate", &["gpu-check"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("SKIPPED: no usable GPU"));
+    let o = util::bin("simulate", &["gpu-check", "--require-gpu"]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn gpu_check_and_bench_run_on_the_emulator() {
+    let o = util::bin(
+        "simulate",
+        &["gpu-check", "--backend", "cuda-emulated", "--rollouts", "1"],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(out.matches("\nok  ").count(), 6, "{out}");
+    let o = util::bin(
+        "simulate",
+        &[
+            "bench-backends",
+            "--backend",
+            "cuda-emulated",
+            "--rollouts",
+            "16",
+            "--steps",
+            "5",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" M ")).count(),
+        2,
+        "{out}"
+    );
 }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use drivekit::cuda::device::Device;
+use drivekit::cuda::Backend;
 use drivekit::runner::{self, LogCompression, RunOptions, Shard, Traffic};
 use drivekit::scene::{self, Scene};
 use drivekit::sim::driver::Driver;
@@ -24,6 +26,42 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check the CUDA kernels against the CPU backend on a directory of scenes: every built-in
+    /// driver × traffic model, distances within --tolerance, events exactly (`make test-gpu`).
+    /// Without a GPU it says so and exits 0 (or 2 with --require-gpu).
+    GpuCheck {
+        /// Directory of .dkscene files.
+        #[arg(long, default_value = "fixtures/scenes")]
+        scenes: PathBuf,
+        /// Where the kernels run.
+        #[arg(long, value_enum, default_value = "cuda")]
+        backend: KernelBackendArg,
+        /// Rollouts per scene (seeded perturbations differ per rollout).
+        #[arg(long, default_value_t = 4)]
+        rollouts: u32,
+        /// Largest difference allowed for poses and distances (m).
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f64,
+        /// Fail (exit 2) when no GPU is found instead of skipping.
+        #[arg(long)]
+        require_gpu: bool,
+    },
+    /// Benchmark the kernels against the CPU backend on the same procedural workload (32 actors
+    /// per rollout, every metric): agent-steps/s at each rollout count (`make bench-gpu`).
+    BenchBackends {
+        /// Concurrent rollouts, comma-separated.
+        #[arg(long, default_value = "1000,16000,64000", value_delimiter = ',')]
+        rollouts: Vec<usize>,
+        /// Control steps per rollout.
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        /// Where the kernels run.
+        #[arg(long, value_enum, default_value = "cuda")]
+        backend: KernelBackendArg,
+        /// Measure the kernels only.
+        #[arg(long)]
+        skip_cpu: bool,
+    },
     /// Simulate this shard's scenes into a run dir (rollout.asl, metrics.parquet, _complete per
     /// batch). Rollouts of all scenes are stepped together in chunks across all cores.
     Run {
@@ -72,6 +110,12 @@ enum Command {
         /// Video frame size (px, square, even).
         #[arg(long, default_value_t = 256)]
         video_size: usize,
+        /// Which backend steps the rollouts: auto (CUDA when a usable GPU, driver and NVRTC are
+        /// found, else the CPU; the choice is logged and written to run_metadata.yaml), cpu, cuda
+        /// (fail without a GPU), or cuda-emulated (the CUDA kernels compiled as C++ on one core,
+        /// for checking them without a GPU; needs g++).
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendArg,
         /// Video scale (metres per pixel).
         #[arg(long, default_value_t = 0.25)]
         video_scale: f64,
@@ -145,6 +189,46 @@ enum CompressionArg {
     None,
     /// rollout.asl.xz (liblzma); `asl` and drivekit's readers open it transparently.
     Xz,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// CUDA when usable, else the CPU.
+    Auto,
+    /// The CPU backend on every core.
+    Cpu,
+    /// The CUDA kernels on GPU 0.
+    Cuda,
+    /// The CUDA kernels compiled as C++, on one core.
+    CudaEmulated,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Backend {
+        match b {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Cpu => Backend::Cpu,
+            BackendArg::Cuda => Backend::Cuda,
+            BackendArg::CudaEmulated => Backend::CudaEmulated,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KernelBackendArg {
+    /// The CUDA kernels on GPU 0.
+    Cuda,
+    /// The CUDA kernels compiled as C++, on one core.
+    CudaEmulated,
+}
+
+impl From<KernelBackendArg> for Backend {
+    fn from(b: KernelBackendArg) -> Backend {
+        match b {
+            KernelBackendArg::Cuda => Backend::Cuda,
+            KernelBackendArg::CudaEmulated => Backend::CudaEmulated,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -246,6 +330,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             video,
             video_size,
             video_scale,
+            backend,
         } => {
             anyhow::ensure!(
                 video_size >= 16 && video_size % 2 == 0 && video_size <= 4096,
@@ -285,6 +370,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     .unwrap_or(Shard { index: 0, count: 1 }),
             };
             let opts = RunOptions {
+                backend: backend.into(),
                 scenes_dir: scenes,
                 run_dir: out.clone(),
                 config: cfg,
@@ -391,6 +477,152 @@ fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         Command::SceneInfo { file } => println!("{}", summary(&Scene::load(&file)?)),
+        Command::GpuCheck {
+            scenes,
+            backend,
+            rollouts,
+            tolerance,
+            require_gpu,
+        } => return gpu_check(&scenes, backend.into(), rollouts, tolerance, require_gpu),
+        Command::BenchBackends {
+            rollouts,
+            steps,
+            backend,
+            skip_cpu,
+        } => bench_backends(&rollouts, steps, backend.into(), skip_cpu)?,
+    }
+    Ok(())
+}
+
+/// The kernels' device, or why there is none (`None` after printing the skip message).
+fn kernel_device(backend: Backend, require_gpu: bool) -> anyhow::Result<Option<Device>> {
+    match backend.choose() {
+        Ok(c) => match c {
+            drivekit::cuda::Chosen::Kernels(d) => Ok(Some(d)),
+            drivekit::cuda::Chosen::Cpu(_) => {
+                unreachable!("cuda and cuda-emulated never fall back")
+            }
+        },
+        Err(e) if !require_gpu && matches!(backend, Backend::Cuda) => {
+            println!("SKIPPED: no usable GPU here ({e}); nothing was checked");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn gpu_check(
+    dir: &std::path::Path,
+    backend: Backend,
+    rollouts: u32,
+    tolerance: f64,
+    require_gpu: bool,
+) -> anyhow::Result<()> {
+    let Some(dev) = kernel_device(backend, require_gpu)? else {
+        if require_gpu {
+            std::process::exit(2);
+        }
+        return Ok(());
+    };
+    println!("kernels on {}", dev.description);
+    let cfg = drivekit::sim_config::SimConfig::default();
+    let mut scenes = Vec::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dkscene"))
+        .collect();
+    paths.sort();
+    for p in &paths {
+        let s = Scene::load(p)?;
+        let id = s.scene_id.clone();
+        match drivekit::state::SceneCtx::new(s, &cfg, "check".into()) {
+            Ok(c) => scenes.push(c),
+            Err(e) => eprintln!("{id}: skipped: {e}"),
+        }
+    }
+    anyhow::ensure!(!scenes.is_empty(), "{}: no scenes to check", dir.display());
+    let members: Vec<(u32, u32)> = (0..scenes.len() as u32)
+        .flat_map(|s| (0..rollouts).map(move |r| (s, r)))
+        .collect();
+    let mut failed = 0;
+    for driver in [Driver::LogReplay, Driver::ConstantVelocity, Driver::Idm] {
+        for traffic in [Traffic::LogReplay, Traffic::Idm] {
+            let d = driver.builtin().expect("built in");
+            let c = drivekit::cuda::check::compare(&dev, &scenes, &members, &cfg, d, traffic)
+                .map_err(anyhow::Error::msg)?;
+            let ok = c.agrees(tolerance);
+            failed += usize::from(!ok);
+            println!(
+                "{} {:<17} traffic {:<10} {} rollout-steps, max |Δ| {:.2e}{}, {} event mismatches, {} collision / {} offroad steps",
+                if ok { "ok  " } else { "FAIL" },
+                d.name(),
+                traffic.service().name(),
+                c.steps,
+                c.max_abs_diff,
+                c.worst
+                    .as_ref()
+                    .map(|(w, r, k)| format!(" ({w}, rollout {r}, step {k})"))
+                    .unwrap_or_default(),
+                c.event_mismatches.len(),
+                c.collision_steps,
+                c.offroad_steps
+            );
+            for s in c.structure.iter().take(5) {
+                println!("     {s}");
+            }
+            for (m, r, k, a, b) in c.event_mismatches.iter().take(5) {
+                println!("     {m} rollout {r} step {k}: cpu {a}, kernels {b}");
+            }
+        }
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of 6 combinations differ from the CPU backend"
+    );
+    println!("the kernels agree with the CPU backend (tolerance {tolerance:e} m, events exact)");
+    Ok(())
+}
+
+fn bench_backends(
+    rollouts: &[usize],
+    steps: usize,
+    backend: Backend,
+    skip_cpu: bool,
+) -> anyhow::Result<()> {
+    let Some(dev) = kernel_device(backend, false)? else {
+        return Ok(());
+    };
+    println!(
+        "kernels on {}; CPU backend on {} threads; {steps} steps, 32 actors per rollout",
+        dev.description,
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<26} {:>9} {:>16} {:>16} {:>8} {:>14}",
+        "workload", "rollouts", "CPU agent-st/s", "kernels ag-st/s", "ratio", "device B/rollout"
+    );
+    for (name, driver, traffic) in [
+        ("log-replay + replay", Driver::LogReplay, Traffic::LogReplay),
+        ("idm driver + idm traffic", Driver::Idm, Traffic::Idm),
+    ] {
+        let rows = drivekit::cuda::bench::run(&dev, rollouts, steps, driver, traffic, skip_cpu)
+            .map_err(anyhow::Error::msg)?;
+        for r in rows {
+            let fmt = |v: f64| format!("{:.1} M", v / 1e6);
+            println!(
+                "{:<26} {:>9} {:>16} {:>16} {:>8} {:>14.0}",
+                name,
+                r.rollouts,
+                r.cpu_per_s.map(fmt).unwrap_or_else(|| "-".into()),
+                fmt(r.kernels_per_s),
+                r.cpu_per_s
+                    .map(|c| format!("{:.1}×", r.kernels_per_s / c))
+                    .unwrap_or_else(|| "-".into()),
+                r.device_bytes_per_rollout
+            );
+        }
     }
     Ok(())
 }

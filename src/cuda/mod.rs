@@ -7,9 +7,82 @@
 //! point loops over the threads one after another. Tests run it against the Rust CPU backend on
 //! every CI run, so the kernels' logic is checked where there is no GPU.
 
+pub mod bench;
 pub mod check;
 pub mod device;
 pub mod nvrtc;
 pub mod source;
 pub mod stepper;
 pub mod tables;
+
+use device::{CudaError, Device};
+
+/// Which backend steps the simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// CUDA when a usable GPU (driver, device and NVRTC) is found, else the CPU.
+    #[default]
+    Auto,
+    /// The Rust CPU backend, on every core.
+    Cpu,
+    /// The CUDA kernels on GPU 0 (an error when there is none).
+    Cuda,
+    /// The CUDA kernels compiled as C++ and run on one CPU core (needs a C++ compiler): for
+    /// checking the kernels where there is no GPU.
+    CudaEmulated,
+}
+
+/// The backend a run uses, after probing.
+pub enum Chosen {
+    /// The CPU backend; with `auto`, why CUDA was not used.
+    Cpu(Option<String>),
+    /// A device running the kernels.
+    Kernels(Device),
+}
+
+impl Chosen {
+    /// Name written to run_metadata.yaml: `cpu`, `cuda` or `cuda-emulated`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Chosen::Cpu(_) => "cpu",
+            Chosen::Kernels(d) if d.is_gpu() => "cuda",
+            Chosen::Kernels(_) => "cuda-emulated",
+        }
+    }
+
+    /// One line for logs: the backend and the device (or why CUDA is not used).
+    pub fn describe(&self) -> String {
+        match self {
+            Chosen::Cpu(None) => format!("backend cpu ({} threads)", rayon::current_num_threads()),
+            Chosen::Cpu(Some(why)) => format!(
+                "backend cpu ({} threads; CUDA not used: {why})",
+                rayon::current_num_threads()
+            ),
+            Chosen::Kernels(d) => format!("backend {}: {}", self.name(), d.description),
+        }
+    }
+
+    /// The device, when the kernels run.
+    pub fn device(&self) -> Option<&Device> {
+        match self {
+            Chosen::Kernels(d) => Some(d),
+            Chosen::Cpu(_) => None,
+        }
+    }
+}
+
+impl Backend {
+    /// Probes and picks: `auto` falls back to the CPU (saying why), `cuda` and `cuda-emulated`
+    /// fail when they cannot run.
+    pub fn choose(self) -> Result<Chosen, CudaError> {
+        match self {
+            Backend::Cpu => Ok(Chosen::Cpu(None)),
+            Backend::Cuda => Device::cuda().map(Chosen::Kernels),
+            Backend::CudaEmulated => Device::emulated().map(Chosen::Kernels),
+            Backend::Auto => Ok(match Device::cuda() {
+                Ok(d) => Chosen::Kernels(d),
+                Err(e) => Chosen::Cpu(Some(e.to_string())),
+            }),
+        }
+    }
+}

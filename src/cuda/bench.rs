@@ -1,0 +1,128 @@
+//! The backend benchmark behind `simulate bench-backends` (`make bench-gpu`): agent-steps per
+//! second of the CPU backend (every core) and of the kernels (GPU or emulator) on the same
+//! procedural workload — 32 actors per rollout (the ego and 31 vehicles on a 3-lane road), every
+//! per-step metric — at several numbers of concurrent rollouts, measured in the same run. The
+//! kernels' figure is pure stepping with the state on the device: per step only the decisions
+//! and the metric values cross to the host.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::device::Device;
+use super::stepper::DeviceSession;
+use crate::runner::{chunk_size, Traffic};
+use crate::scene::procedural::{generate, ProceduralSpec};
+use crate::sim::controller::PurePursuit;
+use crate::sim::driver::Driver;
+use crate::sim::evaluation::Evaluator;
+use crate::sim::sensor::ClockedSensor;
+use crate::sim::stepper::{run_chunk, Services};
+use crate::sim_config::SimConfig;
+use crate::state::{BatchState, SceneCtx};
+
+/// Distinct procedural scenes the rollouts are spread over.
+pub const SCENES: usize = 8;
+
+/// One measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BenchRow {
+    /// Concurrent rollouts.
+    pub rollouts: usize,
+    /// Agent-steps simulated (per backend).
+    pub agent_steps: u64,
+    /// CPU backend, agent-steps per second (None: not measured).
+    pub cpu_per_s: Option<f64>,
+    /// Kernels, agent-steps per second.
+    pub kernels_per_s: f64,
+    /// Device bytes per rollout (chunk state plus its share of the scene tables).
+    pub device_bytes_per_rollout: f64,
+}
+
+/// The procedural scenes of the benchmark, long enough for `steps` control steps.
+pub fn scenes(cfg: &SimConfig, steps: usize) -> Vec<SceneCtx> {
+    (0..SCENES as u64)
+        .map(|seed| {
+            let s = generate(&ProceduralSpec {
+                seed,
+                agents: 32,
+                lanes: 3,
+                duration_s: (steps as f64 + 3.0) / 10.0,
+            });
+            SceneCtx::new(s, cfg, format!("bench-{seed}")).expect("procedural scenes fit")
+        })
+        .collect()
+}
+
+fn members(rollouts: usize) -> Vec<(u32, u32)> {
+    (0..rollouts)
+        .map(|i| ((i % SCENES) as u32, (i / SCENES) as u32))
+        .collect()
+}
+
+/// Measures `driver` + `traffic` at each rollout count: the CPU backend on every core of the
+/// current rayon pool (unless `skip_cpu`), then the kernels on `device`.
+pub fn run(
+    device: &Device,
+    rollouts: &[usize],
+    steps: usize,
+    driver: Driver,
+    traffic: Traffic,
+    skip_cpu: bool,
+) -> Result<Vec<BenchRow>, String> {
+    let cfg = SimConfig::default();
+    let ctxs = scenes(&cfg, steps);
+    let sensor = ClockedSensor::new(&cfg);
+    let evaluator = Evaluator::new(&cfg);
+    let services = Services {
+        sensor: &sensor,
+        driver: driver
+            .builtin()
+            .ok_or("the benchmark uses built-in drivers")?,
+        controller: &PurePursuit,
+        traffic: traffic.service(),
+        evaluation: &evaluator,
+    };
+    let dt_us = cfg.control_timestep_us as i64;
+    let reactive = services.traffic.reactive();
+    let session = DeviceSession::new(device, &ctxs, &cfg).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for &n in rollouts {
+        let m = members(n);
+        let cpu_per_s = if skip_cpu {
+            None
+        } else {
+            let chunk = chunk_size(&cfg, m.len(), rayon::current_num_threads());
+            let t = Instant::now();
+            let steps: u64 = m
+                .par_chunks(chunk)
+                .map(|part| {
+                    let mut st = BatchState::new(&ctxs, part, &cfg, reactive);
+                    run_chunk(&mut st, &ctxs, services, dt_us, false, None)
+                        .map(|(_, _, c)| c.agent_steps)
+                        .unwrap_or(0)
+                })
+                .sum();
+            Some(steps as f64 / t.elapsed().as_secs_f64())
+        };
+        let mut st = BatchState::new(&ctxs, &m, &cfg, reactive);
+        // Warm-up (module load, first allocations) on a small chunk.
+        let mut warm = BatchState::new(&ctxs, &m[..m.len().min(64)], &cfg, reactive);
+        session
+            .run_chunk(&mut warm, &ctxs, services, false, None)
+            .map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        let (_, _, counts, bytes) = session
+            .run_chunk(&mut st, &ctxs, services, false, None)
+            .map_err(|e| e.to_string())?;
+        let secs = t.elapsed().as_secs_f64();
+        rows.push(BenchRow {
+            rollouts: n,
+            agent_steps: counts.agent_steps,
+            cpu_per_s,
+            kernels_per_s: counts.agent_steps as f64 / secs,
+            device_bytes_per_rollout: (bytes + session.table_bytes()) as f64 / n as f64,
+        });
+    }
+    Ok(rows)
+}
