@@ -4,7 +4,7 @@ DEMO_RUN ?= fixtures/runs/demo
 DEMO_OUT ?= runs/demo
 SCENES ?= fixtures/scenes
 
-.PHONY: demo demo-aggregate test lint fmt bench fixtures clean-demo
+.PHONY: demo demo-aggregate test lint fmt bench fixtures clean-demo test-gpu bench-gpu gpu-bundle
 
 # make nightly RUN=… SCENES=… SHARDS=… BASELINE=…  (see pipelines/nightly.mk and README)
 include pipelines/nightly.mk
@@ -39,6 +39,29 @@ fmt:
 ##        BENCH_THREADS), external-driver benchmark (1/8/64 rollouts against examples/driver_server.py)
 ##        evaluate benchmark (1K rollouts re-scored at 1/2 threads), video benchmark (frames/s at
 ##        256 and 512 px) and aggregate benchmark (cold and incremental, 1K/10K/100K rollouts; BENCH_SIZES=…)
+# GPU targets run release binaries: built here when cargo exists, else taken from $(BIN) as copied
+# by `make gpu-bundle` to a machine without a Rust toolchain.
+BIN ?= target/release
+GPU_BUNDLE ?= gpu-bundle
+
+$(BIN)/simulate:
+	$(CARGO) build --release --bin simulate
+
+## test-gpu: the CUDA kernels against the CPU backend on the bundled scenes (skips without a GPU)
+test-gpu: $(BIN)/simulate
+	$(BIN)/simulate gpu-check --scenes $(SCENES) --backend cuda
+
+## bench-gpu: agent-steps/s of the CUDA backend and of the CPU backend, 1K/16K/64K rollouts × 32 agents
+bench-gpu: $(BIN)/simulate
+	$(BIN)/simulate bench-backends --backend cuda --rollouts 1000,16000,64000
+
+## gpu-bundle: release binary + scenes + Makefile in $(GPU_BUNDLE)/, for `make test-gpu bench-gpu BIN=.` there
+gpu-bundle: $(BIN)/simulate
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/fixtures $(GPU_BUNDLE)/pipelines
+	cp $(BIN)/simulate Makefile $(GPU_BUNDLE)/
+	cp pipelines/nightly.mk $(GPU_BUNDLE)/pipelines/
+	cp -r $(SCENES) $(GPU_BUNDLE)/fixtures/
+
 bench:
 	$(CARGO) bench --bench simulate
 	$(CARGO) bench --bench driver
