@@ -140,7 +140,12 @@ impl Device {
         let ptx = nvrtc.compile(&source::kernel_source(), &format!("compute_{major}{minor}"))?;
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-            .map_err(drv)?;
+            .map_err(|e| {
+                CudaError::Driver(format!(
+                    "loading the kernels compiled by NVRTC {}.{} ({}): {e} (an NVRTC newer than the driver writes PTX the driver cannot load: point DRIVEKIT_NVRTC at the NVRTC of the driver's CUDA version)",
+                    nvrtc.version.0, nvrtc.version.1, nvrtc.path
+                ))
+            })?;
         let functions = Kernel::ALL
             .iter()
             .map(|k| module.load_function(k.name()).map_err(drv))
@@ -319,6 +324,10 @@ impl Device {
 /// Compiles the emulator library (cached by source hash under the temp directory).
 fn compile_emulator(src: &str) -> Result<PathBuf, CudaError> {
     use sha2::Digest;
+    // One compilation at a time in this process; other processes write their own temp files and
+    // rename them into place (the same content, so whichever lands last is as good).
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     let hash = sha2::Sha256::digest(format!("{cxx}\n{src}").as_bytes());
     let tag: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -331,7 +340,7 @@ fn compile_emulator(src: &str) -> Result<PathBuf, CudaError> {
     }
     std::fs::create_dir_all(&dir)
         .map_err(|e| CudaError::Unavailable(format!("{}: {e}", dir.display())))?;
-    let cpp = dir.join(format!("kernels-{tag}.cpp"));
+    let cpp = dir.join(format!("kernels-{tag}.{}.cpp", std::process::id()));
     std::fs::write(&cpp, src)
         .map_err(|e| CudaError::Unavailable(format!("{}: {e}", cpp.display())))?;
     let tmp = dir.join(format!("kernels-{tag}.so.{}.tmp", std::process::id()));
@@ -361,6 +370,7 @@ fn compile_emulator(src: &str) -> Result<PathBuf, CudaError> {
             String::from_utf8_lossy(&out.stderr)
         )));
     }
+    let _ = std::fs::remove_file(&cpp);
     std::fs::rename(&tmp, &lib)
         .map_err(|e| CudaError::Unavailable(format!("{}: {e}", lib.display())))?;
     Ok(lib)
