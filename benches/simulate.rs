@@ -18,7 +18,6 @@ use drivekit::run_dir::RunMetadata;
 use drivekit::runner::{
     chunk_size, encode_rollout_log, push_trace_rows, rollout_metadata, scene_metadata, Traffic,
 };
-use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::controller::PurePursuit;
 use drivekit::sim::driver::Driver;
 use drivekit::sim::evaluation::{Evaluator, METRICS};
@@ -28,7 +27,7 @@ use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
 use drivekit::telemetry::Telemetry;
 
-const SCENES: usize = 8;
+use drivekit::cuda::bench::SCENES;
 
 fn env_list(key: &str, default: &str) -> Vec<usize> {
     std::env::var(key)
@@ -39,17 +38,7 @@ fn env_list(key: &str, default: &str) -> Vec<usize> {
 }
 
 fn scenes(cfg: &SimConfig, steps: usize) -> Vec<SceneCtx> {
-    (0..SCENES as u64)
-        .map(|seed| {
-            let s = generate(&ProceduralSpec {
-                seed,
-                agents: 32,
-                lanes: 3,
-                duration_s: (steps as f64 + 3.0) / 10.0,
-            });
-            SceneCtx::new(s, cfg, format!("bench-{seed}")).expect("procedural scenes fit")
-        })
-        .collect()
+    drivekit::cuda::bench::scenes(cfg, steps)
 }
 
 struct Outcome {

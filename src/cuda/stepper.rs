@@ -11,9 +11,9 @@ use super::device::{CudaError, Device};
 use super::source::{DkArgs, Kernel};
 use super::tables::{DeviceState, DeviceTables, SceneTables};
 use crate::sim::evaluation::N_METRICS;
-use crate::sim::services::{DeviceDriver, Observations, Plans, StepError, PLAN_POINTS};
+use crate::sim::services::{DeviceDriver, Observations, Plans, StepError};
 use crate::sim::stepper::{
-    take_driver_verdicts, Probe, RolloutTrace, ServiceTimes, Services, StepCounts,
+    record_plans, take_driver_verdicts, Probe, RolloutTrace, ServiceTimes, Services, StepCounts,
 };
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
@@ -156,22 +156,11 @@ impl<'d> DeviceSession<'d> {
             let t2 = Instant::now();
             times.record += t2 - t1;
             if let Some(p) = probe.as_mut() {
-                let since = (t2 - chunk_start).as_secs_f64();
-                for _ in 0..ended {
-                    p.telemetry.rollout_duration.observe(since);
-                }
+                p.rollouts_ended(ended, (t2 - chunk_start).as_secs_f64());
             }
             if !st.alive.iter().any(|a| *a) {
                 if let Some(p) = probe.as_mut() {
-                    p.telemetry.rpc(
-                        "evaluation",
-                        "evaluate",
-                        "batch",
-                        (t1 - t0).as_secs_f64(),
-                        0.0,
-                        p.queue_depth,
-                    );
-                    p.telemetry.step_duration.observe((t2 - t0).as_secs_f64());
+                    p.step(&[("evaluation", "evaluate", t1 - t0)], t2 - t0);
                 }
                 break;
             }
@@ -210,19 +199,7 @@ impl<'d> DeviceSession<'d> {
                 }
             }
             if record {
-                for r in (0..n).filter(|&r| plans.active[r] && st.alive[r]) {
-                    let k = traces[r].times_us.len().saturating_sub(1) as u32;
-                    let base = r * PLAN_POINTS;
-                    let pts = (0..PLAN_POINTS)
-                        .map(|j| {
-                            [
-                                f64::from(plans.x[base + j] as f32),
-                                f64::from(plans.y[base + j] as f32),
-                            ]
-                        })
-                        .collect();
-                    traces[r].plans.push((k, pts));
-                }
+                record_plans(&mut traces, st, &plans);
             }
             if sync {
                 dev.synchronize().map_err(dev_err)?;
@@ -250,29 +227,24 @@ impl<'d> DeviceSession<'d> {
                 st.t_us[r] += dt_us;
             }
             if let Some(p) = probe.as_mut() {
-                let q = p.queue_depth;
-                let tel = &mut *p.telemetry;
-                for (service, method, d) in [
-                    ("evaluation", "evaluate", t1 - t0),
-                    ("sensor", "observe", t3 - t2),
-                    ("driver", "drive", t4 - t3),
-                    ("controller", "control", t5 - t4),
-                    ("traffic", "advance", t6 - t5),
-                ] {
-                    tel.rpc(service, method, "batch", d.as_secs_f64(), 0.0, q);
-                }
-                tel.step_duration.observe((t6 - t0).as_secs_f64());
+                p.step(
+                    &[
+                        ("evaluation", "evaluate", t1 - t0),
+                        ("sensor", "observe", t3 - t2),
+                        ("driver", "drive", t4 - t3),
+                        ("controller", "control", t5 - t4),
+                        ("traffic", "advance", t6 - t5),
+                    ],
+                    t6 - t0,
+                );
             }
         }
         if let Some(p) = probe.as_mut() {
-            let since = chunk_start.elapsed().as_secs_f64();
             let early = traces
                 .iter()
                 .filter(|t| t.failure.is_some() || t.terminated)
                 .count();
-            for _ in 0..early {
-                p.telemetry.rollout_duration.observe(since);
-            }
+            p.rollouts_ended(early, chunk_start.elapsed().as_secs_f64());
         }
         // The host copy ends as the CPU stepper leaves it.
         download_state(dev, &ds, st).map_err(dev_err)?;

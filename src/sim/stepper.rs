@@ -144,6 +144,43 @@ pub struct Probe<'a> {
     pub queue_depth: usize,
 }
 
+impl Probe<'_> {
+    /// Records one step's batched service calls (service, method, time) and its duration.
+    pub(crate) fn step(&mut self, calls: &[(&str, &str, Duration)], step: Duration) {
+        let q = self.queue_depth;
+        for (service, method, d) in calls {
+            self.telemetry
+                .rpc(service, method, "batch", d.as_secs_f64(), 0.0, q);
+        }
+        self.telemetry.step_duration.observe(step.as_secs_f64());
+    }
+
+    /// Records `n` rollouts ending `since_s` seconds after their chunk started.
+    pub(crate) fn rollouts_ended(&mut self, n: usize, since_s: f64) {
+        for _ in 0..n {
+            self.telemetry.rollout_duration.observe(since_s);
+        }
+    }
+}
+
+/// Appends the plans made this step (by alive, driver-controlled rollouts) to their traces, at
+/// f32 precision as the log stores them.
+pub(crate) fn record_plans(traces: &mut [RolloutTrace], st: &BatchState, plans: &Plans) {
+    for r in (0..st.len()).filter(|&r| plans.active[r] && st.alive[r]) {
+        let k = traces[r].times_us.len().saturating_sub(1) as u32;
+        let base = r * super::services::PLAN_POINTS;
+        let pts = (0..super::services::PLAN_POINTS)
+            .map(|j| {
+                [
+                    f64::from(plans.x[base + j] as f32),
+                    f64::from(plans.y[base + j] as f32),
+                ]
+            })
+            .collect();
+        traces[r].plans.push((k, pts));
+    }
+}
+
 /// Runs the chunk to the end of its longest rollout. With `record`, returns one trace per
 /// rollout (empty traces otherwise: the benchmark's pure stepping). With a probe, every batched
 /// service call, step and rollout duration is recorded (DESIGN §8).
@@ -213,22 +250,11 @@ pub fn run_chunk(
         let t2 = Instant::now();
         times.record += t2 - t1;
         if let Some(p) = probe.as_mut() {
-            let since = (t2 - chunk_start).as_secs_f64();
-            for _ in 0..ended {
-                p.telemetry.rollout_duration.observe(since);
-            }
+            p.rollouts_ended(ended, (t2 - chunk_start).as_secs_f64());
         }
         if !st.alive.iter().any(|a| *a) {
             if let Some(p) = probe.as_mut() {
-                p.telemetry.rpc(
-                    "evaluation",
-                    "evaluate",
-                    "batch",
-                    (t1 - t0).as_secs_f64(),
-                    0.0,
-                    p.queue_depth,
-                );
-                p.telemetry.step_duration.observe((t2 - t0).as_secs_f64());
+                p.step(&[("evaluation", "evaluate", t1 - t0)], t2 - t0);
             }
             break;
         }
@@ -238,19 +264,7 @@ pub fn run_chunk(
         services.driver.drive(st, scenes, &obs, &mut plans, dt_s);
         take_driver_verdicts(st, &mut plans, &mut traces);
         if record {
-            for r in (0..n).filter(|&r| plans.active[r] && st.alive[r]) {
-                let k = traces[r].times_us.len().saturating_sub(1) as u32;
-                let base = r * super::services::PLAN_POINTS;
-                let pts = (0..super::services::PLAN_POINTS)
-                    .map(|j| {
-                        [
-                            f64::from(plans.x[base + j] as f32),
-                            f64::from(plans.y[base + j] as f32),
-                        ]
-                    })
-                    .collect();
-                traces[r].plans.push((k, pts));
-            }
+            record_plans(&mut traces, st, &plans);
         }
         let t4 = Instant::now();
         times.driver += t4 - t3;
@@ -264,54 +278,25 @@ pub fn run_chunk(
             st.t_us[r] += dt_us;
         }
         if let Some(p) = probe.as_mut() {
-            let q = p.queue_depth;
-            let tel = &mut *p.telemetry;
-            tel.rpc(
-                "evaluation",
-                "evaluate",
-                "batch",
-                (t1 - t0).as_secs_f64(),
-                0.0,
-                q,
+            p.step(
+                &[
+                    ("evaluation", "evaluate", t1 - t0),
+                    ("sensor", "observe", t3 - t2),
+                    ("driver", "drive", t4 - t3),
+                    ("controller", "control", t5 - t4),
+                    ("traffic", "advance", t6 - t5),
+                ],
+                t6 - t0,
             );
-            tel.rpc(
-                "sensor",
-                "observe",
-                "batch",
-                (t3 - t2).as_secs_f64(),
-                0.0,
-                q,
-            );
-            tel.rpc("driver", "drive", "batch", (t4 - t3).as_secs_f64(), 0.0, q);
-            tel.rpc(
-                "controller",
-                "control",
-                "batch",
-                (t5 - t4).as_secs_f64(),
-                0.0,
-                q,
-            );
-            tel.rpc(
-                "traffic",
-                "advance",
-                "batch",
-                (t6 - t5).as_secs_f64(),
-                0.0,
-                q,
-            );
-            tel.step_duration.observe((t6 - t0).as_secs_f64());
         }
     }
     // Rollouts the driver ended early count too.
     if let Some(p) = probe.as_mut() {
-        let since = chunk_start.elapsed().as_secs_f64();
         let early = traces
             .iter()
             .filter(|t| t.failure.is_some() || t.terminated)
             .count();
-        for _ in 0..early {
-            p.telemetry.rollout_duration.observe(since);
-        }
+        p.rollouts_ended(early, chunk_start.elapsed().as_secs_f64());
     }
     services.driver.end(st, scenes);
     Ok((traces, times, counts))
