@@ -59,7 +59,7 @@ fn main() {
         let reps = 3;
         let t = Instant::now();
         for _ in 0..reps {
-            video::write_rollout_video(&path, &ctxs[0], trace, &view, 10).unwrap();
+            video::write_rollout_video(&path, &ctxs[0], trace, &view, 10, None).unwrap();
         }
         let total = t.elapsed().as_secs_f64() / reps as f64;
         let t = Instant::now();

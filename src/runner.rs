@@ -648,8 +648,9 @@ fn simulate_scenes(
     let bar = crate::report::progress::bar(members.len() as u64, "rollouts", opts.progress);
     let (tx, rx) = mpsc::channel::<ToWriter>();
     let pending = std::sync::atomic::AtomicUsize::new(members.len().div_ceil(chunk));
+    let device = backend.device();
     std::thread::scope(|scope| {
-        let writer = scope.spawn(|| writer_loop(opts, meta, ctxs, &models, rx));
+        let writer = scope.spawn(|| writer_loop(opts, meta, ctxs, &models, rx, device));
         let per_chunk: Vec<(ServiceTimes, StepCounts, Telemetry)> = match &session {
             // One device: its chunks run one after another (each fills the GPU).
             Some(session) => members
@@ -718,6 +719,7 @@ fn writer_loop(
     ctxs: &[SceneCtx],
     models: &str,
     rx: mpsc::Receiver<ToWriter>,
+    device: Option<&crate::cuda::device::Device>,
 ) -> Result<(Vec<SceneResult>, Telemetry), RunnerError> {
     let n = opts.config.n_rollouts as usize;
     let mut telemetry = Telemetry::default();
@@ -758,7 +760,7 @@ fn writer_loop(
                         continue;
                     }
                     let started = std::time::Instant::now();
-                    let written = write_batch(ctx, &done, opts, meta, models, &dir);
+                    let written = write_batch(ctx, &done, opts, meta, models, &dir, device);
                     // The writer is a service too: logs, Parquet and videos of one batch.
                     telemetry.rpc(
                         "writer",
@@ -1061,6 +1063,7 @@ fn write_batch(
     meta: &RunMetadata,
     models: &str,
     dir: &Path,
+    device: Option<&crate::cuda::device::Device>,
 ) -> std::io::Result<()> {
     let (cfg, compression) = (&opts.config, opts.log_compression);
     let asl_path = dir.join(match compression {
@@ -1095,7 +1098,7 @@ fn write_batch(
         };
         if wanted && !f.trace.times_us.is_empty() {
             let path = crate::video::video_path(dir, &ctx.scene.scene_id, f.rollout);
-            crate::video::write_rollout_video(&path, ctx, &f.trace, &opts.view, fps)
+            crate::video::write_rollout_video(&path, ctx, &f.trace, &opts.view, fps, device)
                 .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
         }
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::nvrtc::Nvrtc;
-use super::source::{self, DkArgs, DkScene, Kernel};
+use super::source::{self, DkArgs, DkRasterArgs, DkScene, Kernel};
 
 /// Why the CUDA backend cannot run.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -87,11 +87,19 @@ struct CudaDev {
 
 struct EmuDev {
     _lib: libloading::Library,
-    launch: unsafe extern "C" fn(i32, *const DkArgs, u32) -> i32,
+    launch: unsafe extern "C" fn(i32, *const std::ffi::c_void, u32) -> i32,
+    /// The emulated thread index is a global of the library: one launch at a time.
+    lock: std::sync::Mutex<()>,
 }
 
-// SAFETY: the kernel struct is plain data (device addresses and numbers), passed by value.
+// SAFETY: the kernel structs are plain data (device addresses and numbers), passed by value.
 unsafe impl cudarc::driver::DeviceRepr for DkArgs {}
+unsafe impl cudarc::driver::DeviceRepr for DkRasterArgs {}
+
+/// A kernel's argument struct.
+pub trait KernelArgs: cudarc::driver::DeviceRepr + Copy {}
+impl KernelArgs for DkArgs {}
+impl KernelArgs for DkRasterArgs {}
 
 /// A GPU or the kernel emulator.
 pub struct Device {
@@ -179,12 +187,18 @@ impl Device {
             .map_err(|e| CudaError::Unavailable(format!("{}: {e}", lib_path.display())))?;
         // SAFETY: the symbol's signature is the one emulator_source writes.
         let launch = unsafe {
-            *lib.get::<unsafe extern "C" fn(i32, *const DkArgs, u32) -> i32>(b"dk_emulated_launch")
-                .map_err(|e| CudaError::Unavailable(format!("{}: {e}", lib_path.display())))?
+            *lib.get::<unsafe extern "C" fn(i32, *const std::ffi::c_void, u32) -> i32>(
+                b"dk_emulated_launch",
+            )
+            .map_err(|e| CudaError::Unavailable(format!("{}: {e}", lib_path.display())))?
         };
         Ok(Device {
             description: format!("kernel emulator ({})", lib_path.display()),
-            kind: Kind::Emulated(EmuDev { _lib: lib, launch }),
+            kind: Kind::Emulated(EmuDev {
+                _lib: lib,
+                launch,
+                lock: std::sync::Mutex::new(()),
+            }),
         })
     }
 
@@ -272,8 +286,18 @@ impl Device {
         }
     }
 
-    /// Runs `kernel` over threads 0..threads.
-    pub fn launch(&self, kernel: Kernel, args: &DkArgs, threads: u32) -> Result<(), CudaError> {
+    /// Runs `kernel` over threads 0..threads with its argument struct.
+    pub fn launch<A: KernelArgs>(
+        &self,
+        kernel: Kernel,
+        args: &A,
+        threads: u32,
+    ) -> Result<(), CudaError> {
+        assert!(
+            std::any::type_name::<A>().ends_with(kernel.args_type()),
+            "{kernel:?} takes {}",
+            kernel.args_type()
+        );
         if threads == 0 {
             return Ok(());
         }
@@ -293,8 +317,16 @@ impl Device {
                 unsafe { b.launch(cfg) }.map(|_| ()).map_err(drv)
             }
             Kind::Emulated(e) => {
-                // SAFETY: as above, with host addresses.
-                let code = unsafe { (e.launch)(kernel as i32, args, threads) };
+                let _one = e.lock.lock().unwrap_or_else(|p| p.into_inner());
+                // SAFETY: as above, with host addresses; `args` is the struct the kernel's case
+                // of the emulator casts it to (Kernel::args_type).
+                let code = unsafe {
+                    (e.launch)(
+                        kernel as i32,
+                        args as *const A as *const std::ffi::c_void,
+                        threads,
+                    )
+                };
                 if code == 0 {
                     Ok(())
                 } else {

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod check;
 pub mod device;
 pub mod nvrtc;
+pub mod raster;
 pub mod source;
 pub mod stepper;
 pub mod tables;

@@ -241,6 +241,35 @@ c_struct! {
     }
 }
 
+c_struct! {
+    /// The raster kernel's argument: polygons of several frames (see
+    /// [`crate::video::raster::PolygonList`]) and the output pixels.
+    DkRasterArgs, "DkRasterArgs" {
+        /// Vertex x (px).
+        vx: ptr f64,
+        /// Vertex y (px).
+        vy: ptr f64,
+        /// Bounding box per polygon.
+        bbox: ptr f64,
+        /// First vertex per polygon (+ end).
+        poly_start: ptr i32,
+        /// 0xRRGGBB per polygon.
+        colour: ptr u32,
+        /// First polygon per frame (+ end).
+        frame_poly: ptr i32,
+        /// RGB8 pixels, frame after frame.
+        out: ptr u8,
+        /// Frame width (px).
+        width: val u32,
+        /// Frame height (px).
+        height: val u32,
+        /// Frames.
+        frames: val u32,
+        /// Background, 0xRRGGBB.
+        background: val u32,
+    }
+}
+
 /// The kernels, in the order of [`KERNEL_NAMES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
@@ -256,38 +285,51 @@ pub enum Kernel {
     TrafficMove,
     /// Clocks advance; per rollout.
     Clock,
+    /// Bird's-eye frames; per pixel (argument [`DkRasterArgs`]).
+    Raster,
 }
 
 /// Entry points, indexed by [`Kernel`].
-pub const KERNEL_NAMES: [&str; 6] = [
+pub const KERNEL_NAMES: [&str; 7] = [
     "dk_evaluate",
     "dk_drive",
     "dk_control",
     "dk_traffic_accel",
     "dk_traffic_move",
     "dk_clock",
+    "dk_raster",
 ];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 7] = [
         Kernel::Evaluate,
         Kernel::Drive,
         Kernel::Control,
         Kernel::TrafficAccel,
         Kernel::TrafficMove,
         Kernel::Clock,
+        Kernel::Raster,
     ];
 
     /// The entry point's name.
     pub fn name(self) -> &'static str {
         KERNEL_NAMES[self as usize]
     }
+
+    /// The C type of its argument.
+    pub fn args_type(self) -> &'static str {
+        match self {
+            Kernel::Raster => "DkRasterArgs",
+            _ => "DkArgs",
+        }
+    }
 }
 
 const COMMON: &str = include_str!("kernels/common.h");
 const GEOMETRY: &str = include_str!("kernels/geometry.h");
 const STEP: &str = include_str!("kernels/step.cu");
+const RASTER: &str = include_str!("kernels/raster.cu");
 
 /// `#define NAME value` with the value printed to round-trip exactly.
 fn define(out: &mut String, name: &str, v: f64) {
@@ -359,23 +401,27 @@ pub fn kernel_source() -> String {
     s.push_str(COMMON);
     s.push_str(DkScene::C_DECL);
     s.push_str(DkArgs::C_DECL);
+    s.push_str(DkRasterArgs::C_DECL);
     s.push_str(GEOMETRY);
     s.push_str(STEP);
+    s.push_str(RASTER);
     s
 }
 
 /// The kernel source plus the emulator's entry point: `dk_emulated_launch(kernel, args,
-/// threads)` runs kernel number `kernel` (see [`Kernel`]) for threads 0..threads in turn.
+/// threads)` runs kernel number `kernel` (see [`Kernel`]) on its argument struct for threads
+/// 0..threads in turn.
 pub fn emulator_source() -> String {
     let mut s = kernel_source();
     s.push_str(
-        "\nextern \"C\" int dk_emulated_launch(int kernel, const DkArgs* args, unsigned int threads) {\n  for (unsigned int i = 0; i < threads; i++) {\n    dk_emulated_tid = i;\n    switch (kernel) {\n",
+        "\nextern \"C\" int dk_emulated_launch(int kernel, const void* args, unsigned int threads) {\n  for (unsigned int i = 0; i < threads; i++) {\n    dk_emulated_tid = i;\n    switch (kernel) {\n",
     );
     for k in Kernel::ALL {
         s.push_str(&format!(
-            "      case {}: {}(*args); break;\n",
+            "      case {}: {}(*(const {}*)args); break;\n",
             k as usize,
-            k.name()
+            k.name(),
+            k.args_type()
         ));
     }
     s.push_str("      default: return -1;\n    }\n  }\n  return 0;\n}\n");

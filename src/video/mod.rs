@@ -45,17 +45,34 @@ pub fn video_path(dir: &Path, scene_id: &str, index: u32) -> PathBuf {
     dir.join(format!("{scene_id}_0_{index}.mp4"))
 }
 
-/// Renders and encodes one rollout's video.
+/// Renders and encodes one rollout's video; with a device, the frames are rasterised by the CUDA
+/// raster kernel (the same pixels).
 pub fn write_rollout_video(
     path: &Path,
     ctx: &SceneCtx,
     trace: &RolloutTrace,
     view: &render::View,
     fps: u32,
+    device: Option<&crate::cuda::device::Device>,
 ) -> Result<(), mp4::VideoError> {
     let mut w = mp4::Mp4Writer::new(view.size, view.size, fps)?;
-    for k in 0..trace.times_us.len() {
-        w.push(&render::frame(ctx, trace, k, view))?;
+    let n = trace.times_us.len();
+    match device {
+        Some(dev) => {
+            for start in (0..n).step_by(crate::cuda::raster::FRAMES_PER_LAUNCH) {
+                let end = (start + crate::cuda::raster::FRAMES_PER_LAUNCH).min(n);
+                let frames = crate::cuda::raster::frames(dev, ctx, trace, start..end, view)
+                    .map_err(|e| mp4::VideoError::Device(e.to_string()))?;
+                for f in &frames {
+                    w.push(f)?;
+                }
+            }
+        }
+        None => {
+            for k in 0..n {
+                w.push(&render::frame(ctx, trace, k, view))?;
+            }
+        }
     }
     w.finish(path)
 }
@@ -140,7 +157,7 @@ pub fn render_run(opts: &RenderOptions) -> Result<RenderOutcome, String> {
                     };
                     if wanted && !trace.times_us.is_empty() {
                         let path = video_path(&dir, &b.ctx.scene.scene_id, *index);
-                        write_rollout_video(&path, &b.ctx, trace, &opts.view, fps)
+                        write_rollout_video(&path, &b.ctx, trace, &opts.view, fps, None)
                             .map_err(|e| format!("{}: {e}", path.display()))?;
                         n += 1;
                     }

@@ -20,6 +20,9 @@ pub enum VideoError {
     /// Writing the file failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The CUDA raster failed.
+    #[error("CUDA raster: {0}")]
+    Device(String),
 }
 
 /// Collects encoded frames of one video.

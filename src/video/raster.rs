@@ -43,9 +43,58 @@ impl Raster {
         let i = (y * self.width + x) * 3;
         [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
     }
+}
+
+/// Something polygons are drawn on: a [`Raster`] (filled on the CPU), or a [`PolygonList`] (the
+/// same polygons recorded for the CUDA raster kernel, which fills the same pixels).
+pub trait Canvas {
+    /// Width (px).
+    fn width(&self) -> usize;
+    /// Height (px).
+    fn height(&self) -> usize;
+    /// Fills a polygon (even-odd rule, pixel centres).
+    fn fill_polygon(&mut self, pts: &[[f64; 2]], c: Rgb);
+
+    /// A line `width` pixels wide.
+    fn line(&mut self, a: [f64; 2], b: [f64; 2], width: f64, c: Rgb) {
+        let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+        let len = dx.hypot(dy);
+        if len < 1e-9 {
+            return;
+        }
+        // Cheap reject when both ends are far outside the image on the same side.
+        let (w, h) = (self.width() as f64, self.height() as f64);
+        if (a[0] < -width && b[0] < -width)
+            || (a[1] < -width && b[1] < -width)
+            || (a[0] > w + width && b[0] > w + width)
+            || (a[1] > h + width && b[1] > h + width)
+        {
+            return;
+        }
+        let (nx, ny) = (-dy / len * width / 2.0, dx / len * width / 2.0);
+        self.fill_polygon(
+            &[
+                [a[0] + nx, a[1] + ny],
+                [b[0] + nx, b[1] + ny],
+                [b[0] - nx, b[1] - ny],
+                [a[0] - nx, a[1] - ny],
+            ],
+            c,
+        );
+    }
+}
+
+impl Canvas for Raster {
+    fn width(&self) -> usize {
+        self.width
+    }
+
+    fn height(&self) -> usize {
+        self.height
+    }
 
     /// Fills a polygon (even-odd rule, pixel centres).
-    pub fn fill_polygon(&mut self, pts: &[[f64; 2]], c: Rgb) {
+    fn fill_polygon(&mut self, pts: &[[f64; 2]], c: Rgb) {
         if pts.len() < 3 {
             return;
         }
@@ -79,33 +128,84 @@ impl Raster {
             }
         }
     }
+}
 
-    /// A line `width` pixels wide.
-    pub fn line(&mut self, a: [f64; 2], b: [f64; 2], width: f64, c: Rgb) {
-        let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
-        let len = dx.hypot(dy);
-        if len < 1e-9 {
+/// Polygons in pixel coordinates, in drawing order (later ones paint over earlier ones), for the
+/// CUDA raster kernel: vertices, the first vertex of each polygon, colours (0xRRGGBB) and bounding
+/// boxes (min x, min y, max x, max y).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolygonList {
+    /// Width (px).
+    pub width: usize,
+    /// Height (px).
+    pub height: usize,
+    /// Vertex x.
+    pub xs: Vec<f64>,
+    /// Vertex y.
+    pub ys: Vec<f64>,
+    /// Polygon p: vertices `start[p]..start[p + 1]`.
+    pub start: Vec<i32>,
+    /// Colour of each polygon, 0xRRGGBB.
+    pub colour: Vec<u32>,
+    /// Bounding box of each polygon.
+    pub bbox: Vec<f64>,
+}
+
+impl PolygonList {
+    /// An empty list for a `width` × `height` image.
+    pub fn new(width: usize, height: usize) -> PolygonList {
+        PolygonList {
+            width,
+            height,
+            start: vec![0],
+            ..PolygonList::default()
+        }
+    }
+
+    /// Polygons recorded.
+    pub fn len(&self) -> usize {
+        self.colour.len()
+    }
+
+    /// True when nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.colour.is_empty()
+    }
+}
+
+impl Canvas for PolygonList {
+    fn width(&self) -> usize {
+        self.width
+    }
+
+    fn height(&self) -> usize {
+        self.height
+    }
+
+    fn fill_polygon(&mut self, pts: &[[f64; 2]], c: Rgb) {
+        if pts.len() < 3 {
             return;
         }
-        // Cheap reject when both ends are far outside the image on the same side.
-        let (w, h) = (self.width as f64, self.height as f64);
-        if (a[0] < -width && b[0] < -width)
-            || (a[1] < -width && b[1] < -width)
-            || (a[0] > w + width && b[0] > w + width)
-            || (a[1] > h + width && b[1] > h + width)
-        {
-            return;
+        let mut b = [
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for p in pts {
+            self.xs.push(p[0]);
+            self.ys.push(p[1]);
+            b = [
+                b[0].min(p[0]),
+                b[1].min(p[1]),
+                b[2].max(p[0]),
+                b[3].max(p[1]),
+            ];
         }
-        let (nx, ny) = (-dy / len * width / 2.0, dx / len * width / 2.0);
-        self.fill_polygon(
-            &[
-                [a[0] + nx, a[1] + ny],
-                [b[0] + nx, b[1] + ny],
-                [b[0] - nx, b[1] - ny],
-                [a[0] - nx, a[1] - ny],
-            ],
-            c,
-        );
+        self.start.push(self.xs.len() as i32);
+        self.colour
+            .push(u32::from(c[0]) << 16 | u32::from(c[1]) << 8 | u32::from(c[2]));
+        self.bbox.extend_from_slice(&b);
     }
 }
 

@@ -6,7 +6,7 @@
 
 use plotters::prelude::*;
 
-use super::raster::{Raster, Rgb};
+use super::raster::{Canvas, Raster, Rgb};
 use crate::scene::AgentClass;
 use crate::sim::evaluation::METRICS;
 use crate::sim::stepper::RolloutTrace;
@@ -37,7 +37,8 @@ impl Default for View {
     }
 }
 
-const OFF: Rgb = [34, 38, 34];
+/// Background (off the road).
+pub const OFF: Rgb = [34, 38, 34];
 const ROAD: Rgb = [88, 88, 92];
 const CROSSWALK: Rgb = [140, 140, 150];
 const LANE: Rgb = [150, 140, 80];
@@ -66,6 +67,21 @@ fn metric(trace: &RolloutTrace, k: usize, name: &str) -> f64 {
 
 /// Renders step `k` of a rollout.
 pub fn frame(ctx: &SceneCtx, trace: &RolloutTrace, k: usize, view: &View) -> Raster {
+    let mut r = Raster::new(view.size, view.size, OFF);
+    draw(&mut r, ctx, trace, k, view);
+    finish(&mut r, trace, k, view);
+    r
+}
+
+/// The text overlay of step `k`, when the view has one (drawn on the CPU after the polygons).
+pub fn finish(r: &mut Raster, trace: &RolloutTrace, k: usize, view: &View) {
+    if view.overlay {
+        overlay(r, trace, k);
+    }
+}
+
+/// Draws step `k`'s polygons (map, paths, plan, agents, ego) on `r`, over the background.
+pub fn draw(r: &mut impl Canvas, ctx: &SceneCtx, trace: &RolloutTrace, k: usize, view: &View) {
     let n = view.size as f64;
     let ego = trace.ego[k];
     let (cx, cy) = (ego[0], ego[1]);
@@ -87,7 +103,6 @@ pub fn frame(ctx: &SceneCtx, trace: &RolloutTrace, k: usize, view: &View) -> Ras
         pts.iter()
             .any(|p| (p[0] - cx).abs() < half * 2.0 && (p[1] - cy).abs() < half * 2.0)
     };
-    let mut r = Raster::new(view.size, view.size, OFF);
     let map = &ctx.scene.map;
     for poly in map.drivable_areas.iter().filter(|p| visible(&p.points)) {
         let pts: Vec<[f64; 2]> = poly.points.iter().map(|p| px(*p)).collect();
@@ -123,28 +138,33 @@ pub fn frame(ctx: &SceneCtx, trace: &RolloutTrace, k: usize, view: &View) -> Ras
         }
     }
     let n_agents = ctx.scene.agents.len();
-    let boxed = |r: &mut Raster, x: f64, y: f64, yaw: f64, l: f64, w: f64, c: Rgb| {
+    // A box (its outline polygon) and its heading tick (centre → front).
+    let boxed = |x: f64, y: f64, yaw: f64, l: f64, w: f64| {
         let (sn, cs) = yaw.sin_cos();
         let corner = |a: f64, b: f64| px([x + cs * a - sn * b, y + sn * a + cs * b]);
         let (hl, hw) = (l / 2.0, w / 2.0);
-        r.fill_polygon(
-            &[
+        (
+            [
                 corner(hl, hw),
                 corner(-hl, hw),
                 corner(-hl, -hw),
                 corner(hl, -hw),
             ],
-            c,
-        );
-        r.line(px([x, y]), corner(hl, 0.0), 1.5, [250, 250, 250]);
+            px([x, y]),
+            corner(hl, 0.0),
+        )
+    };
+    let mut draw_box = |x: f64, y: f64, yaw: f64, l: f64, w: f64, c: Rgb| {
+        let (outline, centre, front) = boxed(x, y, yaw, l, w);
+        r.fill_polygon(&outline, c);
+        r.line(centre, front, 1.5, [250, 250, 250]);
     };
     for (a, track) in ctx.scene.agents.iter().enumerate() {
         let p = trace.agents[k * n_agents + a];
         if p[0].is_nan() || (p[0] - cx).hypot(p[1] - cy) > 1.5 * half + 10.0 {
             continue;
         }
-        boxed(
-            &mut r,
+        draw_box(
             p[0],
             p[1],
             p[2],
@@ -153,11 +173,7 @@ pub fn frame(ctx: &SceneCtx, trace: &RolloutTrace, k: usize, view: &View) -> Ras
             class_colour(track.class),
         );
     }
-    boxed(&mut r, cx, cy, ego[2], e.length_m, e.width_m, EGO);
-    if view.overlay {
-        overlay(&mut r, trace, k);
-    }
-    r
+    draw_box(cx, cy, ego[2], e.length_m, e.width_m, EGO);
 }
 
 fn overlay(r: &mut Raster, trace: &RolloutTrace, k: usize) {
