@@ -40,7 +40,7 @@ use crate::sim::driver::Driver;
 use crate::sim::evaluation::{Evaluator, METRICS, N_METRICS};
 use crate::sim::external::ExternalDriver;
 use crate::sim::sensor::ClockedSensor;
-use crate::sim::services::{DriverService, TrafficService};
+use crate::sim::services::{DriverService, StepError, TrafficService};
 use crate::sim::stepper::{self, RolloutTrace, ServiceTimes, Services, StepCounts};
 use crate::sim::traffic::{IdmTraffic, LogReplayTraffic};
 use crate::sim_config::{SimConfig, SERVICES};
@@ -582,7 +582,7 @@ fn deliver(
     st: &BatchState,
     ctxs: &[SceneCtx],
     part: &[(u32, u32)],
-    result: Result<(Vec<RolloutTrace>, ServiceTimes, StepCounts), crate::sim::services::StepError>,
+    result: Result<(Vec<RolloutTrace>, ServiceTimes, StepCounts), StepError>,
 ) -> (ServiceTimes, StepCounts) {
     match result {
         Ok((traces, times, counts)) => {
@@ -651,46 +651,44 @@ fn simulate_scenes(
     let device = backend.device();
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| writer_loop(opts, meta, ctxs, &models, rx, device));
+        type Stepped = Result<(Vec<RolloutTrace>, ServiceTimes, StepCounts), StepError>;
+        // Builds a chunk's state, steps it with `step`, hands the traces to the writer.
+        let run_part =
+            |tx: &mpsc::Sender<ToWriter>,
+             part: &[(u32, u32)],
+             step: &dyn Fn(&mut BatchState, stepper::Probe<'_>) -> Stepped| {
+                let depth = pending
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+                    .saturating_sub(1);
+                let mut tel = Telemetry::default();
+                let probe = stepper::Probe {
+                    telemetry: &mut tel,
+                    queue_depth: depth,
+                };
+                let mut st = BatchState::new(ctxs, part, &opts.config, services.traffic.reactive());
+                let r = step(&mut st, probe);
+                let (times, counts) = deliver(tx, &st, ctxs, part, r);
+                bar.inc(part.len() as u64);
+                (times, counts, tel)
+            };
         let per_chunk: Vec<(ServiceTimes, StepCounts, Telemetry)> = match &session {
             // One device: its chunks run one after another (each fills the GPU).
             Some(session) => members
                 .chunks(chunk)
                 .map(|part| {
-                    let depth = pending
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
-                        .saturating_sub(1);
-                    let mut tel = Telemetry::default();
-                    let probe = stepper::Probe {
-                        telemetry: &mut tel,
-                        queue_depth: depth,
-                    };
-                    let mut st =
-                        BatchState::new(ctxs, part, &opts.config, services.traffic.reactive());
-                    let r = session
-                        .run_chunk(&mut st, ctxs, services, true, Some(probe))
-                        .map(|(traces, times, counts, _)| (traces, times, counts));
-                    let (times, counts) = deliver(&tx, &st, ctxs, part, r);
-                    bar.inc(part.len() as u64);
-                    (times, counts, tel)
+                    run_part(&tx, part, &|st, probe| {
+                        session
+                            .run_chunk(st, ctxs, services, true, Some(probe))
+                            .map(|(traces, times, counts, _)| (traces, times, counts))
+                    })
                 })
                 .collect(),
             None => members
                 .par_chunks(chunk)
                 .map_with(tx.clone(), |tx, part| {
-                    let depth = pending
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
-                        .saturating_sub(1);
-                    let mut tel = Telemetry::default();
-                    let probe = stepper::Probe {
-                        telemetry: &mut tel,
-                        queue_depth: depth,
-                    };
-                    let mut st =
-                        BatchState::new(ctxs, part, &opts.config, services.traffic.reactive());
-                    let r = stepper::run_chunk(&mut st, ctxs, services, dt_us, true, Some(probe));
-                    let (times, counts) = deliver(tx, &st, ctxs, part, r);
-                    bar.inc(part.len() as u64);
-                    (times, counts, tel)
+                    run_part(tx, part, &|st, probe| {
+                        stepper::run_chunk(st, ctxs, services, dt_us, true, Some(probe))
+                    })
                 })
                 .collect(),
         };

@@ -227,24 +227,11 @@ impl<'d> DeviceSession<'d> {
                 st.t_us[r] += dt_us;
             }
             if let Some(p) = probe.as_mut() {
-                p.step(
-                    &[
-                        ("evaluation", "evaluate", t1 - t0),
-                        ("sensor", "observe", t3 - t2),
-                        ("driver", "drive", t4 - t3),
-                        ("controller", "control", t5 - t4),
-                        ("traffic", "advance", t6 - t5),
-                    ],
-                    t6 - t0,
-                );
+                p.services_step([t0, t1, t2, t3, t4, t5, t6]);
             }
         }
         if let Some(p) = probe.as_mut() {
-            let early = traces
-                .iter()
-                .filter(|t| t.failure.is_some() || t.terminated)
-                .count();
-            p.rollouts_ended(early, chunk_start.elapsed().as_secs_f64());
+            p.chunk_end(&traces, chunk_start);
         }
         // The host copy ends as the CPU stepper leaves it.
         download_state(dev, &ds, st).map_err(dev_err)?;

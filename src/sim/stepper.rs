@@ -155,6 +155,30 @@ impl Probe<'_> {
         self.telemetry.step_duration.observe(step.as_secs_f64());
     }
 
+    /// Records a full step from its instants: start, after evaluation, after recording, after
+    /// the sensor, the driver, the controller and the traffic.
+    pub(crate) fn services_step(&mut self, t: [Instant; 7]) {
+        self.step(
+            &[
+                ("evaluation", "evaluate", t[1] - t[0]),
+                ("sensor", "observe", t[3] - t[2]),
+                ("driver", "drive", t[4] - t[3]),
+                ("controller", "control", t[5] - t[4]),
+                ("traffic", "advance", t[6] - t[5]),
+            ],
+            t[6] - t[0],
+        );
+    }
+
+    /// At the end of a chunk: the rollouts the driver ended early count too.
+    pub(crate) fn chunk_end(&mut self, traces: &[RolloutTrace], chunk_start: Instant) {
+        let early = traces
+            .iter()
+            .filter(|t| t.failure.is_some() || t.terminated)
+            .count();
+        self.rollouts_ended(early, chunk_start.elapsed().as_secs_f64());
+    }
+
     /// Records `n` rollouts ending `since_s` seconds after their chunk started.
     pub(crate) fn rollouts_ended(&mut self, n: usize, since_s: f64) {
         for _ in 0..n {
@@ -278,25 +302,11 @@ pub fn run_chunk(
             st.t_us[r] += dt_us;
         }
         if let Some(p) = probe.as_mut() {
-            p.step(
-                &[
-                    ("evaluation", "evaluate", t1 - t0),
-                    ("sensor", "observe", t3 - t2),
-                    ("driver", "drive", t4 - t3),
-                    ("controller", "control", t5 - t4),
-                    ("traffic", "advance", t6 - t5),
-                ],
-                t6 - t0,
-            );
+            p.services_step([t0, t1, t2, t3, t4, t5, t6]);
         }
     }
-    // Rollouts the driver ended early count too.
     if let Some(p) = probe.as_mut() {
-        let early = traces
-            .iter()
-            .filter(|t| t.failure.is_some() || t.terminated)
-            .count();
-        p.rollouts_ended(early, chunk_start.elapsed().as_secs_f64());
+        p.chunk_end(&traces, chunk_start);
     }
     services.driver.end(st, scenes);
     Ok((traces, times, counts))
