@@ -192,6 +192,10 @@ c_struct! {
         a_headway: ptr f64,
         /// IDM acceleration of this step (scratch).
         a_accel: ptr f64,
+        /// cos(heading) of each present agent this step (scratch, for the leader searches).
+        a_cos: ptr f64,
+        /// sin(heading), likewise.
+        a_sin: ptr f64,
         /// The driver controls the ego this step.
         plan_active: ptr u8,
         /// Plans, [`services::PLAN_POINTS`] per rollout.
@@ -287,10 +291,12 @@ pub enum Kernel {
     Clock,
     /// Bird's-eye frames; per pixel (argument [`DkRasterArgs`]).
     Raster,
+    /// Each agent's heading cosine and sine, once per step; per agent.
+    Bodies,
 }
 
 /// Entry points, indexed by [`Kernel`].
-pub const KERNEL_NAMES: [&str; 7] = [
+pub const KERNEL_NAMES: [&str; 8] = [
     "dk_evaluate",
     "dk_drive",
     "dk_control",
@@ -298,11 +304,12 @@ pub const KERNEL_NAMES: [&str; 7] = [
     "dk_traffic_move",
     "dk_clock",
     "dk_raster",
+    "dk_bodies",
 ];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::Evaluate,
         Kernel::Drive,
         Kernel::Control,
@@ -310,6 +317,7 @@ impl Kernel {
         Kernel::TrafficMove,
         Kernel::Clock,
         Kernel::Raster,
+        Kernel::Bodies,
     ];
 
     /// The entry point's name.

@@ -170,6 +170,9 @@ impl<'d> DeviceSession<'d> {
             match on_device {
                 Some(DeviceDriver::Replay) => {}
                 Some(_) => {
+                    if a.driver_kind == 2 {
+                        dev.launch(Kernel::Bodies, &a, na32).map_err(dev_err)?;
+                    }
                     dev.launch(Kernel::Drive, &a, n32).map_err(dev_err)?;
                     if record {
                         dev.download(&ds.plan_active, &mut plan_active)
@@ -213,6 +216,10 @@ impl<'d> DeviceSession<'d> {
             let t5 = Instant::now();
             times.controller += t5 - t4;
             if a.idm_traffic != 0 {
+                // Agents have not moved since the driver's leader search: same headings.
+                if a.driver_kind != 2 {
+                    dev.launch(Kernel::Bodies, &a, na32).map_err(dev_err)?;
+                }
                 dev.launch(Kernel::TrafficAccel, &a, na32)
                     .map_err(dev_err)?;
             }

@@ -273,6 +273,8 @@ impl DeviceState {
                 dev.alloc(8 * n)?,                                       // 23 traveled
                 dev.alloc(8 * 2 * n)?,                                   // 24 prev
                 dev.alloc(n)?,                                           // 25 has_prev
+                dev.alloc(8 * na)?,                                      // 26 a_cos
+                dev.alloc(8 * na)?,                                      // 27 a_sin
             ],
         };
         let o: Vec<u64> = ds.other.iter().map(|b| b.addr).collect();
@@ -315,6 +317,8 @@ impl DeviceState {
         a.traveled = o[23];
         a.prev = o[24];
         a.has_prev = o[25];
+        a.a_cos = o[26];
+        a.a_sin = o[27];
         Ok(ds)
     }
 

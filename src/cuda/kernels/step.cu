@@ -529,8 +529,21 @@ DK_DEV void dk_leader_consider(const DkBody* me, const DkBody* o, bool* has, dou
   }
 }
 
+// Agent k as a body, with the heading's cosine and sine dk_bodies computed this step (as the CPU
+// computes each body's once per step).
 DK_DEV DkBody dk_agent_body(const DkArgs& a, u32 k) {
-  return dk_body(a.a_x[k], a.a_y[k], a.a_yaw[k], a.a_speed[k], a.a_len[k], a.a_wid[k]);
+  DkBody b;
+  b.x = a.a_x[k]; b.y = a.a_y[k];
+  b.c = a.a_cos[k]; b.s = a.a_sin[k];
+  b.speed = a.a_speed[k]; b.len = a.a_len[k]; b.wid = a.a_wid[k];
+  return b;
+}
+
+DK_KERNEL void dk_bodies(const DkArgs a) {
+  u32 k = DK_TID;
+  if (k >= a.n_agents || !a.alive[a.a_rollout[k]] || !a.a_valid[k]) return;
+  a.a_sin[k] = sin(a.a_yaw[k]);
+  a.a_cos[k] = cos(a.a_yaw[k]);
 }
 
 // ---- driver (sim::driver): constant velocity and IDM along the route ---------------------------
