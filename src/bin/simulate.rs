@@ -26,42 +26,6 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check the CUDA kernels against the CPU backend on a directory of scenes: every built-in
-    /// driver × traffic model, distances within --tolerance, events exactly (`make test-gpu`).
-    /// Without a GPU it says so and exits 0 (or 2 with --require-gpu).
-    GpuCheck {
-        /// Directory of .dkscene files.
-        #[arg(long, default_value = "fixtures/scenes")]
-        scenes: PathBuf,
-        /// Where the kernels run.
-        #[arg(long, value_enum, default_value = "cuda")]
-        backend: KernelBackendArg,
-        /// Rollouts per scene (seeded perturbations differ per rollout).
-        #[arg(long, default_value_t = 4)]
-        rollouts: u32,
-        /// Largest difference allowed for poses and distances (m).
-        #[arg(long, default_value_t = 1e-4)]
-        tolerance: f64,
-        /// Fail (exit 2) when no GPU is found instead of skipping.
-        #[arg(long)]
-        require_gpu: bool,
-    },
-    /// Benchmark the kernels against the CPU backend on the same procedural workload (32 actors
-    /// per rollout, every metric): agent-steps/s at each rollout count (`make bench-gpu`).
-    BenchBackends {
-        /// Concurrent rollouts, comma-separated.
-        #[arg(long, default_value = "1000,16000,64000", value_delimiter = ',')]
-        rollouts: Vec<usize>,
-        /// Control steps per rollout.
-        #[arg(long, default_value_t = 100)]
-        steps: usize,
-        /// Where the kernels run.
-        #[arg(long, value_enum, default_value = "cuda")]
-        backend: KernelBackendArg,
-        /// Measure the kernels only.
-        #[arg(long)]
-        skip_cpu: bool,
-    },
     /// Simulate this shard's scenes into a run dir (rollout.asl, metrics.parquet, _complete per
     /// batch). Rollouts of all scenes are stepped together in chunks across all cores.
     Run {
@@ -157,6 +121,42 @@ enum Command {
     SceneInfo {
         /// Scene file.
         file: PathBuf,
+    },
+    /// Check the CUDA kernels against the CPU backend on a directory of scenes: every built-in
+    /// driver × traffic model, distances within --tolerance, events exactly (`make test-gpu`).
+    /// Without a GPU it says so and exits 0 (or 2 with --require-gpu).
+    GpuCheck {
+        /// Directory of .dkscene files.
+        #[arg(long, default_value = "fixtures/scenes")]
+        scenes: PathBuf,
+        /// Where the kernels run.
+        #[arg(long, value_enum, default_value = "cuda")]
+        backend: KernelBackendArg,
+        /// Rollouts per scene (seeded perturbations differ per rollout).
+        #[arg(long, default_value_t = 4)]
+        rollouts: u32,
+        /// Largest difference allowed for poses and distances (m).
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f64,
+        /// Fail (exit 2) when no GPU is found instead of skipping.
+        #[arg(long)]
+        require_gpu: bool,
+    },
+    /// Benchmark the kernels against the CPU backend on the same procedural workload (32 actors
+    /// per rollout, every metric): agent-steps/s at each rollout count (`make bench-gpu`).
+    BenchBackends {
+        /// Concurrent rollouts, comma-separated.
+        #[arg(long, default_value = "1000,16000,64000", value_delimiter = ',')]
+        rollouts: Vec<usize>,
+        /// Control steps per rollout.
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        /// Where the kernels run.
+        #[arg(long, value_enum, default_value = "cuda")]
+        backend: KernelBackendArg,
+        /// Measure the kernels only.
+        #[arg(long)]
+        skip_cpu: bool,
     },
 }
 
