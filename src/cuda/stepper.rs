@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::device::{CudaError, Device};
 use super::source::{DkArgs, Kernel};
-use super::tables::{DeviceState, DeviceTables, SceneTables};
+use super::tables::{bytes_u8, DeviceState, DeviceTables, SceneTables};
 use crate::sim::evaluation::N_METRICS;
 use crate::sim::services::{DeviceDriver, Observations, Plans, StepError};
 use crate::sim::stepper::{
@@ -46,14 +46,13 @@ impl<'d> DeviceSession<'d> {
     ) -> Result<DeviceSession<'d>, CudaError> {
         let tables = SceneTables::build(scenes).upload(device)?;
         let dt_us = cfg.control_timestep_us as i64;
-        let mut base = DkArgs {
+        let base = DkArgs {
             dt_s: dt_us as f64 / 1e6,
             dt_us,
             ttc_step_s: cfg.evaluation.ttc_step_s,
             ttc_horizon_s: cfg.evaluation.ttc_horizon_s,
-            ..DkArgs::default()
+            ..tables.args
         };
-        tables.fill(&mut base);
         Ok(DeviceSession {
             device,
             tables,
@@ -110,13 +109,10 @@ impl<'d> DeviceSession<'d> {
         let sync = probe.is_some();
         services.driver.begin(st, scenes, &mut plans);
         take_driver_verdicts(st, &mut plans, &mut traces);
-        let mut alive_dirty = true;
+        // Rollouts the driver could not start end before the first step.
+        dev.upload(&mut ds.alive, &bytes_u8(&st.alive))
+            .map_err(dev_err)?;
         loop {
-            if alive_dirty {
-                let flags: Vec<u8> = st.alive.iter().map(|b| u8::from(*b)).collect();
-                dev.upload(&mut ds.alive, &flags).map_err(dev_err)?;
-                alive_dirty = false;
-            }
             if !st.alive.iter().any(|a| *a) {
                 break;
             }
@@ -133,6 +129,9 @@ impl<'d> DeviceSession<'d> {
             let mut ended = 0usize;
             for r in 0..n {
                 if present[r] == 0 {
+                    // Not evaluated: it ended before (on the device in the last control step, at
+                    // a recording gap, while the host still had it alive).
+                    st.alive[r] = false;
                     continue;
                 }
                 counts.rollout_steps += 1;
@@ -144,12 +143,6 @@ impl<'d> DeviceSession<'d> {
                 st.alive[r] = alive[r] != 0;
                 if !st.alive[r] {
                     ended += 1;
-                }
-            }
-            // Rollouts that ended on the device in the last control step (a recording gap).
-            for (alive, p) in st.alive.iter_mut().zip(&present) {
-                if *p == 0 {
-                    *alive = false;
                 }
             }
             counts.iterations += 1;
@@ -188,14 +181,12 @@ impl<'d> DeviceSession<'d> {
                     services.driver.drive(st, scenes, &obs, &mut plans, dt_s);
                     let before: Vec<bool> = st.alive.clone();
                     take_driver_verdicts(st, &mut plans, &mut traces);
-                    alive_dirty = before != st.alive;
-                    if alive_dirty {
-                        let flags: Vec<u8> = st.alive.iter().map(|b| u8::from(*b)).collect();
-                        dev.upload(&mut ds.alive, &flags).map_err(dev_err)?;
-                        alive_dirty = false;
+                    if before != st.alive {
+                        dev.upload(&mut ds.alive, &bytes_u8(&st.alive))
+                            .map_err(dev_err)?;
                     }
-                    let flags: Vec<u8> = plans.active.iter().map(|b| u8::from(*b)).collect();
-                    dev.upload(&mut ds.plan_active, &flags).map_err(dev_err)?;
+                    dev.upload(&mut ds.plan_active, &bytes_u8(&plans.active))
+                        .map_err(dev_err)?;
                     for (b, src) in ds.plans.iter_mut().zip([&plans.x, &plans.y, &plans.v]) {
                         dev.upload(b, src).map_err(dev_err)?;
                     }

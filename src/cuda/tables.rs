@@ -118,65 +118,63 @@ impl SceneTables {
 
     /// Uploads the tables.
     pub fn upload(&self, dev: &Device) -> Result<DeviceTables, CudaError> {
-        Ok(DeviceTables {
-            bufs: vec![
-                dev.upload_new(&self.scenes)?,
-                dev.upload_new(&self.ts)?,
-                dev.upload_new(&self.tk[0])?,
-                dev.upload_new(&self.tk[1])?,
-                dev.upload_new(&self.tk[2])?,
-                dev.upload_new(&self.tk[3])?,
-                dev.upload_new(&self.tk[4])?,
-                dev.upload_new(&self.tk_valid)?,
-                dev.upload_new(&self.pt[0])?,
-                dev.upload_new(&self.pt[1])?,
-                dev.upload_new(&self.pt[2])?,
-                dev.upload_new(&self.poly_start)?,
-                dev.upload_new(&self.agent_path)?,
-                dev.upload_new(&self.drivable)?,
-                dev.upload_new(&self.lane_center)?,
-                dev.upload_new(&self.lane_poly)?,
-                dev.upload_new(&self.lane_bbox)?,
-            ],
-        })
+        let mut held = Held::default();
+        let args = DkArgs {
+            scenes: held.keep(dev.upload_new(&self.scenes)?),
+            ts: held.keep(dev.upload_new(&self.ts)?),
+            tk_x: held.keep(dev.upload_new(&self.tk[0])?),
+            tk_y: held.keep(dev.upload_new(&self.tk[1])?),
+            tk_yaw: held.keep(dev.upload_new(&self.tk[2])?),
+            tk_vx: held.keep(dev.upload_new(&self.tk[3])?),
+            tk_vy: held.keep(dev.upload_new(&self.tk[4])?),
+            tk_valid: held.keep(dev.upload_new(&self.tk_valid)?),
+            pt_x: held.keep(dev.upload_new(&self.pt[0])?),
+            pt_y: held.keep(dev.upload_new(&self.pt[1])?),
+            pt_cum: held.keep(dev.upload_new(&self.pt[2])?),
+            poly_start: held.keep(dev.upload_new(&self.poly_start)?),
+            agent_path: held.keep(dev.upload_new(&self.agent_path)?),
+            drivable: held.keep(dev.upload_new(&self.drivable)?),
+            lane_center: held.keep(dev.upload_new(&self.lane_center)?),
+            lane_poly: held.keep(dev.upload_new(&self.lane_poly)?),
+            lane_bbox: held.keep(dev.upload_new(&self.lane_bbox)?),
+            ..DkArgs::default()
+        };
+        Ok(DeviceTables { held, args })
+    }
+}
+
+/// Device buffers kept alive for the kernels, each handed out as its address when kept.
+#[derive(Default)]
+struct Held(Vec<DevBuf>);
+
+impl Held {
+    fn keep(&mut self, b: DevBuf) -> u64 {
+        let addr = b.addr;
+        self.0.push(b);
+        addr
+    }
+
+    fn bytes(&self) -> usize {
+        self.0.iter().map(|b| b.bytes).sum()
     }
 }
 
 /// The scene tables on a device.
 pub struct DeviceTables {
-    bufs: Vec<DevBuf>,
+    held: Held,
+    /// Kernel arguments with the table addresses set (everything else default).
+    pub args: DkArgs,
 }
 
 impl DeviceTables {
     /// Device bytes held.
     pub fn bytes(&self) -> usize {
-        self.bufs.iter().map(|b| b.bytes).sum()
-    }
-
-    /// Sets the table addresses of `a`.
-    pub fn fill(&self, a: &mut DkArgs) {
-        let b: Vec<u64> = self.bufs.iter().map(|b| b.addr).collect();
-        a.scenes = b[0];
-        a.ts = b[1];
-        a.tk_x = b[2];
-        a.tk_y = b[3];
-        a.tk_yaw = b[4];
-        a.tk_vx = b[5];
-        a.tk_vy = b[6];
-        a.tk_valid = b[7];
-        a.pt_x = b[8];
-        a.pt_y = b[9];
-        a.pt_cum = b[10];
-        a.poly_start = b[11];
-        a.agent_path = b[12];
-        a.drivable = b[13];
-        a.lane_center = b[14];
-        a.lane_poly = b[15];
-        a.lane_bbox = b[16];
+        self.held.bytes()
     }
 }
 
-fn bytes_u8(v: &[bool]) -> Vec<u8> {
+/// 0/1 bytes of flags, as the kernels read them.
+pub(crate) fn bytes_u8(v: &[bool]) -> Vec<u8> {
     v.iter().map(|b| u8::from(*b)).collect()
 }
 
@@ -195,7 +193,7 @@ pub struct DeviceState {
     pub(crate) a_valid: DevBuf,
     pub(crate) plan_active: DevBuf,
     pub(crate) plans: [DevBuf; 3],
-    other: Vec<DevBuf>,
+    held: Held,
 }
 
 impl DeviceState {
@@ -218,7 +216,7 @@ impl DeviceState {
             .iter()
             .flat_map(|p| [p.dx_m, p.dy_m, p.dyaw_rad, p.dspeed_frac])
             .collect();
-        let ds = DeviceState {
+        let mut ds = DeviceState {
             n,
             n_agents: na,
             alive: dev.upload_new(&bytes_u8(&st.alive))?,
@@ -246,38 +244,8 @@ impl DeviceState {
                 dev.alloc(8 * PLAN_POINTS * n)?,
                 dev.alloc(8 * PLAN_POINTS * n)?,
             ],
-            other: vec![
-                dev.upload_new(&st.scene)?,                              // 0 scene_of
-                dev.upload_new(&st.step)?,                               // 1 step
-                dev.upload_new(&st.t_us)?,                               // 2 t_us
-                dev.upload_new(&pert)?,                                  // 3 pert
-                dev.upload_new(&agent_start)?,                           // 4 agent_start
-                dev.upload_new(&a_rollout)?,                             // 5 a_rollout
-                dev.upload_new(&st.a_track)?,                            // 6 a_track
-                dev.upload_new(&st.a_len)?,                              // 7
-                dev.upload_new(&st.a_wid)?,                              // 8
-                dev.upload_new(&bytes_u8(&st.a_static))?,                // 9
-                dev.upload_new(&bytes_u8(&st.a_idm))?,                   // 10
-                dev.upload_new(&st.a_s)?,                                // 11
-                dev.upload_new(&st.a_v0)?,                               // 12
-                dev.upload_new(&st.a_headway)?,                          // 13
-                dev.alloc(8 * na)?,                                      // 14 a_accel
-                dev.upload_new(&vec![-1i32; na])?,                       // 15 a_contact
-                dev.alloc(na)?,                                          // 16 a_collided
-                dev.alloc(na)?,                                          // 17 a_ttc
-                dev.alloc(8 * 5 * crate::metrics::comfort::WINDOW * n)?, // 18 comfort
-                dev.alloc(4 * 5 * n)?,                                   // 19 comfort_n
-                dev.alloc(8 * dir_n * n)?,                               // 20 dir_buf
-                dev.alloc(8 * 3 * n)?,                                   // 21 dir_last
-                dev.alloc(4 * 4 * n)?,                                   // 22 dir_state
-                dev.alloc(8 * n)?,                                       // 23 traveled
-                dev.alloc(8 * 2 * n)?,                                   // 24 prev
-                dev.alloc(n)?,                                           // 25 has_prev
-                dev.alloc(8 * na)?,                                      // 26 a_cos
-                dev.alloc(8 * na)?,                                      // 27 a_sin
-            ],
+            held: Held::default(),
         };
-        let o: Vec<u64> = ds.other.iter().map(|b| b.addr).collect();
         a.n = n as u32;
         a.n_agents = na as u32;
         a.dir_n = dir_n as u32;
@@ -291,34 +259,35 @@ impl DeviceState {
         a.a_valid = ds.a_valid.addr;
         a.plan_active = ds.plan_active.addr;
         [a.plans_x, a.plans_y, a.plans_v] = std::array::from_fn(|i| ds.plans[i].addr);
-        a.scene_of = o[0];
-        a.step = o[1];
-        a.t_us = o[2];
-        a.pert = o[3];
-        a.agent_start = o[4];
-        a.a_rollout = o[5];
-        a.a_track = o[6];
-        a.a_len = o[7];
-        a.a_wid = o[8];
-        a.a_static = o[9];
-        a.a_idm = o[10];
-        a.a_s = o[11];
-        a.a_v0 = o[12];
-        a.a_headway = o[13];
-        a.a_accel = o[14];
-        a.a_contact = o[15];
-        a.a_collided = o[16];
-        a.a_ttc = o[17];
-        a.comfort = o[18];
-        a.comfort_n = o[19];
-        a.dir_buf = o[20];
-        a.dir_last = o[21];
-        a.dir_state = o[22];
-        a.traveled = o[23];
-        a.prev = o[24];
-        a.has_prev = o[25];
-        a.a_cos = o[26];
-        a.a_sin = o[27];
+        let h = &mut ds.held;
+        a.scene_of = h.keep(dev.upload_new(&st.scene)?);
+        a.step = h.keep(dev.upload_new(&st.step)?);
+        a.t_us = h.keep(dev.upload_new(&st.t_us)?);
+        a.pert = h.keep(dev.upload_new(&pert)?);
+        a.agent_start = h.keep(dev.upload_new(&agent_start)?);
+        a.a_rollout = h.keep(dev.upload_new(&a_rollout)?);
+        a.a_track = h.keep(dev.upload_new(&st.a_track)?);
+        a.a_len = h.keep(dev.upload_new(&st.a_len)?);
+        a.a_wid = h.keep(dev.upload_new(&st.a_wid)?);
+        a.a_static = h.keep(dev.upload_new(&bytes_u8(&st.a_static))?);
+        a.a_idm = h.keep(dev.upload_new(&bytes_u8(&st.a_idm))?);
+        a.a_s = h.keep(dev.upload_new(&st.a_s)?);
+        a.a_v0 = h.keep(dev.upload_new(&st.a_v0)?);
+        a.a_headway = h.keep(dev.upload_new(&st.a_headway)?);
+        a.a_accel = h.keep(dev.alloc(8 * na)?);
+        a.a_cos = h.keep(dev.alloc(8 * na)?);
+        a.a_sin = h.keep(dev.alloc(8 * na)?);
+        a.a_contact = h.keep(dev.upload_new(&vec![-1i32; na])?);
+        a.a_collided = h.keep(dev.alloc(na)?);
+        a.a_ttc = h.keep(dev.alloc(na)?);
+        a.comfort = h.keep(dev.alloc(8 * 5 * crate::metrics::comfort::WINDOW * n)?);
+        a.comfort_n = h.keep(dev.alloc(4 * 5 * n)?);
+        a.dir_buf = h.keep(dev.alloc(8 * dir_n * n)?);
+        a.dir_last = h.keep(dev.alloc(8 * 3 * n)?);
+        a.dir_state = h.keep(dev.alloc(4 * 4 * n)?);
+        a.traveled = h.keep(dev.alloc(8 * n)?);
+        a.prev = h.keep(dev.alloc(8 * 2 * n)?);
+        a.has_prev = h.keep(dev.alloc(n)?);
         Ok(ds)
     }
 
@@ -338,8 +307,8 @@ impl DeviceState {
                 .iter()
                 .chain(&self.agents)
                 .chain(&self.plans)
-                .chain(&self.other)
                 .map(|b| b.bytes)
                 .sum::<usize>()
+            + self.held.bytes()
     }
 }
