@@ -18,11 +18,9 @@ use drivekit::run_dir::RunMetadata;
 use drivekit::runner::{
     chunk_size, encode_rollout_log, push_trace_rows, rollout_metadata, scene_metadata, Traffic,
 };
-use drivekit::sim::controller::PurePursuit;
 use drivekit::sim::driver::Driver;
-use drivekit::sim::evaluation::{Evaluator, METRICS};
-use drivekit::sim::sensor::ClockedSensor;
-use drivekit::sim::stepper::{run_chunk, Probe, ServiceTimes, Services, StepCounts};
+use drivekit::sim::evaluation::METRICS;
+use drivekit::sim::stepper::{run_chunk, ConfiguredServices, Probe, ServiceTimes, StepCounts};
 use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
 use drivekit::telemetry::Telemetry;
@@ -64,15 +62,11 @@ fn step_all(
         .num_threads(threads)
         .build()
         .expect("thread pool");
-    let sensor = ClockedSensor::new(cfg);
-    let evaluator = Evaluator::new(cfg);
-    let services = Services {
-        sensor: &sensor,
-        driver: driver.builtin().expect("a built-in driver"),
-        controller: &PurePursuit,
-        traffic: traffic.service(),
-        evaluation: &evaluator,
-    };
+    let configured = ConfiguredServices::new(cfg);
+    let services = configured.with(
+        driver.builtin().expect("a built-in driver"),
+        traffic.service(),
+    );
     let start = Instant::now();
     let parts: Vec<(ServiceTimes, StepCounts)> = pool.install(|| {
         members
@@ -117,15 +111,11 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f
     let members: Vec<(u32, u32)> = (0..rollouts)
         .map(|i| ((i % SCENES) as u32, (i / SCENES) as u32))
         .collect();
-    let sensor = ClockedSensor::new(cfg);
-    let evaluator = Evaluator::new(cfg);
-    let services = Services {
-        sensor: &sensor,
-        driver: Driver::Idm.builtin().expect("built in"),
-        controller: &PurePursuit,
-        traffic: Traffic::Idm.service(),
-        evaluation: &evaluator,
-    };
+    let configured = ConfiguredServices::new(cfg);
+    let services = configured.with(
+        Driver::Idm.builtin().expect("built in"),
+        Traffic::Idm.service(),
+    );
     let mut step = Duration::ZERO;
     let mut encode = Duration::ZERO;
     let mut rows_time = Duration::ZERO;

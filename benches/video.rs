@@ -8,11 +8,8 @@ use std::time::Instant;
 
 use drivekit::runner::{self, LogCompression, RunOptions, Shard, Traffic};
 use drivekit::scene::Scene;
-use drivekit::sim::controller::PurePursuit;
 use drivekit::sim::driver::Driver;
-use drivekit::sim::evaluation::Evaluator;
-use drivekit::sim::sensor::ClockedSensor;
-use drivekit::sim::stepper::{run_chunk, Services};
+use drivekit::sim::stepper::{run_chunk, ConfiguredServices};
 use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
 use drivekit::video::render::View;
@@ -23,15 +20,8 @@ fn main() {
     let cfg = SimConfig::default();
     let scene = Scene::load(&scenes.join("0a1e6f0a-1817-4a98-b02e-db8c9327d151.dkscene")).unwrap();
     let ctxs = vec![SceneCtx::new(scene, &cfg, "bench".into()).unwrap()];
-    let sensor = ClockedSensor::new(&cfg);
-    let evaluator = Evaluator::new(&cfg);
-    let services = Services {
-        sensor: &sensor,
-        driver: Driver::Idm.builtin().unwrap(),
-        controller: &PurePursuit,
-        traffic: Traffic::Idm.service(),
-        evaluation: &evaluator,
-    };
+    let configured = ConfiguredServices::new(&cfg);
+    let services = configured.with(Driver::Idm.builtin().unwrap(), Traffic::Idm.service());
     let mut st = BatchState::new(&ctxs, &[(0, 0)], &cfg, true);
     let (traces, _, _) = run_chunk(
         &mut st,

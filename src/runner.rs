@@ -35,13 +35,11 @@ use crate::rollout_log::poses::{encode_actor_poses, encode_trajectory, pose_mess
 use crate::rollout_log::proto;
 use crate::run_dir::{self, FailedBatch, RunMetadata};
 use crate::scene::Scene;
-use crate::sim::controller::PurePursuit;
 use crate::sim::driver::Driver;
-use crate::sim::evaluation::{Evaluator, METRICS, N_METRICS};
+use crate::sim::evaluation::{METRICS, N_METRICS};
 use crate::sim::external::ExternalDriver;
-use crate::sim::sensor::ClockedSensor;
 use crate::sim::services::{DriverService, StepError, TrafficService};
-use crate::sim::stepper::{self, RolloutTrace, ServiceTimes, Services, StepCounts};
+use crate::sim::stepper::{self, ConfiguredServices, RolloutTrace, ServiceTimes, StepCounts};
 use crate::sim::traffic::{IdmTraffic, LogReplayTraffic};
 use crate::sim_config::{SimConfig, SERVICES};
 use crate::state::{BatchState, EgoPerturbation, SceneCtx};
@@ -630,15 +628,8 @@ fn simulate_scenes(
         (None, Some(_)) => members.len().clamp(1, DEVICE_CHUNK),
         (None, None) => chunk_size(&opts.config, members.len(), rayon::current_num_threads()),
     };
-    let sensor = ClockedSensor::new(&opts.config);
-    let evaluator = Evaluator::new(&opts.config);
-    let services = Services {
-        sensor: &sensor,
-        driver,
-        controller: &PurePursuit,
-        traffic: opts.traffic.service(),
-        evaluation: &evaluator,
-    };
+    let configured = ConfiguredServices::new(&opts.config);
+    let services = configured.with(driver, opts.traffic.service());
     let models = format!(
         "{{\"driver\":\"{}\",\"traffic\":\"{}\"}}",
         services.driver.name(),

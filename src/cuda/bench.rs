@@ -13,11 +13,8 @@ use super::device::Device;
 use super::stepper::DeviceSession;
 use crate::runner::{chunk_size, Traffic};
 use crate::scene::procedural::{generate, ProceduralSpec};
-use crate::sim::controller::PurePursuit;
 use crate::sim::driver::Driver;
-use crate::sim::evaluation::Evaluator;
-use crate::sim::sensor::ClockedSensor;
-use crate::sim::stepper::{run_chunk, Services};
+use crate::sim::stepper::{run_chunk, ConfiguredServices};
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 
@@ -72,17 +69,13 @@ pub fn run(
 ) -> Result<Vec<BenchRow>, String> {
     let cfg = SimConfig::default();
     let ctxs = scenes(&cfg, steps);
-    let sensor = ClockedSensor::new(&cfg);
-    let evaluator = Evaluator::new(&cfg);
-    let services = Services {
-        sensor: &sensor,
-        driver: driver
+    let configured = ConfiguredServices::new(&cfg);
+    let services = configured.with(
+        driver
             .builtin()
             .ok_or("the benchmark uses built-in drivers")?,
-        controller: &PurePursuit,
-        traffic: traffic.service(),
-        evaluation: &evaluator,
-    };
+        traffic.service(),
+    );
     let dt_us = cfg.control_timestep_us as i64;
     let reactive = services.traffic.reactive();
     let session = DeviceSession::new(device, &ctxs, &cfg).map_err(|e| e.to_string())?;

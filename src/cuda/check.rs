@@ -6,11 +6,9 @@
 use super::device::Device;
 use super::stepper::DeviceSession;
 use crate::runner::Traffic;
-use crate::sim::controller::PurePursuit;
-use crate::sim::evaluation::{Evaluator, METRICS, N_METRICS};
-use crate::sim::sensor::ClockedSensor;
+use crate::sim::evaluation::{METRICS, N_METRICS};
 use crate::sim::services::DriverService;
-use crate::sim::stepper::{run_chunk, RolloutTrace, Services};
+use crate::sim::stepper::{run_chunk, ConfiguredServices, RolloutTrace};
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 
@@ -75,15 +73,8 @@ pub fn compare(
     driver: &dyn DriverService,
     traffic: Traffic,
 ) -> Result<Comparison, String> {
-    let sensor = ClockedSensor::new(cfg);
-    let evaluator = Evaluator::new(cfg);
-    let services = Services {
-        sensor: &sensor,
-        driver,
-        controller: &PurePursuit,
-        traffic: traffic.service(),
-        evaluation: &evaluator,
-    };
+    let configured = ConfiguredServices::new(cfg);
+    let services = configured.with(driver, traffic.service());
     let dt_us = cfg.control_timestep_us as i64;
     let reactive = services.traffic.reactive();
     let mut st_cpu = BatchState::new(scenes, members, cfg, reactive);

@@ -31,6 +31,38 @@ pub struct Services<'a> {
     pub evaluation: &'a dyn EvaluationService,
 }
 
+/// The services a configuration sets up — its sensor clocks and evaluation settings, with the
+/// pure-pursuit controller — ready to lend to [`Services`] with a driver and a traffic model.
+pub struct ConfiguredServices {
+    sensor: super::sensor::ClockedSensor,
+    evaluator: super::evaluation::Evaluator,
+}
+
+impl ConfiguredServices {
+    /// The services of `cfg`.
+    pub fn new(cfg: &crate::sim_config::SimConfig) -> ConfiguredServices {
+        ConfiguredServices {
+            sensor: super::sensor::ClockedSensor::new(cfg),
+            evaluator: super::evaluation::Evaluator::new(cfg),
+        }
+    }
+
+    /// With `driver` and `traffic`.
+    pub fn with<'a>(
+        &'a self,
+        driver: &'a dyn DriverService,
+        traffic: &'a dyn TrafficService,
+    ) -> Services<'a> {
+        Services {
+            sensor: &self.sensor,
+            driver,
+            controller: &super::controller::PurePursuit,
+            traffic,
+            evaluation: &self.evaluator,
+        }
+    }
+}
+
 /// Time spent per service (and recording) over a chunk.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ServiceTimes {
