@@ -7,6 +7,12 @@ use std::process::Command;
 
 #[test]
 fn outputs_are_ordinary_parquet_for_pyarrow_pandas_and_polars() {
+    if !util::have_python(
+        "pyarrow, pandas, polars",
+        "python_readers::outputs_are_ordinary_parquet_for_pyarrow_pandas_and_polars",
+    ) {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
     util::job(root, &["A", "B"]);
@@ -42,6 +48,12 @@ fn outputs_are_ordinary_parquet_for_pyarrow_pandas_and_polars() {
 /// Runs `tests/python/<script>` with the aggregate binary and a fresh work dir; fails with its
 /// output.
 fn run_script(script: &str) {
+    if !util::have_python(
+        "pyarrow, pandas, polars",
+        &format!("python_readers: {script}"),
+    ) {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let py = Command::new("python3")

@@ -27,13 +27,20 @@ fn telemetry(run: &Path) -> Output {
 }
 
 fn promtool_accepts(file: &Path) {
+    if !util::have_tool(
+        "promtool",
+        "apt-get install prometheus",
+        "telemetry: promtool check metrics",
+    ) {
+        return;
+    }
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool not found: apt-get install prometheus (.ci/run installs it)");
+        .expect("promtool runs");
     use std::io::Write;
     child
         .stdin

@@ -1,4 +1,4 @@
-//! nuPlan devkit metric test cases (JSON, `../shared/data/nuplan_metric_cases/`) → [`Scene`], so
+//! nuPlan devkit metric test cases (JSON; copies in `tests/data/nuplan_metric_cases/`) → [`Scene`], so
 //! drivekit's metrics can be checked against the values nuPlan's own tests assert.
 //!
 //! Conventions (nuPlan devkit, data/README.md): the ego `pose` is the **rear axle** `[x, y,

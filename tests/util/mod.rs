@@ -70,17 +70,78 @@ pub fn bin(name: &str, args: &[&str]) -> Output {
     Command::new(exe).args(args).output().expect("binary runs")
 }
 
-/// `shared/data` beside the checkout (CI lays it there), or `$DRIVEKIT_SHARED_DATA`.
-pub fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("DRIVEKIT_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(
-        dir.is_dir(),
-        "{} not found: these tests read the real datasets in shared/data (set DRIVEKIT_SHARED_DATA)",
-        dir.display()
+/// Redistributable real test inputs bundled with the repository (`tests/data`, licences there).
+pub fn test_data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// True under CI (`CI=true`, exported by `.ci/run`): a test that cannot run must fail there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Records that `test` could not run and why, where `make test`'s summary shows it
+/// (`target/tmp/skipped/`); under CI it fails the test instead.
+pub fn skip(test: &str, why: &str) {
+    assert!(!in_ci(), "{test} cannot run under CI=true: {why}");
+    eprintln!("SKIPPED {test}: {why}");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("skipped");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(
+        dir.join(test.replace(['/', ':'], "_")),
+        format!("{test}: {why}\n"),
     );
-    dir
+}
+
+/// A dataset that may not be redistributed (WOMD, GPUDrive scenes, other benchmarks' result
+/// files): `$DRIVEKIT_DATASETS/<rel>`, else `../shared/data/<rel>` beside the checkout. `None`
+/// (after [`skip`]) when neither exists.
+pub fn dataset(rel: &str, test: &str) -> Option<PathBuf> {
+    let roots = std::env::var_os("DRIVEKIT_DATASETS")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")]);
+    for root in roots {
+        let p = root.join(rel);
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    skip(
+        test,
+        &format!("dataset {rel} not found (set DRIVEKIT_DATASETS to the folder that holds it)"),
+    );
+    None
+}
+
+/// True when `program` is on PATH; otherwise records a skip of `test` naming how to install it.
+pub fn have_tool(program: &str, install: &str, test: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        skip(
+            test,
+            &format!("{program} not found ({install}; scripts/test-deps.sh does)"),
+        );
+    }
+    found
+}
+
+/// True when `python3` imports `modules` (comma-separated); otherwise records a skip of `test`.
+pub fn have_python(modules: &str, test: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip(
+            test,
+            &format!("python3 cannot import {modules} (scripts/test-deps.sh installs them)"),
+        );
+    }
+    ok
 }
 
 /// Files named `name` under `dir`, sorted.
@@ -172,4 +233,39 @@ pub fn files_named_with(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// A nuPlan metric case's `expected.statistics`: nuPlan's own asserted values, in its order, as
+/// (type, value) — e.g. `("MIN", 0.0)`, `("BOOLEAN", false → 0.0)`, `("COUNT", 1.0)`; Python's
+/// `Infinity` as `f64::INFINITY`.
+pub fn nuplan_expected(case: &Path) -> Vec<(String, f64)> {
+    let text = std::fs::read_to_string(case).unwrap();
+    // The cases are Python's json.dump output: bare Infinity / -Infinity / NaN are allowed there.
+    let text = text
+        .replace("-Infinity", "\"-inf\"")
+        .replace("Infinity", "\"inf\"")
+        .replace("NaN", "\"nan\"");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["expected"]["statistics"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: no expected.statistics", case.display()))
+        .iter()
+        .map(|s| {
+            let kind = s[0].as_str().unwrap().to_string();
+            let value = match &s[1] {
+                serde_json::Value::Bool(b) => f64::from(u8::from(*b)),
+                serde_json::Value::Number(n) => n.as_f64().unwrap(),
+                serde_json::Value::String(x) => x.parse().unwrap(),
+                other => panic!("{}: statistic {other}", case.display()),
+            };
+            (kind, value)
+        })
+        .collect()
+}
+
+/// A nuPlan case's `metric_parameters` value `key` (e.g. `least_min_ttc`).
+pub fn nuplan_parameter(case: &Path, key: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(case).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text.replace("Infinity", "\"inf\"")).ok()?;
+    v["metric_parameters"][key].as_f64()
 }
