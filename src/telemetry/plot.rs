@@ -10,7 +10,6 @@ use plotters::prelude::*;
 
 use super::advice::Summary;
 use super::prom::{histograms_by, Family};
-use crate::fsutil;
 
 const W: u32 = 560;
 const H: u32 = 340;
@@ -241,9 +240,7 @@ pub fn write(
 ) -> std::io::Result<()> {
     crate::report::plot::register_font();
     let fam = |n: &str| families.iter().find(|(k, _)| k == n).map(|(_, f)| f);
-    let tmp = fsutil::TempFile::keeping_extension(path);
-    {
-        let root = BitMapBackend::new(tmp.path(), (3 * W, 3 * H + 50)).into_drawing_area();
+    crate::report::plot::write_png(path, (3 * W, 3 * H + 50), |root| {
         root.fill(&WHITE).map_err(io)?;
         let (title, body) = root.split_vertically(50);
         title
@@ -345,7 +342,6 @@ pub fn write(
                 cap.map(|c| (c, "capacity")),
             )?;
         }
-        root.present().map_err(io)?;
-    }
-    tmp.persist(path)
+        Ok(())
+    })
 }

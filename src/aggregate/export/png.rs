@@ -8,7 +8,6 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::aggregate::Outcome;
-use crate::fsutil;
 use crate::report::format::num;
 
 const PANEL_W: u32 = 420;
@@ -28,10 +27,7 @@ pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
     let cols = 4usize.min(n);
     let rows = n.div_ceil(cols);
     let (w, h) = (PANEL_W * cols as u32, PANEL_H * rows as u32 + 60);
-    // The bitmap backend picks the format from the extension: the temporary name ends in .png.
-    let tmp = fsutil::TempFile::keeping_extension(path);
-    {
-        let root = BitMapBackend::new(tmp.path(), (w, h)).into_drawing_area();
+    crate::report::plot::write_png(path, (w, h), |root| {
         root.fill(&WHITE).map_err(io)?;
         let (title, body) = root.split_vertically(60);
         title
@@ -58,9 +54,8 @@ pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
         for (i, panel) in panels.iter().enumerate().take(r.columns.len()) {
             draw_panel(panel, o, i).map_err(io)?;
         }
-        root.present().map_err(io)?;
-    }
-    tmp.persist(path)
+        Ok(())
+    })
 }
 
 fn draw_panel<DB: DrawingBackend>(
