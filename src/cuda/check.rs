@@ -64,6 +64,36 @@ impl Comparison {
     }
 }
 
+/// Tolerance of the start-up self-check and of `simulate gpu-check` (m, and for continuous
+/// metrics): a GPU's libdevice `sin`/`cos` may differ from the host's in the last bit.
+pub const GPU_TOLERANCE: f64 = 1e-4;
+
+/// The start-up self-check of `--backend auto`: one rollout of a procedural scene (IDM driver
+/// among IDM traffic, 50 steps: every kernel runs) stepped on `device` and on the CPU, compared
+/// within [`GPU_TOLERANCE`] and events exactly. `Ok` says what passed; `Err` what differed.
+pub fn self_check(device: &Device) -> Result<String, String> {
+    let cfg = SimConfig::default();
+    let scenes = &super::bench::scenes(&cfg, 50)[..1];
+    let driver = crate::sim::driver::Driver::Idm
+        .builtin()
+        .expect("IDM is built in");
+    let c = compare(device, scenes, &[(0, 0)], &cfg, driver, Traffic::Idm)?;
+    if c.agrees(GPU_TOLERANCE) && c.steps > 0 {
+        Ok(format!(
+            "self-check passed: 1 rollout × {} steps equal to the CPU backend within {GPU_TOLERANCE:e} m, events exact",
+            c.steps
+        ))
+    } else {
+        Err(format!(
+            "max |Δ| {:e} at {:?}, {} event mismatches, {}",
+            c.max_abs_diff,
+            c.worst,
+            c.event_mismatches.len(),
+            c.structure.join("; ")
+        ))
+    }
+}
+
 /// Steps every rollout of `members` on the CPU and with the kernels on `device`, and compares.
 pub fn compare(
     device: &Device,
@@ -91,6 +121,13 @@ pub fn compare(
             "counts: cpu {cpu_counts:?}, kernels {dev_counts:?}"
         ));
     }
+    if cpu.len() != dev.len() {
+        c.structure.push(format!(
+            "{} traces on the CPU, {} with the kernels",
+            cpu.len(),
+            dev.len()
+        ));
+    }
     for (r, (a, b)) in cpu.iter().zip(&dev).enumerate() {
         compare_trace(&mut c, r, a, b);
     }
@@ -109,7 +146,23 @@ fn compare_trace(c: &mut Comparison, r: usize, a: &RolloutTrace, b: &RolloutTrac
     if a.failure != b.failure || a.terminated != b.terminated {
         c.structure.push(format!("rollout {r}: ended differently"));
     }
+    let steps = a.times_us.len();
+    for (what, x, y, per_step) in [
+        ("ego poses", a.ego.len(), b.ego.len(), 1),
+        ("agent poses", a.agents.len(), b.agents.len(), 0),
+        ("metric values", a.metrics.len(), b.metrics.len(), N_METRICS),
+    ] {
+        let want = per_step * steps;
+        if x != y || (per_step > 0 && x != want) || (steps > 0 && x % steps != 0) {
+            c.structure.push(format!(
+                "rollout {r}: {x} {what} on the CPU, {y} with the kernels, over {steps} steps"
+            ));
+            return;
+        }
+    }
     let events: Vec<bool> = METRICS.iter().map(|m| EVENT_METRICS.contains(m)).collect();
+    let at = |name: &str| METRICS.iter().position(|m| *m == name).expect("a metric");
+    let (collision_any, offroad) = (at("collision_any"), at("offroad"));
     let n_agents = a.agents.len() / a.times_us.len().max(1);
     for k in 0..a.times_us.len() {
         c.steps += 1;
@@ -136,10 +189,10 @@ fn compare_trace(c: &mut Comparison, r: usize, a: &RolloutTrace, b: &RolloutTrac
                 c.value(METRICS[m], r, k, x, y);
             }
         }
-        if a.metrics[k * N_METRICS + 3] == 1.0 {
+        if a.metrics[k * N_METRICS + collision_any] == 1.0 {
             c.collision_steps += 1;
         }
-        if a.metrics[k * N_METRICS + 4] == 1.0 {
+        if a.metrics[k * N_METRICS + offroad] == 1.0 {
             c.offroad_steps += 1;
         }
     }
@@ -151,9 +204,10 @@ fn compare_trace(c: &mut Comparison, r: usize, a: &RolloutTrace, b: &RolloutTrac
         ));
     } else {
         for (pa, pb) in a.plans.iter().zip(&b.plans) {
-            if pa.0 != pb.0 {
-                c.structure
-                    .push(format!("rollout {r}: plans at other steps"));
+            if pa.0 != pb.0 || pa.1.len() != pb.1.len() {
+                c.structure.push(format!(
+                    "rollout {r}: plans at other steps or of other lengths"
+                ));
                 break;
             }
             for (p, q) in pa.1.iter().zip(&pb.1) {

@@ -87,7 +87,9 @@ struct CudaDev {
 
 struct EmuDev {
     _lib: libloading::Library,
-    launch: unsafe extern "C" fn(i32, *const std::ffi::c_void, u32) -> i32,
+    launch: unsafe extern "C" fn(i32, *const std::ffi::c_void, u32, i32) -> i32,
+    /// Threads run from the last to the first.
+    reverse: bool,
     /// The emulated thread index is a global of the library: one launch at a time.
     lock: std::sync::Mutex<()>,
 }
@@ -178,8 +180,20 @@ impl Device {
     }
 
     /// The kernel emulator: compiles the kernel source with the host's C++ compiler (`$CXX`, else
-    /// `c++`) into a cached shared library and loads it.
+    /// `c++`) into a cached shared library and loads it. Each launch runs its threads one after
+    /// another, in thread order.
     pub fn emulated() -> Result<Device, CudaError> {
+        Self::emulated_in_order(false)
+    }
+
+    /// The kernel emulator running each launch's threads from the last to the first: a kernel
+    /// whose threads read what other threads of the same launch write gives other results in
+    /// this order (on a GPU such a read is a race).
+    pub fn emulated_reversed() -> Result<Device, CudaError> {
+        Self::emulated_in_order(true)
+    }
+
+    fn emulated_in_order(reverse: bool) -> Result<Device, CudaError> {
         let src = source::emulator_source();
         let lib_path = compile_emulator(&src)?;
         // SAFETY: the library is the kernel source drivekit just compiled.
@@ -187,16 +201,25 @@ impl Device {
             .map_err(|e| CudaError::Unavailable(format!("{}: {e}", lib_path.display())))?;
         // SAFETY: the symbol's signature is the one emulator_source writes.
         let launch = unsafe {
-            *lib.get::<unsafe extern "C" fn(i32, *const std::ffi::c_void, u32) -> i32>(
+            *lib.get::<unsafe extern "C" fn(i32, *const std::ffi::c_void, u32, i32) -> i32>(
                 b"dk_emulated_launch",
             )
             .map_err(|e| CudaError::Unavailable(format!("{}: {e}", lib_path.display())))?
         };
         Ok(Device {
-            description: format!("kernel emulator ({})", lib_path.display()),
+            description: format!(
+                "kernel emulator ({}{})",
+                lib_path.display(),
+                if reverse {
+                    ", threads in reverse order"
+                } else {
+                    ""
+                }
+            ),
             kind: Kind::Emulated(EmuDev {
                 _lib: lib,
                 launch,
+                reverse,
                 lock: std::sync::Mutex::new(()),
             }),
         })
@@ -325,6 +348,7 @@ impl Device {
                         kernel as i32,
                         args as *const A as *const std::ffi::c_void,
                         threads,
+                        i32::from(e.reverse),
                     )
                 };
                 if code == 0 {

@@ -37,8 +37,8 @@ pub enum Backend {
 pub enum Chosen {
     /// The CPU backend; with `auto`, why CUDA was not used.
     Cpu(Option<String>),
-    /// A device running the kernels.
-    Kernels(Device),
+    /// A device running the kernels; with `auto`, what its start-up self-check found.
+    Kernels(Device, Option<String>),
 }
 
 impl Chosen {
@@ -46,8 +46,8 @@ impl Chosen {
     pub fn name(&self) -> &'static str {
         match self {
             Chosen::Cpu(_) => "cpu",
-            Chosen::Kernels(d) if d.is_gpu() => "cuda",
-            Chosen::Kernels(_) => "cuda-emulated",
+            Chosen::Kernels(d, _) if d.is_gpu() => "cuda",
+            Chosen::Kernels(..) => "cuda-emulated",
         }
     }
 
@@ -59,29 +59,40 @@ impl Chosen {
                 "backend cpu ({} threads; CUDA not used: {why})",
                 rayon::current_num_threads()
             ),
-            Chosen::Kernels(d) => format!("backend {}: {}", self.name(), d.description),
+            Chosen::Kernels(d, None) => format!("backend {}: {}", self.name(), d.description),
+            Chosen::Kernels(d, Some(check)) => {
+                format!("backend {}: {} ({check})", self.name(), d.description)
+            }
         }
     }
 
     /// The device, when the kernels run.
     pub fn device(&self) -> Option<&Device> {
         match self {
-            Chosen::Kernels(d) => Some(d),
+            Chosen::Kernels(d, _) => Some(d),
             Chosen::Cpu(_) => None,
         }
     }
 }
 
 impl Backend {
-    /// Probes and picks: `auto` falls back to the CPU (saying why), `cuda` and `cuda-emulated`
-    /// fail when they cannot run.
+    /// Probes and picks: `auto` takes a GPU only once its start-up self-check
+    /// ([`check::self_check`]: one rollout on the device and on the CPU, compared) passes, and
+    /// otherwise falls back to the CPU saying why; `cuda` and `cuda-emulated` fail when they
+    /// cannot run.
     pub fn choose(self) -> Result<Chosen, CudaError> {
         match self {
             Backend::Cpu => Ok(Chosen::Cpu(None)),
-            Backend::Cuda => Device::cuda().map(Chosen::Kernels),
-            Backend::CudaEmulated => Device::emulated().map(Chosen::Kernels),
+            Backend::Cuda => Device::cuda().map(|d| Chosen::Kernels(d, None)),
+            Backend::CudaEmulated => Device::emulated().map(|d| Chosen::Kernels(d, None)),
             Backend::Auto => Ok(match Device::cuda() {
-                Ok(d) => Chosen::Kernels(d),
+                Ok(d) => match check::self_check(&d) {
+                    Ok(passed) => Chosen::Kernels(d, Some(passed)),
+                    Err(why) => Chosen::Cpu(Some(format!(
+                        "{} failed its start-up self-check against the CPU backend: {why}",
+                        d.description
+                    ))),
+                },
                 Err(e) => Chosen::Cpu(Some(e.to_string())),
             }),
         }

@@ -417,12 +417,13 @@ pub fn kernel_source() -> String {
 }
 
 /// The kernel source plus the emulator's entry point: `dk_emulated_launch(kernel, args,
-/// threads)` runs kernel number `kernel` (see [`Kernel`]) on its argument struct for threads
-/// 0..threads in turn.
+/// threads, reverse)` runs kernel number `kernel` (see [`Kernel`]) on its argument struct for
+/// threads 0..threads in turn — or from the last thread to the first with `reverse`, so a test can
+/// tell that no thread reads what another thread of the same launch writes.
 pub fn emulator_source() -> String {
     let mut s = kernel_source();
     s.push_str(
-        "\nextern \"C\" int dk_emulated_launch(int kernel, const void* args, unsigned int threads) {\n  for (unsigned int i = 0; i < threads; i++) {\n    dk_emulated_tid = i;\n    switch (kernel) {\n",
+        "\nextern \"C\" int dk_emulated_launch(int kernel, const void* args, unsigned int threads, int reverse) {\n  for (unsigned int j = 0; j < threads; j++) {\n    unsigned int i = reverse ? threads - 1 - j : j;\n    dk_emulated_tid = i;\n    switch (kernel) {\n",
     );
     for k in Kernel::ALL {
         s.push_str(&format!(
