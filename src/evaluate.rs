@@ -422,9 +422,12 @@ fn evaluate_batch(
     }
     metrics_file::write_metrics_file(&target, &batches).map_err(|e| e.to_string())?;
     let _ = fs::remove_file(&prev);
+    // The metrics this version has scored: those of an earlier `--metrics` pass stay current.
+    let mut scored = scored_metrics(dir);
+    scored.extend(selected.iter().copied());
     let marker = serde_json::json!({
         "metrics_version": METRICS_VERSION,
-        "metrics": selected.iter().collect::<Vec<_>>(),
+        "metrics": scored.iter().collect::<Vec<_>>(),
         "exact": exact,
         "scene": if opts.scenes_dir.is_some() { "scene file" } else { "rebuilt from the log" },
     });
@@ -442,6 +445,23 @@ fn evaluate_batch(
         read,
         compute,
     })
+}
+
+/// The metrics of batch `dir` that the current [`METRICS_VERSION`] has scored (from its
+/// `_evaluated` marker; none when it is absent, unreadable or from another version).
+fn scored_metrics(dir: &Path) -> BTreeSet<&'static str> {
+    let marker = fs::read_to_string(dir.join(EVALUATED))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let Some(v) = marker.filter(|v| v["metrics_version"] == METRICS_VERSION) else {
+        return BTreeSet::new();
+    };
+    v["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| METRICS.iter().find(|k| Some(**k) == m.as_str()).copied())
+        .collect()
 }
 
 fn reader_name(dir: &Path) -> String {
@@ -554,15 +574,8 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateOutcome, EvaluateError> {
             out.not_complete += 1;
             continue;
         }
-        let current = fs::read_to_string(d.join(EVALUATED))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| {
-                v["metrics_version"] == METRICS_VERSION
-                    && v["metrics"]
-                        .as_array()
-                        .is_some_and(|a| a.len() == selected.len())
-            });
+        // Up to date when every selected metric was scored by this metric version.
+        let current = scored_metrics(&d).is_superset(&selected);
         if current && !opts.force {
             out.up_to_date += 1;
         } else {

@@ -1083,7 +1083,9 @@ fn write_batch(
         let wanted = match opts.video {
             crate::video::VideoMode::None => false,
             crate::video::VideoMode::All => true,
-            crate::video::VideoMode::Violations => crate::video::is_violation(&f.trace),
+            crate::video::VideoMode::Violations => {
+                crate::video::is_violation(&f.trace, cfg.evaluation.max_dist_to_gt_m)
+            }
         };
         if wanted && !f.trace.times_us.is_empty() {
             let path = crate::video::video_path(dir, &ctx.scene.scene_id, f.rollout);

@@ -228,7 +228,19 @@ pub struct Evaluation {
     /// TTC projection step (s).
     #[serde(default = "default_ttc_step")]
     pub ttc_step_s: f64,
+    /// A rollout this far (m) or farther from the recorded path counts as a violation for
+    /// `--video violations` (AlpaSim's aggregation cut-off, `aggregate --max-dist-to-gt`).
+    #[serde(default = "default_max_dist_to_gt")]
+    pub max_dist_to_gt_m: f64,
 }
+
+fn default_max_dist_to_gt() -> f64 {
+    DEFAULT_MAX_DIST_TO_GT_M
+}
+
+/// AlpaSim's cut-off (m) after which a trajectory's rows are dropped in aggregation
+/// (`processing.py`), and drivekit's default violation threshold for videos.
+pub const DEFAULT_MAX_DIST_TO_GT_M: f64 = 4.0;
 
 fn default_ttc_horizon() -> f64 {
     3.0
@@ -470,6 +482,14 @@ impl SimConfig {
             );
         }
         let e = &self.evaluation;
+        if !(e.max_dist_to_gt_m.is_finite() && e.max_dist_to_gt_m > 0.0) {
+            return rule(
+                "evaluation.max_dist_to_gt_m",
+                e.max_dist_to_gt_m.to_string(),
+                "must be a positive number of metres".into(),
+                "use AlpaSim's 4.0".into(),
+            );
+        }
         if !(e.ttc_step_s > 0.0 && e.ttc_horizon_s >= e.ttc_step_s && e.ttc_horizon_s <= 60.0) {
             return rule(
                 "evaluation.ttc_horizon_s",

@@ -581,3 +581,85 @@ fn single_rollout_has_null_std_and_equal_quantiles() {
     assert_eq!((s.mean, s.std), (Some(3.0), None));
     assert!(s.quantiles.iter().all(|q| *q == Some(3.0)));
 }
+
+/// r15: `--compare BASE` reads the baseline without rewriting its aggregate/, and a tolerance for
+/// a metric neither run has (or a malformed one) is an error naming it, never ignored.
+#[test]
+fn compare_leaves_the_baseline_untouched_and_checks_tolerances() {
+    let d = tempfile::tempdir().unwrap();
+    let (cur, base) = (d.path().join("cur"), d.path().join("base"));
+    write_known_run(&cur);
+    write_known_run(&base);
+    let out = bin("aggregate", &[base.to_str().unwrap(), "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    let snapshot = |dir: &Path| -> Vec<(std::path::PathBuf, Vec<u8>, std::time::SystemTime)> {
+        let mut v: Vec<_> = util::files_named_with(dir, "")
+            .into_iter()
+            .map(|p| {
+                let m = fs::metadata(&p).unwrap().modified().unwrap();
+                (p.clone(), fs::read(&p).unwrap(), m)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let before = snapshot(&base.join("aggregate"));
+    assert!(before.len() > 5);
+    let (c, b) = (cur.to_str().unwrap(), base.to_str().unwrap());
+    let out = bin(
+        "aggregate",
+        &[
+            c,
+            "--quiet",
+            "--compare",
+            b,
+            "--tolerance",
+            "collision_at_fault=0.5",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(cur.join("aggregate/comparison.md").exists());
+    assert_eq!(
+        snapshot(&base.join("aggregate")),
+        before,
+        "the baseline's aggregate/ changed"
+    );
+    assert!(!base.join("aggregate/comparison.md").exists());
+    let out = bin(
+        "aggregate",
+        &[
+            c,
+            "--quiet",
+            "--compare",
+            b,
+            "--tolerance",
+            "colision_at_fault=0.5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("colision_at_fault") && err.contains("collision_at_fault"),
+        "{err}"
+    );
+    for bad in [
+        "collision_at_fault",
+        "collision_at_fault=x",
+        "collision_at_fault=-1",
+    ] {
+        let out = bin(
+            "aggregate",
+            &[c, "--quiet", "--compare", b, "--tolerance", bad],
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("expected METRIC=VALUE"));
+    }
+    let out = bin("aggregate", &[c, "--quiet", "--tolerance", "offroad=0.1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--compare"));
+}

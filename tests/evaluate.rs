@@ -130,6 +130,29 @@ fn partial_metrics_missing_scenes_alpasim_logs_and_truncation() {
         "{}",
         String::from_utf8_lossy(&agg.stderr)
     );
+    // r15: another set of the same size is not "up to date" (the check compared counts), and
+    // the metrics of both passes stay current.
+    let again = |metrics: &str| {
+        let out = evaluate(
+            &run,
+            &["--scenes", s.to_str().unwrap(), "--metrics", metrics],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let o = again("dist_to_gt_trajectory,progress");
+    assert!(o.contains("6 batches evaluated"), "{o}");
+    let o = again("offroad,progress");
+    assert!(
+        o.contains("0 batches evaluated (0 rollouts), 6 already up to date"),
+        "{o}"
+    );
+    let o = again("ego_is_comfortable");
+    assert!(o.contains("6 batches evaluated"), "{o}");
     let bad = evaluate(&run, &["--metrics", "no_such_metric"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_metric"));

@@ -19,6 +19,120 @@ use crate::rng::SplitMix64;
 /// Bootstrap resamples.
 pub const RESAMPLES: usize = 2000;
 
+/// Why a comparison could not be made (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// A `--tolerance` that is not `METRIC=VALUE` with a finite VALUE ≥ 0.
+    #[error(
+        "--tolerance {0}: expected METRIC=VALUE with a number ≥ 0 (e.g. collision_at_fault=0.02)"
+    )]
+    BadTolerance(String),
+    /// A `--tolerance` for a metric neither run has.
+    #[error("--tolerance {metric}=…: neither run has a metric of that name (they have: {known})")]
+    UnknownMetric {
+        /// the name given
+        metric: String,
+        /// the metrics of the two runs
+        known: String,
+    },
+    /// The baseline could not be aggregated.
+    #[error("aggregating the baseline {path}: {source}")]
+    Baseline {
+        /// the baseline run dir
+        path: std::path::PathBuf,
+        /// the cause
+        source: Box<super::Error>,
+    },
+    /// The comparison files could not be written.
+    #[error("writing the comparison into {path}: {source}")]
+    Write {
+        /// the directory
+        path: std::path::PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+}
+
+/// Parses `--tolerance METRIC=VALUE` flags.
+pub fn parse_tolerances(specs: &[String]) -> Result<BTreeMap<String, f64>, CompareError> {
+    specs
+        .iter()
+        .map(|t| {
+            let bad = || CompareError::BadTolerance(t.clone());
+            let (k, v) = t.split_once('=').ok_or_else(bad)?;
+            let v: f64 = v.trim().parse().map_err(|_| bad())?;
+            if k.trim().is_empty() || !v.is_finite() || v < 0.0 {
+                return Err(bad());
+            }
+            Ok((k.trim().to_string(), v))
+        })
+        .collect()
+}
+
+/// What [`run`] found and wrote.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// One row per metric both runs have.
+    pub rows: Vec<MetricComparison>,
+    /// The metrics that regressed.
+    pub regressed: Vec<String>,
+    /// comparison.md (beside comparison.png and comparison.json).
+    pub markdown: std::path::PathBuf,
+}
+
+/// `aggregate CURRENT --compare BASE`: aggregates `base_dir` read-only (its aggregate/ stays as
+/// it was), compares it with the `current` outcome and writes comparison.md / .png / .json into
+/// the current run's aggregate/. Every tolerance must name a metric of one of the runs.
+pub fn run(
+    current: &super::Outcome,
+    opts: &super::Options,
+    base_dir: &Path,
+    tolerances: &BTreeMap<String, f64>,
+) -> Result<Report, CompareError> {
+    let base = super::run(&super::Options {
+        run_dir: base_dir.to_path_buf(),
+        progress: false,
+        read_only: true,
+        ..opts.clone()
+    })
+    .map_err(|e| CompareError::Baseline {
+        path: base_dir.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    let names: std::collections::BTreeSet<&str> = current
+        .results
+        .columns
+        .iter()
+        .chain(&base.results.columns)
+        .map(|c| c.name.as_str())
+        .collect();
+    if let Some(metric) = tolerances.keys().find(|k| !names.contains(k.as_str())) {
+        return Err(CompareError::UnknownMetric {
+            metric: metric.clone(),
+            known: names.into_iter().collect::<Vec<_>>().join(", "),
+        });
+    }
+    let rows = compare(&current.results, &base.results, tolerances);
+    let (cur_name, base_name) = (
+        opts.run_dir.display().to_string(),
+        base_dir.display().to_string(),
+    );
+    let dir = &current.output_dir;
+    write_outputs(dir, &cur_name, &base_name, &rows).map_err(|e| CompareError::Write {
+        path: dir.clone(),
+        source: e,
+    })?;
+    Ok(Report {
+        regressed: rows
+            .iter()
+            .filter(|r| r.regressed)
+            .map(|r| r.metric.clone())
+            .collect(),
+        rows,
+        markdown: dir.join("comparison.md"),
+    })
+}
+
 /// Which direction is better for a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -217,11 +331,9 @@ pub fn plot(path: &Path, title: &str, rows: &[MetricComparison]) -> std::io::Res
         .filter(|v| v.is_finite())
         .fold(1.0f64, f64::max)
         * 1.15;
-    let tmp = fsutil::TempFile::keeping_extension(path);
-    {
-        let root = BitMapBackend::new(tmp.path(), (1100, 80 + 34 * n as u32)).into_drawing_area();
+    crate::report::plot::write_png(path, (1100, 80 + 34 * n as u32), |root| {
         root.fill(&WHITE).map_err(io)?;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(36)
@@ -271,9 +383,8 @@ pub fn plot(path: &Path, title: &str, rows: &[MetricComparison]) -> std::io::Res
                 BLACK.stroke_width(1),
             )))
             .map_err(io)?;
-        root.present().map_err(io)?;
-    }
-    tmp.persist(path)
+        Ok(())
+    })
 }
 
 /// Writes comparison.md, comparison.png and comparison.json into `dir`.

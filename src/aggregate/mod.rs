@@ -53,6 +53,9 @@ pub struct Options {
     pub use_cache: bool,
     /// Show a progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Compute the results without writing anything into the run dir (its aggregate/ and cache
+    /// are read, never replaced): how `--compare` reads its baseline.
+    pub read_only: bool,
 }
 
 impl Options {
@@ -64,6 +67,7 @@ impl Options {
             chain: ChainParams::default(),
             use_cache: true,
             progress: true,
+            read_only: false,
         }
     }
 }
@@ -183,6 +187,8 @@ impl Outcome {
 
 enum Loaded {
     Cached(BatchKey, BatchReduction, Vec<usize>),
+    /// Read now, reduced only (read-only runs write no unprocessed file).
+    Reduced(BatchKey, BatchReduction),
     /// Read now; the rows come re-encoded or straight from the batch's file.
     Fresh(BatchKey, BatchReduction, Source<'static>),
     Skipped(Problem),
@@ -213,7 +219,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     } else {
         Default::default()
     };
-    let previous = if opts.use_cache {
+    let previous = if opts.use_cache && !opts.read_only {
         PreviousFile::open(&unprocessed_path)
     } else {
         None
@@ -224,7 +230,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     let unchanged = previous
         .as_ref()
         .is_some_and(|p| p.unchanged(&keys, &cached, &guess));
-    let mut writer = if unchanged {
+    let mut writer = if unchanged || opts.read_only {
         None
     } else {
         Some(
@@ -250,6 +256,10 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
             bar.inc(1);
             match l {
                 Loaded::Skipped(p) => problems.push(p),
+                Loaded::Reduced(key, red) => {
+                    n_read += 1;
+                    reductions.push((b.rel.clone(), key, red));
+                }
                 Loaded::Cached(key, red, groups) => {
                     if let Some(w) = writer.as_mut() {
                         let prev = previous.as_ref().expect("cached only with a previous file");
@@ -306,11 +316,14 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     timer.lap("merge + stats");
     drop(previous); // release the old file before it is replaced
     let unprocessed = match writer {
-        Some(w) => w.finish().map_err(|e| werr(&unprocessed_path, &e))?,
-        None => unprocessed_path.clone(),
+        Some(w) => Some(w.finish().map_err(|e| werr(&unprocessed_path, &e))?),
+        None if opts.read_only => None,
+        None => Some(unprocessed_path.clone()),
     };
-    if results.run_uuid != guess || !rejected.is_empty() {
-        rewrite_unprocessed(&unprocessed, &results.run_uuid, &reductions, &rejected)?;
+    if let Some(path) = &unprocessed {
+        if results.run_uuid != guess || !rejected.is_empty() {
+            rewrite_unprocessed(path, &results.run_uuid, &reductions, &rejected)?;
+        }
     }
 
     timer.lap("unprocessed footer");
@@ -325,8 +338,11 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         n_batches_read: n_read,
         failed_rollouts,
         problems,
-        outputs: vec![unprocessed],
+        outputs: unprocessed.into_iter().collect(),
     };
+    if opts.read_only {
+        return Ok(outcome);
+    }
     let batch_dirs: Vec<PathBuf> = reductions
         .iter()
         .map(|(rel, _, _)| root.join(rel))
@@ -447,6 +463,18 @@ fn load_one(
         if let Some(groups) = prev.row_groups(&key) {
             return Loaded::Cached(key, red.clone(), groups.to_vec());
         }
+    }
+    if opts.read_only {
+        if let Some(red) = cached.get(&key) {
+            return Loaded::Reduced(key, red.clone());
+        }
+        return match load::reduce_batch(&metrics, &opts.chain, false) {
+            Ok((red, _)) => Loaded::Reduced(key, red),
+            Err(e) => skipped(
+                format!("{}/{}", b.rel, run_dir::METRICS),
+                format!("{e}; batch left out"),
+            ),
+        };
     }
     let Some(encoder) = encoder else {
         return skipped(

@@ -72,6 +72,11 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         "--max-dist-to-gt must be a positive number of metres, got {}",
         args.max_dist_to_gt
     );
+    anyhow::ensure!(
+        args.tolerance.is_empty() || args.compare.is_some(),
+        "--tolerance applies to --compare BASE_RUN, which is not given"
+    );
+    let tolerances = aggregate::compare::parse_tolerances(&args.tolerance)?;
     if let Some(n) = args.jobs {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
@@ -86,6 +91,7 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         },
         use_cache: !args.no_cache,
         progress: !args.quiet && !args.json,
+        read_only: false,
     };
     let outcome = aggregate::run(&opts)?;
     let mut stdout = std::io::stdout().lock();
@@ -122,52 +128,26 @@ fn run(args: &Args) -> anyhow::Result<u8> {
     }
     let mut code = outcome.exit_code() as u8;
     if let Some(base_dir) = &args.compare {
-        let mut tolerances = std::collections::BTreeMap::new();
-        for t in &args.tolerance {
-            let (k, v) = t
-                .split_once('=')
-                .with_context(|| format!("--tolerance {t}: expected METRIC=VALUE"))?;
-            let v: f64 = v
-                .trim()
-                .parse()
-                .with_context(|| format!("--tolerance {t}: {v} is not a number"))?;
-            tolerances.insert(k.trim().to_string(), v);
-        }
-        let base = aggregate::run(&aggregate::Options {
-            run_dir: base_dir.clone(),
-            progress: false,
-            ..opts.clone()
-        })
-        .with_context(|| format!("aggregating the baseline {}", base_dir.display()))?;
-        let rows = aggregate::compare::compare(&outcome.results, &base.results, &tolerances);
-        let (cur_name, base_name) = (
-            args.run_dir.display().to_string(),
-            base_dir.display().to_string(),
-        );
-        aggregate::compare::write_outputs(&outcome.output_dir, &cur_name, &base_name, &rows)?;
-        let regressed: Vec<&str> = rows
-            .iter()
-            .filter(|r| r.regressed)
-            .map(|r| r.metric.as_str())
-            .collect();
+        let report = aggregate::compare::run(&outcome, &opts, base_dir, &tolerances)?;
         if !args.quiet {
             println!(
                 "Compared with {}: {} metric(s), {} regressed{}. Report: {}",
-                base_name,
-                rows.len(),
-                regressed.len(),
-                if regressed.is_empty() {
+                base_dir.display(),
+                report.rows.len(),
+                report.regressed.len(),
+                if report.regressed.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", regressed.join(", "))
+                    format!(" ({})", report.regressed.join(", "))
                 },
-                outcome.output_dir.join("comparison.md").display()
+                report.markdown.display()
             );
         }
-        if !regressed.is_empty() {
+        if !report.regressed.is_empty() {
             eprintln!(
-                "aggregate: regression against {base_name}: {}",
-                regressed.join(", ")
+                "aggregate: regression against {}: {}",
+                base_dir.display(),
+                report.regressed.join(", ")
             );
             code = code.max(3);
         }

@@ -27,6 +27,11 @@ struct Args {
     /// Metres per pixel.
     #[arg(long, default_value_t = 0.25)]
     scale: f64,
+    /// With --video violations: a rollout at least this far (m) from the recorded path counts
+    /// as a violation (default: the run's evaluation.max_dist_to_gt_m, 4 m unless configured; use
+    /// the value you pass to `aggregate --max-dist-to-gt`).
+    #[arg(long, value_name = "METRES")]
+    max_dist_to_gt: Option<f64>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -36,7 +41,8 @@ struct Args {
 enum Which {
     /// Every rollout.
     All,
-    /// Rollouts with an at-fault collision, offroad, or ≥ 4 m off the recorded path.
+    /// Rollouts with an at-fault collision, offroad, or at least --max-dist-to-gt off the
+    /// recorded path.
     Violations,
 }
 
@@ -44,6 +50,12 @@ fn main() -> ExitCode {
     let a = Args::parse();
     if !(a.size >= 16 && a.size % 2 == 0 && a.size <= 4096 && a.scale > 0.0) {
         eprintln!("render: --size must be even in 16…4096 and --scale positive");
+        return ExitCode::from(2);
+    }
+    if a.max_dist_to_gt
+        .is_some_and(|m| !(m.is_finite() && m > 0.0))
+    {
+        eprintln!("render: --max-dist-to-gt must be a positive number of metres");
         return ExitCode::from(2);
     }
     let opts = RenderOptions {
@@ -61,6 +73,7 @@ fn main() -> ExitCode {
             heading_up: false,
         },
         progress: !a.quiet,
+        max_dist_to_gt_m: a.max_dist_to_gt,
     };
     match video::render_run(&opts) {
         Ok(o) => {

@@ -298,9 +298,15 @@ pub fn import(path: &Path) -> Result<Scene, CommonRoadError> {
             .min()
             .unwrap_or(init.0),
     );
-    let n = (last_step - first_step + 1) as usize;
+    let steps = last_step - first_step + 1;
+    if !(1..=MAX_STEPS).contains(&steps) {
+        return Err(bad(format!(
+            "time steps {first_step}…{last_step}: more than {MAX_STEPS} steps (or none); is a time step wrong?"
+        )));
+    }
+    let n = steps as usize;
 
-    let ego = route_ego(&lanes, init, goal_lanelet, first_step, n, dt);
+    let ego = route_ego(&lanes, init, goal_lanelet, first_step, n, dt).map_err(bad)?;
     let mut agents: BTreeMap<String, Track> = BTreeMap::new();
     for o in raw {
         let mut t = Track::empty(o.id.clone(), o.class, (o.length, o.width, 1.5), n);
@@ -350,7 +356,11 @@ pub fn import(path: &Path) -> Result<Scene, CommonRoadError> {
     Ok(scene)
 }
 
-/// The ego's reference: the route from the initial state to the goal lanelet at constant speed.
+/// Most time steps a scenario may span (a day at 10 Hz): more is a broken time field.
+const MAX_STEPS: i64 = 864_000;
+
+/// The ego's reference: the route from the initial state to the goal lanelet at constant speed;
+/// an error when no lanelet has a usable centerline there.
 fn route_ego(
     lanes: &[Lane],
     init: State,
@@ -358,7 +368,7 @@ fn route_ego(
     first_step: i64,
     n: usize,
     dt: f64,
-) -> Track {
+) -> Result<Track, String> {
     let (t0, x0, y0, yaw0, v0) = init;
     let by_id: HashMap<i64, &Lane> = lanes.iter().map(|l| (l.id, l)).collect();
     // Start lanelet: containing the point with the best heading match, else nearest centerline.
@@ -391,7 +401,7 @@ fn route_ego(
             .into_iter()
             .min_by(|a, b| heading_err(a).total_cmp(&heading_err(b)))
     }
-    .expect("at least one lanelet");
+    .ok_or("no lanelet to place the ego on")?;
     let route = route_to(&by_id, start.id, goal);
     let mut points: Vec<Point> = Vec::new();
     for id in &route {
@@ -401,7 +411,12 @@ fn route_ego(
             }
         }
     }
-    let path = Polyline::new(points).expect("lanelet centerlines have ≥ 2 points");
+    let path = Polyline::new(points).ok_or_else(|| {
+        format!(
+            "lanelet {}: the ego's route has a degenerate centerline (fewer than two distinct points)",
+            start.id
+        )
+    })?;
     let s0 = path.project([x0, y0]).1;
     let mut ego = Track::empty("EGO".into(), AgentClass::Vehicle, EGO_SIZE, n);
     for k in 0..n {
@@ -419,7 +434,7 @@ fn route_ego(
         ego.vx[k] = if moving { v0 * h.cos() } else { 0.0 };
         ego.vy[k] = if moving { v0 * h.sin() } else { 0.0 };
     }
-    ego
+    Ok(ego)
 }
 
 /// Lanelet ids from `start` to `goal` (breadth-first over successors); without a reachable goal,
@@ -458,4 +473,61 @@ fn route_to(by_id: &HashMap<i64, &Lane>, start: i64, goal: Option<i64>) -> Vec<i
         route.push(next);
     }
     route
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(left: &str, right: &str, goal_end: &str) -> String {
+        let pts = |p: &str| {
+            p.split(';')
+                .map(|xy| {
+                    let (x, y) = xy.split_once(',').unwrap();
+                    format!("<point><x>{x}</x><y>{y}</y></point>")
+                })
+                .collect::<String>()
+        };
+        format!(
+            r#"<commonRoad timeStepSize="0.1" benchmarkID="T-1">
+  <lanelet id="1"><leftBound>{}</leftBound><rightBound>{}</rightBound></lanelet>
+  <planningProblem id="9"><initialState>
+    <position><point><x>0</x><y>1</y></point></position>
+    <orientation><exact>0</exact></orientation><time><exact>0</exact></time>
+    <velocity><exact>5</exact></velocity>
+  </initialState>
+  <goalState><time><intervalStart>0</intervalStart><intervalEnd>{goal_end}</intervalEnd></time></goalState>
+  </planningProblem>
+</commonRoad>"#,
+            pts(left),
+            pts(right)
+        )
+    }
+
+    fn import_text(text: &str) -> Result<Scene, CommonRoadError> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("T-1.xml");
+        std::fs::write(&p, text).unwrap();
+        import(&p)
+    }
+
+    #[test]
+    fn r15_a_degenerate_lanelet_is_an_error_not_a_panic() {
+        // Both bounds repeat one point: the centerline has a single distinct point.
+        let e = import_text(&scenario("0,2;0,2", "0,0;0,0", "10"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("T-1.xml") && e.contains("degenerate centerline"),
+            "{e}"
+        );
+        // A sane lanelet imports.
+        let s = import_text(&scenario("0,2;50,2", "0,0;50,0", "10")).unwrap();
+        assert!(s.ego.n_valid() > 0);
+        // A time step far out is named instead of allocating without bound.
+        let e = import_text(&scenario("0,2;50,2", "0,0;50,0", "900000000"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 864000 steps"), "{e}");
+    }
 }

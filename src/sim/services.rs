@@ -1,7 +1,8 @@
 //! The services of one simulation step (DESIGN §7), each behind a trait with batched calls over
 //! a whole [`BatchState`] chunk: sensor → driver → controller + vehicle model → traffic, and
-//! evaluation. A backend (CPU here, CUDA later) provides implementations; the stepper
-//! ([`super::stepper`]) calls them in order and times each one.
+//! evaluation. The CPU backend implements them here; the stepper ([`super::stepper`]) calls them
+//! in order and times each one (the CUDA backend, `crate::cuda::stepper`, runs the same order with
+//! the controller, traffic and evaluation in kernels).
 
 use crate::state::{BatchState, SceneCtx};
 
@@ -31,9 +32,9 @@ pub enum StepError {
     Device(String),
 }
 
-/// What the sensor hands the driver per rollout. Until rendering lands the observation is
-/// structured: the driver reads poses, boxes and lanes from the state and the scene, and these
-/// say which camera frame and ego pose they correspond to.
+/// What the sensor hands the driver per rollout: which camera frame and ego pose the driver
+/// sees now. The built-in drivers read poses, boxes and lanes from the state and the scene; an
+/// external driver also gets the bird's-eye camera image of that frame (`crate::sim::external`).
 #[derive(Debug, Clone, Default)]
 pub struct Observations {
     /// Time of the last camera frame the driver sees (µs).
@@ -87,7 +88,7 @@ pub enum DeviceDriver {
     Idm,
 }
 
-/// Renders (or, for now, describes) what the ego sees at each decision.
+/// Runs the sensor clocks: which camera frame and ego pose each decision sees.
 pub trait SensorService: Send + Sync {
     /// Fills `obs` for the alive rollouts at their current time.
     fn observe(

@@ -17,16 +17,18 @@ use crate::state::SceneCtx;
 pub enum VideoMode {
     /// None.
     None,
-    /// Rollouts with an at-fault collision, an offroad step or a deviation ≥ 4 m from the
-    /// recorded path (what aggregate sorts into videos/violations/).
+    /// Rollouts with an at-fault collision, an offroad step or a deviation from the recorded
+    /// path of at least `evaluation.max_dist_to_gt_m` (4 m by default, as `aggregate
+    /// --max-dist-to-gt`): what aggregate sorts into videos/violations/.
     #[default]
     Violations,
     /// Every rollout.
     All,
 }
 
-/// True when the rollout has a violation aggregate would flag.
-pub fn is_violation(trace: &RolloutTrace) -> bool {
+/// True when the rollout has a violation aggregate would flag: an at-fault collision, an offroad
+/// step, or a step at least `max_dist_to_gt_m` from the recorded path.
+pub fn is_violation(trace: &RolloutTrace, max_dist_to_gt_m: f64) -> bool {
     let idx = |n: &str| METRICS.iter().position(|m| *m == n).expect("registered");
     let (front, lateral, off, dev) = (
         idx("collision_front"),
@@ -34,10 +36,9 @@ pub fn is_violation(trace: &RolloutTrace) -> bool {
         idx("offroad"),
         idx("dist_to_gt_trajectory"),
     );
-    trace
-        .metrics
-        .chunks_exact(METRICS.len())
-        .any(|row| row[front] > 0.0 || row[lateral] > 0.0 || row[off] > 0.0 || row[dev] >= 4.0)
+    trace.metrics.chunks_exact(METRICS.len()).any(|row| {
+        row[front] > 0.0 || row[lateral] > 0.0 || row[off] > 0.0 || row[dev] >= max_dist_to_gt_m
+    })
 }
 
 /// The video file of rollout `index` (batch 0) of a scene in its batch dir.
@@ -92,6 +93,9 @@ pub struct RenderOptions {
     pub view: render::View,
     /// Progress bar (on a terminal only).
     pub progress: bool,
+    /// Violation threshold of `--video violations` (m from the recorded path); `None`: the run's
+    /// `evaluation.max_dist_to_gt_m`.
+    pub max_dist_to_gt_m: Option<f64>,
 }
 
 /// What `render runs/X` did.
@@ -114,6 +118,9 @@ pub fn render_run(opts: &RenderOptions) -> Result<RenderOutcome, String> {
     let cfg_path = opts.run_dir.join(crate::run_dir::WIZARD_CONFIG);
     let cfg = crate::sim_config::SimConfig::load(&cfg_path).map_err(|e| e.to_string())?;
     let fps = (1e6 / cfg.control_timestep_us as f64).round().max(1.0) as u32;
+    let max_dist = opts
+        .max_dist_to_gt_m
+        .unwrap_or(cfg.evaluation.max_dist_to_gt_m);
     let rollouts = opts.run_dir.join(crate::run_dir::ROLLOUTS);
     let mut dirs = Vec::new();
     for scene in std::fs::read_dir(&rollouts)
@@ -153,7 +160,7 @@ pub fn render_run(opts: &RenderOptions) -> Result<RenderOutcome, String> {
                     let wanted = match opts.mode {
                         VideoMode::None => false,
                         VideoMode::All => true,
-                        VideoMode::Violations => is_violation(trace),
+                        VideoMode::Violations => is_violation(trace, max_dist),
                     };
                     if wanted && !trace.times_us.is_empty() {
                         let path = video_path(&dir, &b.ctx.scene.scene_id, *index);
