@@ -1,8 +1,13 @@
-//! `make bench`: cold and incremental `aggregate` on synthetic runs of 1K, 10K and 100K rollouts
-//! (AlpaSim-sized: 15 metrics × 200 timesteps, 10 rollouts per scene). Reports wall time,
-//! rollouts/s and peak RSS of the aggregate process, measured with wait4(2).
+//! `make bench`: `aggregate` on synthetic runs of 1K, 10K and 100K rollouts (AlpaSim-sized: 15
+//! metrics × 200 timesteps, 10 rollouts per scene) — cold, incremental after 1 % new batches,
+//! and a rerun with nothing new — and cold on the same kind of run with every metrics.parquet
+//! rewritten by polars (as AlpaSim writes them; `benches/polars_rewrite.py`) at 2K and 10K, the
+//! sizes of AlpaSim's own figures in DESIGN §9. Reports wall time, rollouts/s and peak RSS of the
+//! aggregate process, measured with wait4(2).
 //!
-//! `BENCH_SIZES=1000,10000` picks sizes; runs are generated once under target/bench-runs/.
+//! `BENCH_SIZES=1000,10000` and `BENCH_POLARS_SIZES=2000,10000` pick sizes; runs are generated
+//! once under target/bench-runs/. The polars runs need python3 with polars (the test
+//! environment of `make test` has it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,8 +51,21 @@ fn run_aggregate(dir: &Path, extra: &[&str]) -> Measure {
     }
 }
 
+/// AlpaSim's aggregation on this kind of 2-core machine, on polars-written runs (DESIGN §9,
+/// measured by the project, not re-run here): (rollouts, seconds, peak GB).
+const ALPASIM: [(usize, f64, f64); 2] = [(2_000, 8.2, 4.8), (10_000, 67.0, 20.6)];
+
 fn ensure_run(root: &Path, rollouts: usize) -> PathBuf {
-    let dir = root.join(format!("run-{rollouts}"));
+    ensure_run_as(root, rollouts, false).expect("drivekit-written runs need nothing else")
+}
+
+/// The run of `rollouts` rollouts, generated once; with `polars`, its metrics.parquet files are
+/// then rewritten by polars (`None` when python3 with polars is not available).
+fn ensure_run_as(root: &Path, rollouts: usize, polars: bool) -> Option<PathBuf> {
+    let dir = root.join(format!(
+        "run-{rollouts}{}",
+        if polars { "-polars" } else { "" }
+    ));
     let scenes = rollouts / ROLLOUTS_PER_SCENE;
     let marker = dir.join(".generated");
     if !marker.exists() {
@@ -61,13 +79,25 @@ fn ensure_run(root: &Path, rollouts: usize) -> PathBuf {
             ..RunSpec::default()
         };
         fixtures::write_run(&dir, &spec).expect("generate run");
+        if polars {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/polars_rewrite.py");
+            let ok = Command::new("python3")
+                .arg(script)
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = std::fs::remove_dir_all(&dir);
+                return None;
+            }
+        }
         std::fs::write(&marker, "").unwrap();
         eprintln!(
             "generated {rollouts} rollouts in {:.1} s",
             t.elapsed().as_secs_f64()
         );
     }
-    dir
+    Some(dir)
 }
 
 fn main() {
@@ -119,9 +149,55 @@ fn main() {
             "|  | incremental / cold | {:.1} % | | |",
             100.0 * inc.wall_s / cold.wall_s
         );
+        let again = run_aggregate(&dir, &[]);
+        println!(
+            "| {n} | rerun, nothing new | {:.2} | — | {:.0} |",
+            again.wall_s, again.peak_rss_mb
+        );
         for b in added {
             let scene = b.parent().expect("scene dir").to_path_buf();
             let _ = std::fs::remove_dir_all(scene);
         }
+    }
+    let polars_sizes: Vec<usize> = std::env::var("BENCH_POLARS_SIZES")
+        .unwrap_or_else(|_| "2000,10000".into())
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("BENCH_POLARS_SIZES: rollout counts")
+        })
+        .collect();
+    if polars_sizes.is_empty() {
+        return;
+    }
+    println!();
+    println!("AlpaSim-written input (every metrics.parquet rewritten by polars), cold, against AlpaSim's own aggregation of such runs (DESIGN §9: measured on this kind of 2-core machine, not re-run here):");
+    println!();
+    println!("| rollouts | drivekit wall (s) | peak RSS (MB) | AlpaSim (DESIGN §9) | speed-up | less memory |");
+    println!("|---:|---:|---:|---|---:|---:|");
+    for n in polars_sizes {
+        let Some(dir) = ensure_run_as(&root, n, true) else {
+            println!("| {n} | skipped: python3 with polars not found (make test installs it in target/test-venv) | | | | |");
+            continue;
+        };
+        let _ = std::fs::remove_dir_all(dir.join("aggregate"));
+        let cold = run_aggregate(&dir, &[]);
+        let alpasim = ALPASIM.iter().find(|a| a.0 == n);
+        println!(
+            "| {n} | {:.2} | {:.0} | {} | {} | {} |",
+            cold.wall_s,
+            cold.peak_rss_mb,
+            alpasim.map_or("not measured at this size".into(), |a| format!(
+                "{} s, {} GB",
+                a.1, a.2
+            )),
+            alpasim.map_or("—".into(), |a| format!("{:.1}×", a.1 / cold.wall_s)),
+            alpasim.map_or("—".into(), |a| format!(
+                "{:.0}×",
+                a.2 * 1024.0 / cold.peak_rss_mb
+            )),
+        );
     }
 }
