@@ -228,6 +228,36 @@ fn main() {
             }
         }
     }
+    // The same workloads without traces (pure stepping, what `simulate bench-backends` and the
+    // kernels' figures measure), one thread, the largest size: what recording costs, same run.
+    let n_pure = *sizes.iter().max().expect("a size");
+    println!();
+    println!("Without traces (pure stepping), {n_pure} rollouts, 1 thread:");
+    println!();
+    println!("| mode | agent-steps/s without traces | with traces (above) | traces cost |");
+    println!("|---|---:|---:|---:|");
+    for (label, driver, traffic) in [
+        (
+            "log replay, all metrics",
+            Driver::LogReplay,
+            Traffic::LogReplay,
+        ),
+        (
+            "IDM ego + IDM traffic, all metrics",
+            Driver::Idm,
+            Traffic::Idm,
+        ),
+    ] {
+        let pure = step_all(&ctxs, &cfg, n_pure, 1, driver, traffic, false, false);
+        let rec = step_all(&ctxs, &cfg, n_pure, 1, driver, traffic, false, true);
+        let rate = |o: &Outcome| o.counts.agent_steps as f64 / o.wall.as_secs_f64();
+        println!(
+            "| {label} | {:.0} | {:.0} | {:.1} % of the step time |",
+            rate(&pure),
+            rate(&rec),
+            100.0 * (rec.wall.as_secs_f64() - pure.wall.as_secs_f64()) / rec.wall.as_secs_f64()
+        );
+    }
     println!();
     println!("Step time per service (1 thread, traces recorded; record = copying each step into the traces):");
     println!();

@@ -1,7 +1,7 @@
 //! `simulate run --driver external` against real policy servers speaking AlpaSim's
 //! EgodriverService gRPC contract: the third-party `carla-driver-interface` route follower and
 //! drivekit's own `examples/driver_server.py`. Both are Python (`pip install
-//! carla-driver-interface`, which `.ci/run` does).
+//! carla-driver-interface`, which `scripts/test-deps.sh` does).
 
 mod util;
 

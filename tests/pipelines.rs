@@ -1,8 +1,9 @@
 //! The pipelines of `pipelines/`: the Makefile nightly end to end on the bundled scenes
 //! (baseline, no-regression rerun, a regression, resume after a crash), and the Slurm array
 //! scripts on a real single-node Slurm (slurm-wlm + munge started by
-//! `pipelines/slurm/local-slurm.sh`; `.ci/run` installs them). The Slurm test skips, saying so,
-//! only where Slurm is not installed or the test does not run as root.
+//! `pipelines/slurm/local-slurm.sh`; `scripts/test-deps.sh` installs them). The Slurm test is
+//! SKIPPED (in make test's summary; a failure under CI=true) where Slurm is not installed or the
+//! test does not run as root.
 
 mod util;
 
@@ -125,18 +126,20 @@ fn slurm_array_then_aggregation_on_a_real_slurm() {
             .output()
             .is_ok_and(|o| o.status.success())
     };
+    let test = "pipelines: the Slurm array on a real Slurm";
     if !["slurmctld", "slurmd", "munged", "sbatch"]
         .iter()
         .all(|b| have(b))
     {
-        eprintln!(
-            "SKIPPED: Slurm is not installed here (apt-get install slurm-wlm munge; .ci/run does)"
+        util::skip(
+            test,
+            "Slurm is not installed here (apt-get install slurm-wlm munge; scripts/test-deps.sh does as root)",
         );
         return;
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: the Slurm daemons need root to start without systemd");
+        util::skip(test, "the Slurm daemons need root to start without systemd");
         return;
     }
     let d = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
 //! The Parquet outputs read back with Python's pyarrow, pandas and polars (installed by
-//! `.ci/run`; locally `pip install pyarrow pandas polars`).
+//! `scripts/test-deps.sh` into `target/test-venv`).
 
 mod util;
 
@@ -35,7 +35,7 @@ fn outputs_are_ordinary_parquet_for_pyarrow_pandas_and_polars() {
         let py = Command::new("python3")
             .args([script, root.to_str().unwrap(), "18"])
             .output();
-        let py = py.expect("python3 is installed (see .ci/run)");
+        let py = py.expect("python3 runs");
         assert!(
             py.status.success(),
             "python check failed (needs `pip install pyarrow pandas polars`):\n{}{}",
@@ -63,7 +63,7 @@ fn run_script(script: &str) {
             d.path().to_str().unwrap(),
         ])
         .output()
-        .expect("python3 is installed (see .ci/run)");
+        .expect("python3 runs");
     assert!(
         py.status.success(),
         "{}{}",

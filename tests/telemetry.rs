@@ -1,6 +1,6 @@
 //! `simulate` writes telemetry per shard; `telemetry runs/X` merges it, plots it and gives
 //! advice. Prometheus files are checked with the real `promtool check metrics` (Debian package
-//! prometheus, which `.ci/run` installs).
+//! prometheus, which `scripts/test-deps.sh` installs).
 
 mod util;
 

@@ -1,6 +1,6 @@
 //! Evaluation videos: `simulate --video all|violations|none` writes one H.264 MP4 per rollout
 //! (`{clipgt_id}_{batch_id}_{rollout_id}.mp4`) that the real `ffprobe` reads (Debian package ffmpeg,
-//! which `.ci/run` installs), and `aggregate` links them into videos/all and videos/violations.
+//! which `scripts/test-deps.sh` installs), and `aggregate` links them into videos/all and videos/violations.
 
 mod util;
 
