@@ -13,14 +13,13 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use drivekit::metrics::registry;
+use drivekit::metrics::table::METRICS;
 use drivekit::metrics_file::MetricsBuilder;
 use drivekit::run_dir::RunMetadata;
 use drivekit::runner::{
     chunk_size, encode_rollout_log, push_trace_rows, rollout_metadata, scene_metadata, Traffic,
 };
 use drivekit::sim::driver::Driver;
-use drivekit::sim::evaluation::METRICS;
 use drivekit::sim::stepper::{run_chunk, ConfiguredServices, Probe, ServiceTimes, StepCounts};
 use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
@@ -128,7 +127,7 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f
     let mut bytes = 0usize;
     let aggregations: Vec<&str> = METRICS
         .iter()
-        .map(|m| registry::aggregation_of(m))
+        .map(|m| m.time_aggregation.as_str())
         .collect();
     for part in members.chunks(64) {
         let t = Instant::now();

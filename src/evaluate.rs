@@ -20,23 +20,20 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::fsutil;
-use crate::metrics::registry;
+use crate::metrics::table::{self, N_METRICS};
 use crate::metrics_file::{self, MetricsBuilder};
-use crate::rollout_log::asl::{self, Record};
-use crate::rollout_log::convert::yaw_of;
-use crate::rollout_log::proto::{ActorPoses, Entry, RolloutMetadata};
+use crate::rollout::asl::{self, Record};
+use crate::rollout::convert::yaw_of;
+use crate::rollout::proto::{ActorPoses, Entry, RolloutMetadata};
 use crate::run_dir::{self, RunMetadata};
 use crate::runner::push_trace_rows;
 use crate::scene::{AgentClass, Map, Scene, Track};
-use crate::sim::evaluation::{EvalMemory, Evaluator, METRICS, N_METRICS};
+use crate::sim::evaluation::{EvalMemory, Evaluator};
 use crate::sim::services::EvaluationService;
 use crate::sim::stepper::RolloutTrace;
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 
-/// Version of the metric code; `_evaluated` stores it and unchanged batches are skipped.
-/// Bump the suffix whenever a metric's definition changes.
-pub const METRICS_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+metrics.1");
 /// Marker written after a batch was evaluated.
 pub const EVALUATED: &str = "_evaluated";
 
@@ -52,7 +49,7 @@ pub enum EvaluateError {
         message: String,
     },
     /// `--metrics` names a metric drivekit does not compute.
-    #[error("--metrics: unknown metric `{0}` (known: {known})", known = METRICS.join(", "))]
+    #[error("--metrics: unknown metric `{0}` (known: {known})", known = table::names().join(", "))]
     UnknownMetric(String),
 }
 
@@ -387,16 +384,16 @@ fn evaluate_batch(
         return Err(format!("{e}; the batch is left as it was"));
     }
     let mut compute = b.compute;
-    let aggregations: Vec<&'static str> = METRICS
+    let aggregations: Vec<&'static str> = table::METRICS
         .iter()
-        .map(|m| registry::aggregation_of(m))
+        .map(|m| m.time_aggregation.as_str())
         .collect();
     let mut rows = MetricsBuilder::new();
     let rollouts = b.rollouts.len();
     for (index, mut trace) in b.rollouts {
         // Metrics not selected do not apply (their rows come from the previous file).
         for row in trace.metrics.chunks_exact_mut(N_METRICS) {
-            for (v, m) in row.iter_mut().zip(METRICS) {
+            for (v, m) in row.iter_mut().zip(table::names()) {
                 if !selected.contains(m) {
                     *v = f64::NAN;
                 }
@@ -408,7 +405,7 @@ fn evaluate_batch(
     let (warning, read, exact) = (b.warnings.into_iter().last(), b.read, b.exact);
     let t2 = Instant::now();
     let mut batches = vec![rows.finish()];
-    if selected.len() < METRICS.len() {
+    if selected.len() < N_METRICS {
         // The metrics not recomputed keep their previous rows.
         batches.push(kept_rows(&dir.join(run_dir::METRICS), selected)?);
     }
@@ -426,7 +423,7 @@ fn evaluate_batch(
     let mut scored = scored_metrics(dir);
     scored.extend(selected.iter().copied());
     let marker = serde_json::json!({
-        "metrics_version": METRICS_VERSION,
+        "metrics_version": table::metrics_version(),
         "metrics": scored.iter().collect::<Vec<_>>(),
         "exact": exact,
         "scene": if opts.scenes_dir.is_some() { "scene file" } else { "rebuilt from the log" },
@@ -447,20 +444,21 @@ fn evaluate_batch(
     })
 }
 
-/// The metrics of batch `dir` that the current [`METRICS_VERSION`] has scored (from its
+/// The metrics of batch `dir` that the current [`table::metrics_version`] has scored (from its
 /// `_evaluated` marker; none when it is absent, unreadable or from another version).
 fn scored_metrics(dir: &Path) -> BTreeSet<&'static str> {
     let marker = fs::read_to_string(dir.join(EVALUATED))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    let Some(v) = marker.filter(|v| v["metrics_version"] == METRICS_VERSION) else {
+    let Some(v) = marker.filter(|v| v["metrics_version"] == table::metrics_version().as_str())
+    else {
         return BTreeSet::new();
     };
     v["metrics"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|m| METRICS.iter().find(|k| Some(**k) == m.as_str()).copied())
+        .filter_map(|m| table::lookup(m.as_str()?).map(|d| d.name))
         .collect()
 }
 
@@ -544,14 +542,12 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateOutcome, EvaluateError> {
         .and_then(|t| serde_norway::from_str(&t).map_err(|e| e.to_string()))
         .map_err(|e| run_err(&meta_path, e))?;
     let selected: BTreeSet<&'static str> = match &opts.metrics {
-        None => METRICS.iter().copied().collect(),
+        None => table::names().into_iter().collect(),
         Some(list) => list
             .iter()
             .map(|m| {
-                METRICS
-                    .iter()
-                    .find(|k| **k == m.as_str())
-                    .copied()
+                table::lookup(m)
+                    .map(|d| d.name)
                     .ok_or_else(|| EvaluateError::UnknownMetric(m.clone()))
             })
             .collect::<Result<_, _>>()?,

@@ -50,24 +50,28 @@ impl Default for RunSpec {
     }
 }
 
-/// The 15 metrics the synthetic generator writes (aggregations from the registry).
-pub const SYNTHETIC_METRICS: [&str; 15] = [
-    "collision_any",
-    "collision_front",
-    "collision_lateral",
-    "collision_rear",
-    "offroad",
-    "min_distance_to_obstacle_m",
-    "dist_to_gt_trajectory",
-    "dist_to_gt_location",
-    "progress",
-    "progress_rel_to_total",
-    "dist_traveled_m",
-    "gt_dist_traveled_m",
-    "plan_deviation",
-    "eval_relevant",
-    "time_to_collision_s",
-];
+/// The 15 metrics the synthetic generator writes, in its row order (names and aggregations from
+/// the metric table; the order is the generator's own, kept so generated runs stay the same).
+pub const SYNTHETIC_METRICS: [&str; 15] = {
+    use crate::metrics::table::{index::*, METRICS};
+    [
+        METRICS[COLLISION_ANY].name,
+        METRICS[COLLISION_FRONT].name,
+        METRICS[COLLISION_LATERAL].name,
+        METRICS[COLLISION_REAR].name,
+        METRICS[OFFROAD].name,
+        METRICS[MIN_DISTANCE_TO_OBSTACLE_M].name,
+        METRICS[DIST_TO_GT_TRAJECTORY].name,
+        METRICS[DIST_TO_GT_LOCATION].name,
+        METRICS[PROGRESS].name,
+        METRICS[PROGRESS_REL_TO_TOTAL].name,
+        METRICS[DIST_TRAVELED_M].name,
+        METRICS[GT_DIST_TRAVELED_M].name,
+        METRICS[PLAN_DEVIATION].name,
+        METRICS[EVAL_RELEVANT].name,
+        METRICS[TIME_TO_COLLISION_S].name,
+    ]
+};
 
 /// The seeded generator of the synthetic data (SplitMix64, shared with the simulator).
 pub type Rng = crate::rng::SplitMix64;
@@ -179,7 +183,7 @@ pub fn synthetic_rollout(
                 timestamps_us: t,
                 value: Some(v),
                 valid: true,
-                time_aggregation: crate::metrics::registry::aggregation_of(name),
+                time_aggregation: crate::metrics::table::aggregation_of(name),
                 clipgt_id,
                 rollout_id,
                 run_uuid,

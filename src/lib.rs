@@ -22,7 +22,7 @@ pub mod metrics;
 pub mod metrics_file;
 pub mod report;
 pub mod rng;
-pub mod rollout_log;
+pub mod rollout;
 pub mod run_dir;
 pub mod runner;
 pub mod scene;

@@ -27,16 +27,15 @@ use rayon::prelude::*;
 use crate::cuda::stepper::DeviceSession;
 use crate::fixtures::uuid_from;
 use crate::fsutil::{self, Durability};
-use crate::metrics::registry;
 use crate::metrics_file::{self, MetricsBuilder};
-use crate::rollout_log::asl;
-use crate::rollout_log::metadata::MetadataEncoder;
-use crate::rollout_log::poses::{encode_actor_poses, encode_trajectory, pose_message, PoseRow};
-use crate::rollout_log::proto;
+use crate::rollout::asl;
+use crate::rollout::metadata::MetadataEncoder;
+use crate::rollout::poses::{encode_actor_poses, encode_trajectory, pose_message, PoseRow};
+use crate::rollout::proto;
 use crate::run_dir::{self, FailedBatch, RunMetadata};
 use crate::scene::Scene;
 use crate::sim::driver::Driver;
-use crate::sim::evaluation::{METRICS, N_METRICS};
+use crate::metrics::table::{METRICS, N_METRICS};
 use crate::sim::external::ExternalDriver;
 use crate::sim::services::{DriverService, StepError, TrafficService};
 use crate::sim::stepper::{self, ConfiguredServices, RolloutTrace, ServiceTimes, StepCounts};
@@ -985,7 +984,7 @@ pub fn push_trace_rows(
             .iter()
             .enumerate()
             .filter(|(_, v)| !v.is_nan()) // does not apply at this step
-            .map(move |(m, &v)| (METRICS[m], aggregations[m], t, v))
+            .map(move |(m, &v)| (METRICS[m].name, aggregations[m], t, v))
     });
     rows.push_rollout(
         &ctx.scene.scene_id,
@@ -1065,7 +1064,7 @@ fn write_batch(
     let mut rows = MetricsBuilder::new();
     let aggregations: Vec<&str> = METRICS
         .iter()
-        .map(|m| registry::aggregation_of(m))
+        .map(|m| m.time_aggregation.as_str())
         .collect();
     let shared = scene_metadata(ctx);
     for f in done {

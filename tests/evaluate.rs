@@ -9,8 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use drivekit::rollout_log::asl::{encode_record, AslReader, Record};
-use drivekit::rollout_log::proto::Entry;
+use drivekit::rollout::asl::{encode_record, AslReader, Record};
+use drivekit::rollout::proto::Entry;
 
 fn scenes() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenes")

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use drivekit::rollout_log::asl::{AslReader, Record};
-use drivekit::rollout_log::proto::Entry;
+use drivekit::rollout::asl::{AslReader, Record};
+use drivekit::rollout::proto::Entry;
 
 fn scenes() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenes")

@@ -220,11 +220,11 @@ fn render_from_logs_matches_and_survives_bad_input() {
     simulate_with(&later, "none", &idm);
     assert!(videos(&later).is_empty());
     let log = util::files_named(&later.join("rollouts"), "rollout.asl")[0].clone();
-    let plans = drivekit::rollout_log::asl::AslReader::open(&log)
+    let plans = drivekit::rollout::asl::AslReader::open(&log)
         .unwrap()
         .filter(|r| {
-            matches!(r, Ok(drivekit::rollout_log::asl::Record::Entry(_, e))
-                if matches!(e.entry, Some(drivekit::rollout_log::proto::Entry::DriverEgoTrajectory(_))))
+            matches!(r, Ok(drivekit::rollout::asl::Record::Entry(_, e))
+                if matches!(e.entry, Some(drivekit::rollout::proto::Entry::DriverEgoTrajectory(_))))
         })
         .count();
     assert!(plans > 10, "{plans} plan records");

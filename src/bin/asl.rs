@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use drivekit::rollout_log::convert::{self, LogSummary};
+use drivekit::rollout::convert::{self, LogSummary};
 
 /// Read AlpaSim rollout logs (rollout.asl; .xz is decompressed on the fly).
 #[derive(Debug, Parser)]

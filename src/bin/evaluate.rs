@@ -46,7 +46,7 @@ fn main() -> ExitCode {
                 o.evaluated,
                 o.rollouts,
                 o.up_to_date,
-                evaluate::METRICS_VERSION,
+                drivekit::metrics::table::metrics_version(),
                 o.not_complete,
                 o.failed.len()
             );

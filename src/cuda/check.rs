@@ -5,25 +5,12 @@
 
 use super::device::Device;
 use super::stepper::DeviceSession;
+use crate::metrics::table::{index, Kind, METRICS, N_METRICS};
 use crate::runner::Traffic;
-use crate::sim::evaluation::{METRICS, N_METRICS};
 use crate::sim::services::DriverService;
 use crate::sim::stepper::{run_chunk, ConfiguredServices, RolloutTrace};
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
-
-/// Metrics compared exactly (0/1 or 0/0.5/1 values).
-pub const EVENT_METRICS: [&str; 9] = [
-    "collision_front",
-    "collision_lateral",
-    "collision_rear",
-    "collision_any",
-    "offroad",
-    "eval_relevant",
-    "ego_is_comfortable",
-    "driving_direction_compliance",
-    "ego_is_making_progress",
-];
 
 /// What a comparison found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -160,9 +147,8 @@ fn compare_trace(c: &mut Comparison, r: usize, a: &RolloutTrace, b: &RolloutTrac
             return;
         }
     }
-    let events: Vec<bool> = METRICS.iter().map(|m| EVENT_METRICS.contains(m)).collect();
-    let at = |name: &str| METRICS.iter().position(|m| *m == name).expect("a metric");
-    let (collision_any, offroad) = (at("collision_any"), at("offroad"));
+    // Flags and scores (the table's events) must be equal; quantities within the tolerance.
+    let events: Vec<bool> = METRICS.iter().map(|m| m.kind == Kind::Event).collect();
     let n_agents = a.agents.len() / a.times_us.len().max(1);
     for k in 0..a.times_us.len() {
         c.steps += 1;
@@ -183,16 +169,16 @@ fn compare_trace(c: &mut Comparison, r: usize, a: &RolloutTrace, b: &RolloutTrac
             if events[m] {
                 if !(x == y || x.is_nan() && y.is_nan()) {
                     c.event_mismatches
-                        .push((METRICS[m].to_string(), r, k, x, y));
+                        .push((METRICS[m].name.to_string(), r, k, x, y));
                 }
             } else {
-                c.value(METRICS[m], r, k, x, y);
+                c.value(METRICS[m].name, r, k, x, y);
             }
         }
-        if a.metrics[k * N_METRICS + collision_any] == 1.0 {
+        if a.metrics[k * N_METRICS + index::COLLISION_ANY] == 1.0 {
             c.collision_steps += 1;
         }
-        if a.metrics[k * N_METRICS + offroad] == 1.0 {
+        if a.metrics[k * N_METRICS + index::OFFROAD] == 1.0 {
             c.offroad_steps += 1;
         }
     }

@@ -396,10 +396,12 @@ fn prelude() -> String {
     }
     s.push_str(&format!(
         "#define DK_N_METRICS {}\n#define DK_PLAN_POINTS {}\n#define DK_COMFORT_WINDOW {}\n",
-        evaluation::N_METRICS,
+        crate::metrics::table::N_METRICS,
         services::PLAN_POINTS,
         comfort::WINDOW
     ));
+    // The metric slots, generated from the metric table like the constants above.
+    s.push_str(&crate::metrics::table::c_defines());
     s
 }
 

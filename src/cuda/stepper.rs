@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::device::{CudaError, Device};
 use super::source::{DkArgs, Kernel};
 use super::tables::{bytes_u8, DeviceState, DeviceTables, SceneTables};
-use crate::sim::evaluation::N_METRICS;
+use crate::metrics::table::N_METRICS;
 use crate::sim::services::{DeviceDriver, Observations, Plans, StepError};
 use crate::sim::stepper::{
     record_plans, take_driver_verdicts, Probe, RolloutTrace, ServiceTimes, Services, StepCounts,

@@ -4,7 +4,7 @@
 use super::device::{CudaError, DevBuf, Device};
 use super::source::{DkArgs, DkScene};
 use crate::geometry::Polyline;
-use crate::sim::evaluation::N_METRICS;
+use crate::metrics::table::N_METRICS;
 use crate::sim::services::PLAN_POINTS;
 use crate::state::{BatchState, SceneCtx};
 

@@ -1,11 +1,13 @@
 //! Metric vocabulary shared by the simulator (which emits metrics) and `aggregate` (which reduces
-//! them): the time aggregations of DESIGN §3 and the statistics used over rollouts.
+//! them): the metric table ([`table`]: every per-step metric, its order, aggregation, unit and
+//! version), the per-step metric functions (collisions, TTC, comfort, driving direction), the
+//! time aggregations of DESIGN §3 and the statistics used over rollouts.
 
 pub mod comfort;
 pub mod direction;
 pub mod ego_step;
-pub mod registry;
 pub mod stats;
+pub mod table;
 pub mod time_aggregation;
 pub mod ttc;
 

@@ -7,36 +7,10 @@ use crate::geometry::OrientedBox;
 use crate::metrics::comfort::{ComfortLimits, ComfortTracker};
 use crate::metrics::direction::DirectionTracker;
 use crate::metrics::ego_step::{self, ContactMemory, StepInput, TrackBox};
+use crate::metrics::table::{index, N_METRICS};
 use crate::metrics::ttc::TtcParams;
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
-
-/// The metrics written per step, in row order (aggregations from
-/// [`crate::metrics::registry`]). NaN marks a metric that does not apply at a step: its row is
-/// left out (DESIGN §3: "a metric that does not apply is simply absent").
-pub const METRICS: [&str; 18] = [
-    "collision_front",
-    "collision_lateral",
-    "collision_rear",
-    "collision_any",
-    "offroad",
-    "min_distance_to_obstacle_m",
-    "dist_to_gt_trajectory",
-    "dist_to_gt_location",
-    "progress",
-    "progress_rel_to_total",
-    "dist_traveled_m",
-    "gt_dist_traveled_m",
-    "plan_deviation",
-    "eval_relevant",
-    "time_to_collision_s",
-    "ego_is_comfortable",
-    "driving_direction_compliance",
-    "ego_is_making_progress",
-];
-
-/// Number of metrics per step.
-pub const N_METRICS: usize = METRICS.len();
 
 /// nuPlan's ego_is_making_progress threshold: progress along the expert route over the expert's.
 pub const MAKING_PROGRESS_RATIO: f64 = 0.2;
@@ -155,27 +129,27 @@ impl EvaluationService for Evaluator {
                 _ => true,
             };
             let nan = f64::NAN;
-            let values: [f64; N_METRICS] = [
-                flag(m.collision_front),
-                flag(m.collision_lateral),
-                flag(m.collision_rear),
-                flag(m.collision_any),
-                m.offroad.map_or(nan, flag),
-                m.min_distance_to_obstacle_m,
-                m.dist_to_gt_trajectory.unwrap_or(nan),
-                m.dist_to_gt_location.unwrap_or(nan),
-                progress.unwrap_or(nan),
-                progress.map_or(nan, |p| if gt_len > 0.0 { p / gt_len } else { 1.0 }),
-                mem.traveled_m,
-                gt_traveled.unwrap_or(nan),
-                crate::geometry::norm(ego.x - st.plan_x[r], ego.y - st.plan_y[r]),
-                flag(t >= ctx.driven_from_us),
-                m.time_to_collision_s,
-                flag(comfortable),
-                direction.unwrap_or(nan),
-                flag(making_progress),
-            ];
-            out[r * N_METRICS..(r + 1) * N_METRICS].copy_from_slice(&values);
+            let row = &mut out[r * N_METRICS..(r + 1) * N_METRICS];
+            row[index::COLLISION_FRONT] = flag(m.collision_front);
+            row[index::COLLISION_LATERAL] = flag(m.collision_lateral);
+            row[index::COLLISION_REAR] = flag(m.collision_rear);
+            row[index::COLLISION_ANY] = flag(m.collision_any);
+            row[index::OFFROAD] = m.offroad.map_or(nan, flag);
+            row[index::MIN_DISTANCE_TO_OBSTACLE_M] = m.min_distance_to_obstacle_m;
+            row[index::DIST_TO_GT_TRAJECTORY] = m.dist_to_gt_trajectory.unwrap_or(nan);
+            row[index::DIST_TO_GT_LOCATION] = m.dist_to_gt_location.unwrap_or(nan);
+            row[index::PROGRESS] = progress.unwrap_or(nan);
+            row[index::PROGRESS_REL_TO_TOTAL] =
+                progress.map_or(nan, |p| if gt_len > 0.0 { p / gt_len } else { 1.0 });
+            row[index::DIST_TRAVELED_M] = mem.traveled_m;
+            row[index::GT_DIST_TRAVELED_M] = gt_traveled.unwrap_or(nan);
+            row[index::PLAN_DEVIATION] =
+                crate::geometry::norm(ego.x - st.plan_x[r], ego.y - st.plan_y[r]);
+            row[index::EVAL_RELEVANT] = flag(t >= ctx.driven_from_us);
+            row[index::TIME_TO_COLLISION_S] = m.time_to_collision_s;
+            row[index::EGO_IS_COMFORTABLE] = flag(comfortable);
+            row[index::DRIVING_DIRECTION_COMPLIANCE] = direction.unwrap_or(nan);
+            row[index::EGO_IS_MAKING_PROGRESS] = flag(making_progress);
         }
     }
 }

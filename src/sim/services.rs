@@ -151,7 +151,7 @@ pub trait TrafficService: Send + Sync {
 /// Computes the per-step metrics (DESIGN §3) of every alive rollout.
 pub trait EvaluationService: Send + Sync {
     /// Writes rollout r's values at `out[r * n + m]` for metric m of
-    /// [`super::evaluation::METRICS`] (n of them); NaN where a metric does not apply this step.
+    /// [`crate::metrics::table::METRICS`] (n of them); NaN where a metric does not apply this step.
     fn evaluate(
         &self,
         st: &BatchState,

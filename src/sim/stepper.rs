@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::evaluation::{EvalMemory, N_METRICS};
+use super::evaluation::EvalMemory;
+use crate::metrics::table::N_METRICS;
 use super::services::{
     ControllerService, DriverService, EvaluationService, Observations, Plans, SensorService,
     StepError, TrafficService,

@@ -8,7 +8,7 @@ pub mod render;
 
 use std::path::{Path, PathBuf};
 
-use crate::sim::evaluation::METRICS;
+use crate::metrics::table::{index, N_METRICS};
 use crate::sim::stepper::RolloutTrace;
 use crate::state::SceneCtx;
 
@@ -29,15 +29,11 @@ pub enum VideoMode {
 /// True when the rollout has a violation aggregate would flag: an at-fault collision, an offroad
 /// step, or a step at least `max_dist_to_gt_m` from the recorded path.
 pub fn is_violation(trace: &RolloutTrace, max_dist_to_gt_m: f64) -> bool {
-    let idx = |n: &str| METRICS.iter().position(|m| *m == n).expect("registered");
-    let (front, lateral, off, dev) = (
-        idx("collision_front"),
-        idx("collision_lateral"),
-        idx("offroad"),
-        idx("dist_to_gt_trajectory"),
-    );
-    trace.metrics.chunks_exact(METRICS.len()).any(|row| {
-        row[front] > 0.0 || row[lateral] > 0.0 || row[off] > 0.0 || row[dev] >= max_dist_to_gt_m
+    trace.metrics.chunks_exact(N_METRICS).any(|row| {
+        row[index::COLLISION_FRONT] > 0.0
+            || row[index::COLLISION_LATERAL] > 0.0
+            || row[index::OFFROAD] > 0.0
+            || row[index::DIST_TO_GT_TRAJECTORY] >= max_dist_to_gt_m
     })
 }
 

@@ -7,8 +7,8 @@
 use plotters::prelude::*;
 
 use super::raster::{Canvas, Raster, Rgb};
+use crate::metrics::table::{index, N_METRICS};
 use crate::scene::AgentClass;
-use crate::sim::evaluation::METRICS;
 use crate::sim::stepper::RolloutTrace;
 use crate::state::SceneCtx;
 
@@ -57,12 +57,9 @@ fn class_colour(c: AgentClass) -> Rgb {
     }
 }
 
-fn metric(trace: &RolloutTrace, k: usize, name: &str) -> f64 {
-    let m = METRICS
-        .iter()
-        .position(|x| *x == name)
-        .expect("a registered metric");
-    trace.metrics[k * METRICS.len() + m]
+/// Metric `m` (an [`index`] slot) of step `k`.
+fn metric(trace: &RolloutTrace, k: usize, m: usize) -> f64 {
+    trace.metrics[k * N_METRICS + m]
 }
 
 /// Renders step `k` of a rollout.
@@ -180,20 +177,20 @@ fn overlay(r: &mut Raster, trace: &RolloutTrace, k: usize) {
     crate::report::plot::register_font();
     let t0 = trace.times_us.first().copied().unwrap_or(0);
     let t = (trace.times_us[k] - t0) as f64 / 1e6;
-    let at_fault =
-        metric(trace, k, "collision_front") > 0.0 || metric(trace, k, "collision_lateral") > 0.0;
+    let at_fault = metric(trace, k, index::COLLISION_FRONT) > 0.0
+        || metric(trace, k, index::COLLISION_LATERAL) > 0.0;
     let lines = [
         format!("t {t:.1} s  v {:.1} m/s", trace.ego[k][3]),
         format!(
             "{}{}",
             if at_fault {
                 "COLLISION (at fault) "
-            } else if metric(trace, k, "collision_any") > 0.0 {
+            } else if metric(trace, k, index::COLLISION_ANY) > 0.0 {
                 "contact "
             } else {
                 ""
             },
-            if metric(trace, k, "offroad") > 0.0 {
+            if metric(trace, k, index::OFFROAD) > 0.0 {
                 "OFFROAD"
             } else {
                 ""
@@ -202,8 +199,8 @@ fn overlay(r: &mut Raster, trace: &RolloutTrace, k: usize) {
         format!(
             "path {:.2} m  progress {:.0} m",
             // + 0.0 turns −0 into 0 for display.
-            metric(trace, k, "dist_to_gt_trajectory") + 0.0,
-            metric(trace, k, "progress") + 0.0
+            metric(trace, k, index::DIST_TO_GT_TRAJECTORY) + 0.0,
+            metric(trace, k, index::PROGRESS) + 0.0
         ),
     ];
     let (w, h) = (r.width as u32, r.height as u32);
@@ -229,7 +226,7 @@ pub fn camera_frame(
     view: &View,
 ) -> Raster {
     let mut trace = RolloutTrace::default();
-    trace.push_step(st, r, &[f64::NAN; METRICS.len()]);
+    trace.push_step(st, r, &[f64::NAN; N_METRICS]);
     frame(
         ctx,
         &trace,

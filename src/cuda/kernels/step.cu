@@ -443,24 +443,24 @@ DK_KERNEL void dk_evaluate(const DkArgs a) {
     making_progress = progress / gt_traveled >= DK_MAKING_PROGRESS_RATIO;
   }
   double* m = a.metrics + (unsigned long long)DK_N_METRICS * r;
-  m[0] = c_front ? 1.0 : 0.0;
-  m[1] = c_lat ? 1.0 : 0.0;
-  m[2] = c_rear ? 1.0 : 0.0;
-  m[3] = c_any ? 1.0 : 0.0;
-  m[4] = offroad;
-  m[5] = min_dist;
-  m[6] = dist_traj;
-  m[7] = dist_loc;
-  m[8] = progress;
-  m[9] = progress != progress ? DK_NAN : (sc.gt_len > 0.0 ? progress / sc.gt_len : 1.0);
-  m[10] = a.traveled[r];
-  m[11] = gt_traveled;
-  m[12] = dk_norm(ex - a.plan_x[r], ey - a.plan_y[r]);
-  m[13] = t >= sc.driven_from_us ? 1.0 : 0.0;
-  m[14] = ttc;
-  m[15] = comfortable ? 1.0 : 0.0;
-  m[16] = direction;
-  m[17] = making_progress ? 1.0 : 0.0;
+  m[DK_M_COLLISION_FRONT] = c_front ? 1.0 : 0.0;
+  m[DK_M_COLLISION_LATERAL] = c_lat ? 1.0 : 0.0;
+  m[DK_M_COLLISION_REAR] = c_rear ? 1.0 : 0.0;
+  m[DK_M_COLLISION_ANY] = c_any ? 1.0 : 0.0;
+  m[DK_M_OFFROAD] = offroad;
+  m[DK_M_MIN_DISTANCE_TO_OBSTACLE_M] = min_dist;
+  m[DK_M_DIST_TO_GT_TRAJECTORY] = dist_traj;
+  m[DK_M_DIST_TO_GT_LOCATION] = dist_loc;
+  m[DK_M_PROGRESS] = progress;
+  m[DK_M_PROGRESS_REL_TO_TOTAL] = progress != progress ? DK_NAN : (sc.gt_len > 0.0 ? progress / sc.gt_len : 1.0);
+  m[DK_M_DIST_TRAVELED_M] = a.traveled[r];
+  m[DK_M_GT_DIST_TRAVELED_M] = gt_traveled;
+  m[DK_M_PLAN_DEVIATION] = dk_norm(ex - a.plan_x[r], ey - a.plan_y[r]);
+  m[DK_M_EVAL_RELEVANT] = t >= sc.driven_from_us ? 1.0 : 0.0;
+  m[DK_M_TIME_TO_COLLISION_S] = ttc;
+  m[DK_M_EGO_IS_COMFORTABLE] = comfortable ? 1.0 : 0.0;
+  m[DK_M_DRIVING_DIRECTION_COMPLIANCE] = direction;
+  m[DK_M_EGO_IS_MAKING_PROGRESS] = making_progress ? 1.0 : 0.0;
 
   // The step is recorded: count it, end the rollout at its last step.
   a.step[r] += 1;

@@ -268,7 +268,7 @@ impl<R: Read> Iterator for AslReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout_log::proto::*;
+    use crate::rollout::proto::*;
 
     fn sample() -> Vec<LogEntry> {
         let meta = RolloutMetadata {
