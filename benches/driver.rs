@@ -10,7 +10,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drivekit::runner::{self, LogCompression, RunOptions, Shard, Traffic};
+use drivekit::rollout::sink::LogCompression;
+use drivekit::runner::{self, RunOptions, Shard, Traffic};
 use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::driver::Driver;
 use drivekit::sim_config::SimConfig;

@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use drivekit::evaluate::{self, EvaluateOptions};
-use drivekit::runner::{self, LogCompression, RunOptions, Shard, Traffic};
+use drivekit::rollout::sink::LogCompression;
+use drivekit::runner::{self, RunOptions, Shard, Traffic};
 use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::driver::Driver;
 use drivekit::sim_config::SimConfig;

@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use drivekit::metrics::table::METRICS;
 use drivekit::metrics_file::MetricsBuilder;
+use drivekit::rollout::encode::{encode_rollout_log, rollout_metadata, scene_metadata};
+use drivekit::rollout::rows::push_trace_rows;
 use drivekit::run_dir::RunMetadata;
-use drivekit::runner::{
-    chunk_size, encode_rollout_log, push_trace_rows, rollout_metadata, scene_metadata, Traffic,
-};
+use drivekit::runner::{chunk_size, Traffic};
 use drivekit::sim::driver::Driver;
 use drivekit::sim::stepper::{run_chunk, ConfiguredServices, Probe, ServiceTimes, StepCounts};
 use drivekit::sim_config::SimConfig;
@@ -125,10 +124,6 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f
     let mut encode = Duration::ZERO;
     let mut rows_time = Duration::ZERO;
     let mut bytes = 0usize;
-    let aggregations: Vec<&str> = METRICS
-        .iter()
-        .map(|m| m.time_aggregation.as_str())
-        .collect();
     for part in members.chunks(64) {
         let t = Instant::now();
         let mut st = BatchState::new(ctxs, part, cfg, true);
@@ -162,7 +157,7 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f
         for (r, tr) in traces.iter().enumerate() {
             let ctx = &ctxs[st.scene[r] as usize];
             let rid = format!("{}-{}", ctx.batch_uuid, st.rollout[r]);
-            push_trace_rows(&mut rows, ctx, &rid, &meta, &aggregations, tr);
+            push_trace_rows(&mut rows, ctx, &rid, &meta, tr);
         }
         std::hint::black_box(rows.finish());
         rows_time += t.elapsed();

@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use drivekit::runner::{self, LogCompression, RunOptions, Shard, Traffic};
+use drivekit::rollout::sink::LogCompression;
+use drivekit::runner::{self, RunOptions, Shard, Traffic};
 use drivekit::scene::Scene;
 use drivekit::sim::driver::Driver;
 use drivekit::sim::stepper::{run_chunk, ConfiguredServices};

@@ -12,7 +12,7 @@
 //! from the log (recorded ego path, actor boxes) and the metrics that need a map are skipped with a
 //! warning.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,17 +22,11 @@ use rayon::prelude::*;
 use crate::fsutil;
 use crate::metrics::table::{self, N_METRICS};
 use crate::metrics_file::{self, MetricsBuilder};
-use crate::rollout::asl::{self, Record};
-use crate::rollout::convert::yaw_of;
-use crate::rollout::proto::{ActorPoses, Entry, RolloutMetadata};
+use crate::rollout::replay::replay_log;
+use crate::rollout::rows::push_trace_rows;
 use crate::run_dir::{self, RunMetadata};
-use crate::runner::push_trace_rows;
-use crate::scene::{AgentClass, Map, Scene, Track};
-use crate::sim::evaluation::{EvalMemory, Evaluator};
-use crate::sim::services::EvaluationService;
-use crate::sim::stepper::RolloutTrace;
+use crate::sim::evaluation::score_trace;
 use crate::sim_config::SimConfig;
-use crate::state::{BatchState, SceneCtx};
 
 /// Marker written after a batch was evaluated.
 pub const EVALUATED: &str = "_evaluated";
@@ -97,280 +91,6 @@ struct BatchResult {
     compute: Duration,
 }
 
-/// Rebuilds a scene without a map from a log's first rollout_metadata: the recorded ego path and
-/// the actors' boxes.
-fn scene_from_log(md: &RolloutMetadata) -> Scene {
-    let traj = md
-        .ego_rig_recorded_ground_truth_trajectory
-        .clone()
-        .unwrap_or_default();
-    let n = traj.poses.len();
-    let defs = md.actor_definitions.clone().unwrap_or_default().actor_aabb;
-    let size = |id: &str| {
-        defs.iter()
-            .find(|a| a.actor_id == id)
-            .and_then(|a| a.aabb)
-            .map_or((4.5, 2.0, 1.6), |b| {
-                (
-                    f64::from(b.size_x),
-                    f64::from(b.size_y),
-                    f64::from(b.size_z),
-                )
-            })
-    };
-    let mut ego = Track::empty("EGO".into(), AgentClass::Vehicle, size("EGO"), n);
-    for (i, p) in traj.poses.iter().enumerate() {
-        let pose = p.pose.unwrap_or_default();
-        let v = pose.vec.unwrap_or_default();
-        ego.valid[i] = true;
-        ego.x[i] = f64::from(v.x);
-        ego.y[i] = f64::from(v.y);
-        ego.yaw[i] = yaw_of(&pose);
-    }
-    let agents = defs
-        .iter()
-        .filter(|a| a.actor_id != "EGO")
-        .map(|a| {
-            let class = match a.actor_label.as_str() {
-                "pedestrian" => AgentClass::Pedestrian,
-                "cyclist" => AgentClass::Cyclist,
-                "static" => AgentClass::Static,
-                "other" => AgentClass::Other,
-                _ => AgentClass::Vehicle,
-            };
-            Track::empty(a.actor_id.clone(), class, size(&a.actor_id), n)
-        })
-        .collect();
-    let session = md.session_metadata.clone().unwrap_or_default();
-    Scene {
-        scene_id: session.scene_id,
-        source: "rebuilt from rollout.asl (no map)".into(),
-        timestamps_us: traj.poses.iter().map(|p| p.timestamp_us as i64).collect(),
-        map: Map::default(),
-        ego,
-        agents,
-    }
-}
-
-/// A rollout being re-evaluated.
-struct Replay {
-    index: u32,
-    st: BatchState,
-    memory: Vec<EvalMemory>,
-    trace: RolloutTrace,
-    /// Previous step's positions for speeds from poses (AlpaSim logs), by agent slot; ego last.
-    prev: Vec<Option<[f64; 2]>>,
-    prev_t: Option<i64>,
-}
-
-fn set_step(rp: &mut Replay, poses: &ActorPoses, slots: &HashMap<String, usize>, exact: &mut bool) {
-    let st = &mut rp.st;
-    let t = poses.timestamp_us as i64;
-    let dt = rp.prev_t.map(|p| (t - p) as f64 / 1e6).filter(|d| *d > 0.0);
-    st.t_us[0] = t;
-    st.a_valid.iter_mut().for_each(|v| *v = false);
-    let n_agents = st.a_track.len();
-    for a in &poses.actor_poses {
-        let slot = if a.actor_id == "EGO" {
-            n_agents
-        } else {
-            match slots.get(a.actor_id.as_str()) {
-                Some(s) => *s,
-                None => continue,
-            }
-        };
-        let s = &a.drivekit_state;
-        let (x, y, yaw, speed, plan) = if s.len() >= 4 {
-            (s[0], s[1], s[2], s[3], (s.len() >= 6).then(|| [s[4], s[5]]))
-        } else {
-            *exact = false;
-            let pose = a.actor_pose.unwrap_or_default();
-            let v = pose.vec.unwrap_or_default();
-            let (x, y) = (f64::from(v.x), f64::from(v.y));
-            let speed = match (rp.prev[slot], dt) {
-                (Some(p), Some(dt)) => crate::geometry::norm(x - p[0], y - p[1]) / dt,
-                _ => 0.0,
-            };
-            (x, y, yaw_of(&pose), speed, None)
-        };
-        rp.prev[slot] = Some([x, y]);
-        if slot == n_agents {
-            st.ego_x[0] = x;
-            st.ego_y[0] = y;
-            st.ego_yaw[0] = yaw;
-            st.ego_speed[0] = speed;
-            let p = plan.unwrap_or([f64::NAN; 2]);
-            st.plan_x[0] = p[0];
-            st.plan_y[0] = p[1];
-        } else {
-            st.a_valid[slot] = true;
-            st.a_x[slot] = x;
-            st.a_y[slot] = y;
-            st.a_yaw[slot] = yaw;
-            st.a_speed[slot] = speed;
-        }
-    }
-    rp.prev_t = Some(t);
-}
-
-/// A batch's rollouts replayed from its log through the evaluation service.
-pub struct ReplayedBatch {
-    /// The scene context (from the scene file, or rebuilt from the log).
-    pub ctx: SceneCtx,
-    /// (rollout index, trace with every metric) in log order.
-    pub rollouts: Vec<(u32, RolloutTrace)>,
-    /// The log carried drivekit's full-precision state.
-    pub exact: bool,
-    /// Why reading stopped early (truncated or corrupt log), naming file and byte.
-    pub stopped: Option<String>,
-    /// Warnings (scene rebuilt without a map, approximations).
-    pub warnings: Vec<String>,
-    /// Time reading and decoding the log.
-    pub read: Duration,
-    /// Time computing metrics.
-    pub compute: Duration,
-}
-
-/// Replays one batch dir's log: every rollout's per-step state, fed to the simulator's
-/// evaluation service. A log that ends early or turns corrupt keeps what came before
-/// (`stopped` says where).
-pub fn replay_batch(
-    dir: &Path,
-    scenes_dir: Option<&Path>,
-    cfg: &SimConfig,
-) -> Result<ReplayedBatch, String> {
-    let t_read = Instant::now();
-    let mut read = Duration::ZERO;
-    let mut compute = Duration::ZERO;
-    let scene_id = dir
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let batch_uuid = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let reader = asl::open_in_batch(dir).map_err(|e| e.to_string())?;
-    let log_name = reader_name(dir);
-    let mut ctxs: Vec<SceneCtx> = Vec::new();
-    let mut warnings = Vec::new();
-    let evaluator = Evaluator::new(cfg);
-    let mut done: Vec<(u32, RolloutTrace)> = Vec::new();
-    let mut current: Option<Replay> = None;
-    let mut slots: HashMap<String, usize> = HashMap::new();
-    let mut exact = true;
-    let mut stopped = None;
-    let mut values = vec![f64::NAN; N_METRICS];
-    read += t_read.elapsed();
-    let mut records = reader.into_iter();
-    loop {
-        let t0 = Instant::now();
-        let next = records.next();
-        read += t0.elapsed();
-        let Some(record) = next else { break };
-        let entry = match record {
-            Ok(Record::Entry(_, e)) => e,
-            Ok(Record::Truncated(at)) => {
-                stopped = Some(format!("{log_name}: truncated at byte {at}"));
-                break;
-            }
-            Err(e) => {
-                stopped = Some(e.to_string());
-                break;
-            }
-        };
-        match entry.entry {
-            Some(Entry::RolloutMetadata(md)) => {
-                if ctxs.is_empty() {
-                    let scene = match scenes_dir {
-                        Some(d) => {
-                            let path = d.join(format!("{scene_id}.{}", crate::scene::EXTENSION));
-                            Scene::load(&path).map_err(|e| e.to_string())?
-                        }
-                        None => {
-                            warnings.push(format!(
-                                "{scene_id}: no scene given (--scenes): rebuilt from the log without a map; offroad and driving_direction_compliance skipped"
-                            ));
-                            scene_from_log(&md)
-                        }
-                    };
-                    slots = scene
-                        .agents
-                        .iter()
-                        .enumerate()
-                        .map(|(i, a)| (a.id.clone(), i))
-                        .collect();
-                    ctxs.push(
-                        SceneCtx::new(scene, cfg, batch_uuid.clone())
-                            .map_err(|e| format!("{log_name}: {e}"))?,
-                    );
-                }
-                if let Some(rp) = current.take() {
-                    done.push((rp.index, rp.trace));
-                }
-                let index = md.rollout_index.max(0) as u32;
-                let st = BatchState::new(&ctxs, &[(0, index)], cfg, false);
-                let n = st.a_track.len();
-                current = Some(Replay {
-                    index,
-                    st,
-                    memory: vec![EvalMemory::default()],
-                    trace: RolloutTrace::default(),
-                    prev: vec![None; n + 1],
-                    prev_t: None,
-                });
-            }
-            Some(Entry::ActorPoses(poses)) => {
-                let Some(rp) = current.as_mut() else {
-                    return Err(format!("{log_name}: poses before any rollout_metadata"));
-                };
-                let t1 = Instant::now();
-                set_step(rp, &poses, &slots, &mut exact);
-                rp.st.alive[0] = true;
-                evaluator.evaluate(&rp.st, &ctxs, &mut rp.memory, &mut values);
-                rp.trace.push_step(&rp.st, 0, &values);
-                compute += t1.elapsed();
-            }
-            Some(Entry::DriverEgoTrajectory(traj)) => {
-                if let Some(rp) = current.as_mut() {
-                    let k = rp.trace.times_us.len().saturating_sub(1) as u32;
-                    let pts = traj
-                        .poses
-                        .iter()
-                        .map(|p| {
-                            let v = p.pose.and_then(|p| p.vec).unwrap_or_default();
-                            [f64::from(v.x), f64::from(v.y)]
-                        })
-                        .collect();
-                    rp.trace.plans.push((k, pts));
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(rp) = current.take() {
-        done.push((rp.index, rp.trace));
-    }
-    let Some(ctx) = ctxs.pop() else {
-        return Err(stopped.unwrap_or_else(|| format!("{log_name}: no rollout in the log")));
-    };
-    if !exact {
-        warnings.push(format!(
-            "{scene_id}: the log has no drivekit state (an AlpaSim log?): speeds come from f32 pose differences and plan_deviation is absent"
-        ));
-    }
-    Ok(ReplayedBatch {
-        ctx,
-        rollouts: done,
-        exact,
-        stopped,
-        warnings,
-        read,
-        compute,
-    })
-}
-
 /// Re-evaluates one batch dir and rewrites its metrics.parquet and `_evaluated`.
 fn evaluate_batch(
     dir: &Path,
@@ -379,18 +99,15 @@ fn evaluate_batch(
     meta: &RunMetadata,
     selected: &BTreeSet<&'static str>,
 ) -> Result<BatchResult, String> {
-    let b = replay_batch(dir, opts.scenes_dir.as_deref(), cfg)?;
+    let b = replay_log(dir, opts.scenes_dir.as_deref(), cfg).map_err(|e| e.to_string())?;
     if let Some(e) = b.stopped {
         return Err(format!("{e}; the batch is left as it was"));
     }
-    let mut compute = b.compute;
-    let aggregations: Vec<&'static str> = table::METRICS
-        .iter()
-        .map(|m| m.time_aggregation.as_str())
-        .collect();
+    let t_compute = Instant::now();
     let mut rows = MetricsBuilder::new();
     let rollouts = b.rollouts.len();
     for (index, mut trace) in b.rollouts {
+        score_trace(&b.ctx, cfg, index, &mut trace);
         // Metrics not selected do not apply (their rows come from the previous file).
         for row in trace.metrics.chunks_exact_mut(N_METRICS) {
             for (v, m) in row.iter_mut().zip(table::names()) {
@@ -400,10 +117,9 @@ fn evaluate_batch(
             }
         }
         let rid = format!("{}-{index}", b.ctx.batch_uuid);
-        push_trace_rows(&mut rows, &b.ctx, &rid, meta, &aggregations, &trace);
+        push_trace_rows(&mut rows, &b.ctx, &rid, meta, &trace);
     }
     let (warning, read, exact) = (b.warnings.into_iter().last(), b.read, b.exact);
-    let t2 = Instant::now();
     let mut batches = vec![rows.finish()];
     if selected.len() < N_METRICS {
         // The metrics not recomputed keep their previous rows.
@@ -435,7 +151,7 @@ fn evaluate_batch(
             .as_bytes(),
     )
     .map_err(|e| format!("{}: {e}", dir.display()))?;
-    compute += t2.elapsed();
+    let compute = t_compute.elapsed();
     Ok(BatchResult {
         rollouts,
         warning,
@@ -460,15 +176,6 @@ fn scored_metrics(dir: &Path) -> BTreeSet<&'static str> {
         .flatten()
         .filter_map(|m| table::lookup(m.as_str()?).map(|d| d.name))
         .collect()
-}
-
-fn reader_name(dir: &Path) -> String {
-    let plain = dir.join(asl::FILE_NAME);
-    if plain.exists() {
-        plain.display().to_string()
-    } else {
-        dir.join(asl::XZ_FILE_NAME).display().to_string()
-    }
 }
 
 /// The rows of `path` whose metric is not in `selected`, as one record batch.

@@ -20,6 +20,7 @@ pub mod fsutil;
 pub mod geometry;
 pub mod metrics;
 pub mod metrics_file;
+pub mod render;
 pub mod report;
 pub mod rng;
 pub mod rollout;

@@ -28,17 +28,16 @@ use crate::cuda::stepper::DeviceSession;
 use crate::fixtures::uuid_from;
 use crate::fsutil::{self, Durability};
 use crate::metrics_file::{self, MetricsBuilder};
-use crate::rollout::asl;
-use crate::rollout::metadata::MetadataEncoder;
-use crate::rollout::poses::{encode_actor_poses, encode_trajectory, pose_message, PoseRow};
-use crate::rollout::proto;
+use crate::rollout::encode::{encode_rollout_log, rollout_metadata, scene_metadata};
+use crate::rollout::rows::push_trace_rows;
+use crate::rollout::sink::{LogCompression, LogSink};
+use crate::rollout::trace::RolloutTrace;
 use crate::run_dir::{self, FailedBatch, RunMetadata};
 use crate::scene::Scene;
 use crate::sim::driver::Driver;
-use crate::metrics::table::{METRICS, N_METRICS};
 use crate::sim::external::ExternalDriver;
 use crate::sim::services::{DriverService, StepError, TrafficService};
-use crate::sim::stepper::{self, ConfiguredServices, RolloutTrace, ServiceTimes, StepCounts};
+use crate::sim::stepper::{self, ConfiguredServices, ServiceTimes, StepCounts};
 use crate::sim::traffic::{IdmTraffic, LogReplayTraffic};
 use crate::sim_config::{SimConfig, SERVICES};
 use crate::state::{BatchState, EgoPerturbation, SceneCtx};
@@ -845,204 +844,6 @@ fn run_metadata(
     })
 }
 
-/// Encodes one rollout's log records (metadata, then one ActorPoses per step) into `out`;
-/// `shared` holds the scene's pre-encoded actor definitions and recorded trajectory.
-pub fn encode_rollout_log(
-    out: &mut Vec<u8>,
-    ctx: &SceneCtx,
-    shared: &MetadataEncoder,
-    metadata: &proto::RolloutMetadata,
-    trace: &RolloutTrace,
-) {
-    shared.encode(out, metadata);
-    let n_agents = ctx.scene.agents.len();
-    let mut scratch = Vec::with_capacity(64 * (n_agents + 1));
-    let mut next_plan = 0;
-    for (k, &t) in trace.times_us.iter().enumerate() {
-        let e = &trace.ego[k];
-        let ego = std::iter::once(PoseRow {
-            id: b"EGO",
-            x: e[0],
-            y: e[1],
-            yaw: e[2],
-            state: e,
-        });
-        let agents = trace.agents[k * n_agents..(k + 1) * n_agents]
-            .iter()
-            .zip(&ctx.scene.agents)
-            .filter(|(p, _)| !p[0].is_nan())
-            .map(|(p, a)| PoseRow {
-                id: a.id.as_bytes(),
-                x: p[0],
-                y: p[1],
-                yaw: p[2],
-                state: p,
-            });
-        encode_actor_poses(out, &mut scratch, t as u64, ego.chain(agents));
-        // The plan made at this step (AlpaSim's driver_ego_trajectory, entry 12).
-        while next_plan < trace.plans.len() && trace.plans[next_plan].0 as usize == k {
-            let pts = &trace.plans[next_plan].1;
-            let dt = metadata
-                .session_metadata
-                .as_ref()
-                .map_or(100_000, |m| m.control_timestep_us);
-            let poses = pts.iter().enumerate().map(|(j, p)| {
-                let prev = if j == 0 { [e[0], e[1]] } else { pts[j - 1] };
-                (
-                    PoseRow {
-                        id: b"",
-                        x: p[0],
-                        y: p[1],
-                        yaw: (p[1] - prev[1]).atan2(p[0] - prev[0]),
-                        state: &[],
-                    },
-                    t as u64 + (j as u64 + 1) * dt,
-                )
-            });
-            encode_trajectory(out, &mut scratch, poses);
-            next_plan += 1;
-        }
-    }
-}
-
-/// The parts of a rollout_metadata record every rollout of the scene shares (actor definitions,
-/// the recorded ego trajectory), encoded once.
-pub fn scene_metadata(ctx: &SceneCtx) -> MetadataEncoder {
-    let scene = &ctx.scene;
-    let ts = &scene.timestamps_us;
-    MetadataEncoder::new(&proto::RolloutMetadata {
-        actor_definitions: Some(proto::ActorDefinitions {
-            actor_aabb: std::iter::once(&scene.ego)
-                .chain(&scene.agents)
-                .map(|t| proto::ActorAabb {
-                    actor_id: t.id.clone(),
-                    aabb: Some(proto::Aabb {
-                        size_x: t.length_m as f32,
-                        size_y: t.width_m as f32,
-                        size_z: t.height_m as f32,
-                    }),
-                    actor_label: format!("{:?}", t.class).to_lowercase(),
-                })
-                .collect(),
-        }),
-        ego_rig_recorded_ground_truth_trajectory: Some(proto::Trajectory {
-            poses: (0..ts.len())
-                .filter(|&i| scene.ego.valid[i])
-                .map(|i| proto::PoseAtTime {
-                    pose: Some(pose_message(
-                        scene.ego.x[i],
-                        scene.ego.y[i],
-                        scene.ego.yaw[i],
-                    )),
-                    timestamp_us: ts[i] as u64,
-                })
-                .collect(),
-        }),
-        ..proto::RolloutMetadata::default()
-    })
-}
-
-/// The per-rollout fields of rollout `index`'s metadata record (seed, perturbation and models as
-/// drivekit extensions); the shared ones come from [`scene_metadata`].
-pub fn rollout_metadata(
-    ctx: &SceneCtx,
-    cfg: &SimConfig,
-    index: u32,
-    seed: u64,
-    perturbation: &str,
-    models: &str,
-) -> proto::RolloutMetadata {
-    proto::RolloutMetadata {
-        session_metadata: Some(proto::SessionMetadata {
-            session_uuid: format!("{}-{index}", ctx.batch_uuid),
-            scene_id: ctx.scene.scene_id.clone(),
-            batch_size: cfg.n_rollouts,
-            n_sim_steps: ctx.n_steps,
-            start_timestamp_us: ctx.start_us as u64,
-            control_timestep_us: cfg.control_timestep_us,
-        }),
-        force_gt_duration: cfg.force_gt_duration_us as u64,
-        rollout_index: index as i32,
-        drivekit_seed: seed,
-        drivekit_perturbation: perturbation.to_string(),
-        drivekit_models: models.to_string(),
-        ..proto::RolloutMetadata::default()
-    }
-}
-
-/// Appends a rollout's metric rows (every value that applies) to `rows`.
-pub fn push_trace_rows(
-    rows: &mut MetricsBuilder,
-    ctx: &SceneCtx,
-    rollout_id: &str,
-    meta: &RunMetadata,
-    aggregations: &[&'static str],
-    trace: &RolloutTrace,
-) {
-    let values = trace.times_us.iter().enumerate().flat_map(|(k, &t)| {
-        trace.metrics[k * N_METRICS..(k + 1) * N_METRICS]
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| !v.is_nan()) // does not apply at this step
-            .map(move |(m, &v)| (METRICS[m].name, aggregations[m], t, v))
-    });
-    rows.push_rollout(
-        &ctx.scene.scene_id,
-        rollout_id,
-        &meta.run_uuid,
-        &meta.run_name,
-        values,
-    );
-}
-
-/// How rollout logs are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogCompression {
-    /// `rollout.asl`, as AlpaSim writes it.
-    #[default]
-    None,
-    /// `rollout.asl.xz` (liblzma, preset [`XZ_PRESET`]); drivekit's readers open it transparently.
-    Xz,
-}
-
-/// xz preset for compressed logs: 1 keeps most of the size gain of the default 6 at several
-/// times its speed on these records.
-pub const XZ_PRESET: u32 = 1;
-
-/// The file a batch's log is written to, plain or xz-compressed.
-enum LogSink {
-    Plain(std::io::BufWriter<fs::File>),
-    Xz(liblzma::write::XzEncoder<std::io::BufWriter<fs::File>>),
-}
-
-impl LogSink {
-    fn create(path: &Path, compression: LogCompression) -> std::io::Result<LogSink> {
-        let file = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
-        Ok(match compression {
-            LogCompression::None => LogSink::Plain(file),
-            LogCompression::Xz => LogSink::Xz(liblzma::write::XzEncoder::new(file, XZ_PRESET)),
-        })
-    }
-
-    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            LogSink::Plain(w) => w.write_all(bytes),
-            LogSink::Xz(w) => w.write_all(bytes),
-        }
-    }
-
-    /// Ends the stream and makes the file durable.
-    fn finish(self) -> std::io::Result<()> {
-        let buffered = match self {
-            LogSink::Plain(w) => w,
-            LogSink::Xz(w) => w.finish()?,
-        };
-        let mut file = buffered.into_inner().map_err(|e| e.into_error())?;
-        file.flush()?;
-        file.sync_all()
-    }
-}
-
 /// Writes one scene's batch dir: rollout.asl, metrics.parquet, then `_complete` (synced).
 fn write_batch(
     ctx: &SceneCtx,
@@ -1054,18 +855,11 @@ fn write_batch(
     device: Option<&crate::cuda::device::Device>,
 ) -> std::io::Result<()> {
     let (cfg, compression) = (&opts.config, opts.log_compression);
-    let asl_path = dir.join(match compression {
-        LogCompression::None => asl::FILE_NAME,
-        LogCompression::Xz => asl::XZ_FILE_NAME,
-    });
+    let asl_path = dir.join(LogSink::file_name(compression));
     let asl_tmp = fsutil::TempFile::for_target(&asl_path);
     let mut file = LogSink::create(asl_tmp.path(), compression)?;
     let mut buf = Vec::with_capacity(1 << 16);
     let mut rows = MetricsBuilder::new();
-    let aggregations: Vec<&str> = METRICS
-        .iter()
-        .map(|m| m.time_aggregation.as_str())
-        .collect();
     let shared = scene_metadata(ctx);
     for f in done {
         buf.clear();
@@ -1073,7 +867,7 @@ fn write_batch(
         encode_rollout_log(&mut buf, ctx, &shared, &md, &f.trace);
         file.write_all(&buf)?;
         let rollout_id = format!("{}-{}", ctx.batch_uuid, f.rollout);
-        push_trace_rows(&mut rows, ctx, &rollout_id, meta, &aggregations, &f.trace);
+        push_trace_rows(&mut rows, ctx, &rollout_id, meta, &f.trace);
     }
     file.finish()?;
     asl_tmp.persist(&asl_path)?;
@@ -1088,7 +882,8 @@ fn write_batch(
         };
         if wanted && !f.trace.times_us.is_empty() {
             let path = crate::video::video_path(dir, &ctx.scene.scene_id, f.rollout);
-            crate::video::write_rollout_video(&path, ctx, &f.trace, &opts.view, fps, device)
+            let raster = device.map(|d| d as &dyn crate::video::PolygonRasteriser);
+            crate::video::write_rollout_video(&path, ctx, &f.trace, &opts.view, fps, raster)
                 .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
         }
     }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use drivekit::video::{self, render::View, RenderOptions, VideoMode};
+use drivekit::render::{self, RenderOptions};
+use drivekit::video::{render::View, VideoMode};
 
 /// Render bird's-eye evaluation videos (H.264 MP4, one per rollout) from a run's logs.
 #[derive(Debug, Parser)]
@@ -75,7 +76,7 @@ fn main() -> ExitCode {
         progress: !a.quiet,
         max_dist_to_gt_m: a.max_dist_to_gt,
     };
-    match video::render_run(&opts) {
+    match render::run(&opts) {
         Ok(o) => {
             println!(
                 "{}: {} videos from {} batches, {} failed",

@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use drivekit::cuda::device::Device;
 use drivekit::cuda::Backend;
-use drivekit::runner::{self, LogCompression, RunOptions, Shard, Traffic};
+use drivekit::rollout::sink::LogCompression;
+use drivekit::runner::{self, RunOptions, Shard, Traffic};
 use drivekit::scene::{self, Scene};
 use drivekit::sim::driver::Driver;
 

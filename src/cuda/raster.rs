@@ -1,17 +1,12 @@
 //! Bird's-eye frames on the device: the renderer draws each frame's polygons into a
 //! [`PolygonList`] on the host (transforms, culling), the raster kernel fills every pixel of a
-//! batch of frames at once, and the text overlay is added on the host. The pixels are the CPU
-//! rasteriser's (tests compare them byte for byte through the emulator).
+//! batch of frames at once ([`crate::video::PolygonRasteriser`], implemented here for a
+//! [`Device`]), and the text overlay is added on the host (`crate::video::frames_with`). The
+//! pixels are the CPU rasteriser's (tests compare them byte for byte through the emulator).
 
 use super::device::{CudaError, Device};
 use super::source::{DkRasterArgs, Kernel};
-use crate::sim::stepper::RolloutTrace;
-use crate::state::SceneCtx;
-use crate::video::raster::{PolygonList, Raster, Rgb};
-use crate::video::render::{self, View, OFF};
-
-/// Frames rasterised per launch (bounds the device memory: 64 × 512² × 3 B = 48 MiB).
-pub const FRAMES_PER_LAUNCH: usize = 64;
+use crate::video::raster::{PolygonList, Rgb};
 
 /// Fills frames on the device: frame f is polygons `frame_poly[f]..frame_poly[f + 1]` of `all`
 /// over `background`. Returns the RGB8 pixels, frame after frame.
@@ -56,32 +51,13 @@ pub fn rasterise(
     Ok(pixels)
 }
 
-/// Renders steps `steps` of a rollout, overlay included.
-pub fn frames(
-    dev: &Device,
-    ctx: &SceneCtx,
-    trace: &RolloutTrace,
-    steps: std::ops::Range<usize>,
-    view: &View,
-) -> Result<Vec<Raster>, CudaError> {
-    let (w, h) = (view.size, view.size);
-    let mut all = PolygonList::new(w, h);
-    let mut frame_poly = vec![0i32];
-    for k in steps.clone() {
-        render::draw(&mut all, ctx, trace, k, view);
-        frame_poly.push(all.len() as i32);
+impl crate::video::PolygonRasteriser for Device {
+    fn rasterise(
+        &self,
+        all: &PolygonList,
+        frame_poly: &[i32],
+        background: Rgb,
+    ) -> Result<Vec<u8>, String> {
+        rasterise(self, all, frame_poly, background).map_err(|e| e.to_string())
     }
-    let n_frames = steps.len();
-    let pixels = rasterise(dev, &all, &frame_poly, OFF)?;
-    let mut out = Vec::with_capacity(n_frames);
-    for (i, k) in steps.enumerate() {
-        let mut r = Raster {
-            width: w,
-            height: h,
-            pixels: pixels[i * w * h * 3..(i + 1) * w * h * 3].to_vec(),
-        };
-        render::finish(&mut r, trace, k, view);
-        out.push(r);
-    }
-    Ok(out)
 }

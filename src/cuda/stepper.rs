@@ -11,9 +11,10 @@ use super::device::{CudaError, Device};
 use super::source::{DkArgs, Kernel};
 use super::tables::{bytes_u8, DeviceState, DeviceTables, SceneTables};
 use crate::metrics::table::N_METRICS;
+use crate::rollout::trace::RolloutTrace;
 use crate::sim::services::{DeviceDriver, Observations, Plans, StepError};
 use crate::sim::stepper::{
-    record_plans, take_driver_verdicts, Probe, RolloutTrace, ServiceTimes, Services, StepCounts,
+    record_plans, take_driver_verdicts, Probe, ServiceTimes, Services, StepCounts,
 };
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};

@@ -9,6 +9,7 @@ use crate::metrics::direction::DirectionTracker;
 use crate::metrics::ego_step::{self, ContactMemory, StepInput, TrackBox};
 use crate::metrics::table::{index, N_METRICS};
 use crate::metrics::ttc::TtcParams;
+use crate::rollout::trace::RolloutTrace;
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 
@@ -151,5 +152,37 @@ impl EvaluationService for Evaluator {
             row[index::DRIVING_DIRECTION_COMPLIANCE] = direction.unwrap_or(nan);
             row[index::EGO_IS_MAKING_PROGRESS] = flag(making_progress);
         }
+    }
+}
+
+/// Scores a recorded trace (a replayed log, `crate::rollout::replay`) again: every step's state
+/// through the evaluation service in order, as the simulator evaluated it, into `trace.metrics`
+/// (replacing what it held). `index` is the rollout's index in its batch.
+pub fn score_trace(ctx: &SceneCtx, cfg: &SimConfig, index: u32, trace: &mut RolloutTrace) {
+    let scenes = std::slice::from_ref(ctx);
+    let evaluator = Evaluator::new(cfg);
+    let mut st = BatchState::new(scenes, &[(0, index)], cfg, false);
+    let n_agents = st.a_track.len();
+    let mut memory = [EvalMemory::default()];
+    let mut values = [f64::NAN; N_METRICS];
+    trace.metrics.clear();
+    trace.metrics.reserve(trace.times_us.len() * N_METRICS);
+    for (k, &t) in trace.times_us.iter().enumerate() {
+        st.t_us[0] = t;
+        let e = trace.ego[k];
+        (st.ego_x[0], st.ego_y[0], st.ego_yaw[0], st.ego_speed[0]) = (e[0], e[1], e[2], e[3]);
+        (st.plan_x[0], st.plan_y[0]) = (e[4], e[5]);
+        for (a, p) in trace.agents[k * n_agents..(k + 1) * n_agents]
+            .iter()
+            .enumerate()
+        {
+            st.a_valid[a] = !p[0].is_nan();
+            if st.a_valid[a] {
+                (st.a_x[a], st.a_y[a], st.a_yaw[a], st.a_speed[a]) = (p[0], p[1], p[2], p[3]);
+            }
+        }
+        st.alive[0] = true;
+        evaluator.evaluate(&st, scenes, &mut memory, &mut values);
+        trace.metrics.extend_from_slice(&values);
     }
 }

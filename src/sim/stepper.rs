@@ -9,11 +9,12 @@
 use std::time::{Duration, Instant};
 
 use super::evaluation::EvalMemory;
-use crate::metrics::table::N_METRICS;
 use super::services::{
     ControllerService, DriverService, EvaluationService, Observations, Plans, SensorService,
     StepError, TrafficService,
 };
+use crate::metrics::table::N_METRICS;
+use crate::rollout::trace::RolloutTrace;
 use crate::state::{BatchState, SceneCtx};
 use crate::telemetry::Telemetry;
 
@@ -107,53 +108,6 @@ impl ServiceTimes {
             ("evaluation", self.evaluation),
             ("record", self.record),
         ]
-    }
-}
-
-/// What one rollout produced: per step its time, the ego pose, every agent's pose (NaN x where
-/// absent) and the metric values.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RolloutTrace {
-    /// Step times (µs).
-    pub times_us: Vec<i64>,
-    /// Ego (x, y, yaw, speed, plan x, plan y) per step, as the metrics saw it (plan NaN
-    /// without a plan).
-    pub ego: Vec<[f64; 6]>,
-    /// Agents (x, y, yaw, speed) per step, `n_agents` per step, in scene track order (NaN where
-    /// absent).
-    pub agents: Vec<[f64; 4]>,
-    /// Metric values per step ([`N_METRICS`] per step, NaN: absent).
-    pub metrics: Vec<f64>,
-    /// The driver's plan made at a step: (step index, points x, y at t + k·dt), rounded to f32
-    /// as the log stores them (so videos drawn live and from the log agree).
-    pub plans: Vec<(u32, Vec<[f64; 2]>)>,
-    /// Why the rollout failed (the driver could not serve it), if it did.
-    pub failure: Option<String>,
-    /// The driver ended the session early (`terminate_session`).
-    pub terminated: bool,
-}
-
-impl RolloutTrace {
-    /// Appends rollout `r`'s state at its current step — time, ego (with the plan point for this
-    /// time), every agent (NaN where absent) — and the step's metric values.
-    pub fn push_step(&mut self, st: &BatchState, r: usize, metrics: &[f64]) {
-        self.times_us.push(st.t_us[r]);
-        self.ego.push([
-            st.ego_x[r],
-            st.ego_y[r],
-            st.ego_yaw[r],
-            st.ego_speed[r],
-            st.plan_x[r],
-            st.plan_y[r],
-        ]);
-        self.agents.extend(st.agents(r).map(|a| {
-            if st.a_valid[a] {
-                [st.a_x[a], st.a_y[a], st.a_yaw[a], st.a_speed[a]]
-            } else {
-                [f64::NAN; 4]
-            }
-        }));
-        self.metrics.extend_from_slice(metrics);
     }
 }
 

@@ -9,7 +9,7 @@ pub mod render;
 use std::path::{Path, PathBuf};
 
 use crate::metrics::table::{index, N_METRICS};
-use crate::sim::stepper::RolloutTrace;
+use crate::rollout::trace::RolloutTrace;
 use crate::state::SceneCtx;
 
 /// Which rollouts get a video.
@@ -42,24 +42,71 @@ pub fn video_path(dir: &Path, scene_id: &str, index: u32) -> PathBuf {
     dir.join(format!("{scene_id}_0_{index}.mp4"))
 }
 
-/// Renders and encodes one rollout's video; with a device, the frames are rasterised by the CUDA
-/// raster kernel (the same pixels).
+/// Frames rasterised together by a [`PolygonRasteriser`] (bounds its memory: 64 × 512² × 3 B =
+/// 48 MiB).
+pub const FRAMES_PER_BATCH: usize = 64;
+
+/// Fills the pixels of a batch of frames drawn into a [`raster::PolygonList`]: frame f is polygons
+/// `frame_poly[f]..frame_poly[f + 1]` over `background`, RGB8 frame after frame — exactly the pixels
+/// the CPU rasteriser fills. The CUDA backend's raster kernel implements it
+/// (`crate::cuda::raster`), so the video code needs nothing of CUDA.
+pub trait PolygonRasteriser {
+    /// The pixels, or why they could not be made.
+    fn rasterise(
+        &self,
+        all: &raster::PolygonList,
+        frame_poly: &[i32],
+        background: raster::Rgb,
+    ) -> Result<Vec<u8>, String>;
+}
+
+/// Renders steps `steps` of a rollout through `rasteriser`, overlay included (drawn on the host).
+pub fn frames_with(
+    rasteriser: &dyn PolygonRasteriser,
+    ctx: &SceneCtx,
+    trace: &RolloutTrace,
+    steps: std::ops::Range<usize>,
+    view: &render::View,
+) -> Result<Vec<raster::Raster>, String> {
+    let (w, h) = (view.size, view.size);
+    let mut all = raster::PolygonList::new(w, h);
+    let mut frame_poly = vec![0i32];
+    for k in steps.clone() {
+        render::draw(&mut all, ctx, trace, k, view);
+        frame_poly.push(all.len() as i32);
+    }
+    let pixels = rasteriser.rasterise(&all, &frame_poly, render::OFF)?;
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, k) in steps.enumerate() {
+        let mut r = raster::Raster {
+            width: w,
+            height: h,
+            pixels: pixels[i * w * h * 3..(i + 1) * w * h * 3].to_vec(),
+        };
+        render::finish(&mut r, trace, k, view);
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Renders and encodes one rollout's video; with a rasteriser (the CUDA backend's), the frames'
+/// pixels are filled by it (the same pixels as on the CPU).
 pub fn write_rollout_video(
     path: &Path,
     ctx: &SceneCtx,
     trace: &RolloutTrace,
     view: &render::View,
     fps: u32,
-    device: Option<&crate::cuda::device::Device>,
+    rasteriser: Option<&dyn PolygonRasteriser>,
 ) -> Result<(), mp4::VideoError> {
     let mut w = mp4::Mp4Writer::new(view.size, view.size, fps)?;
     let n = trace.times_us.len();
-    match device {
+    match rasteriser {
         Some(dev) => {
-            for start in (0..n).step_by(crate::cuda::raster::FRAMES_PER_LAUNCH) {
-                let end = (start + crate::cuda::raster::FRAMES_PER_LAUNCH).min(n);
-                let frames = crate::cuda::raster::frames(dev, ctx, trace, start..end, view)
-                    .map_err(|e| mp4::VideoError::Device(e.to_string()))?;
+            for start in (0..n).step_by(FRAMES_PER_BATCH) {
+                let end = (start + FRAMES_PER_BATCH).min(n);
+                let frames = frames_with(dev, ctx, trace, start..end, view)
+                    .map_err(mp4::VideoError::Device)?;
                 for f in &frames {
                     w.push(f)?;
                 }
@@ -72,116 +119,4 @@ pub fn write_rollout_video(
         }
     }
     w.finish(path)
-}
-
-/// Settings of `render runs/X`.
-#[derive(Debug, Clone)]
-pub struct RenderOptions {
-    /// The run dir.
-    pub run_dir: PathBuf,
-    /// Scene files; `None`: scenes rebuilt from the logs (no map drawn).
-    pub scenes_dir: Option<PathBuf>,
-    /// Which rollouts (`All` or `Violations`; `None` renders nothing).
-    pub mode: VideoMode,
-    /// Only this scene.
-    pub scene: Option<String>,
-    /// Frame size and scale.
-    pub view: render::View,
-    /// Progress bar (on a terminal only).
-    pub progress: bool,
-    /// Violation threshold of `--video violations` (m from the recorded path); `None`: the run's
-    /// `evaluation.max_dist_to_gt_m`.
-    pub max_dist_to_gt_m: Option<f64>,
-}
-
-/// What `render runs/X` did.
-#[derive(Debug, Clone, Default)]
-pub struct RenderOutcome {
-    /// Videos written.
-    pub videos: usize,
-    /// Batches read.
-    pub batches: usize,
-    /// Batches that could not be rendered: (batch dir, error).
-    pub failed: Vec<(PathBuf, String)>,
-    /// Warnings (truncated logs rendered as far as they go, scenes rebuilt without a map).
-    pub warnings: Vec<String>,
-}
-
-/// Renders videos afterwards from each complete batch's rollout.asl and its scene, batches in
-/// parallel: every rollout, or only those with a violation.
-pub fn render_run(opts: &RenderOptions) -> Result<RenderOutcome, String> {
-    use rayon::prelude::*;
-    let cfg_path = opts.run_dir.join(crate::run_dir::WIZARD_CONFIG);
-    let cfg = crate::sim_config::SimConfig::load(&cfg_path).map_err(|e| e.to_string())?;
-    let fps = (1e6 / cfg.control_timestep_us as f64).round().max(1.0) as u32;
-    let max_dist = opts
-        .max_dist_to_gt_m
-        .unwrap_or(cfg.evaluation.max_dist_to_gt_m);
-    let rollouts = opts.run_dir.join(crate::run_dir::ROLLOUTS);
-    let mut dirs = Vec::new();
-    for scene in std::fs::read_dir(&rollouts)
-        .map_err(|e| format!("{}: {e}", rollouts.display()))?
-        .flatten()
-    {
-        if opts
-            .scene
-            .as_ref()
-            .is_some_and(|s| scene.file_name().to_string_lossy() != s.as_str())
-        {
-            continue;
-        }
-        if let Ok(rd) = std::fs::read_dir(scene.path()) {
-            dirs.extend(
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir() && p.join(crate::run_dir::COMPLETE).exists()),
-            );
-        }
-    }
-    dirs.sort();
-    let bar = crate::report::progress::bar(dirs.len() as u64, "batches", opts.progress);
-    /// Videos written and warnings, or the error, of one batch.
-    type BatchRender = Result<(usize, Vec<String>), String>;
-    let results: Vec<(PathBuf, BatchRender)> = dirs
-        .into_par_iter()
-        .map(|dir| {
-            let r = (|| {
-                let b = crate::evaluate::replay_batch(&dir, opts.scenes_dir.as_deref(), &cfg)?;
-                let mut warnings = b.warnings;
-                if let Some(e) = &b.stopped {
-                    warnings.push(format!("{e}: rendered what comes before it"));
-                }
-                let mut n = 0;
-                for (index, trace) in &b.rollouts {
-                    let wanted = match opts.mode {
-                        VideoMode::None => false,
-                        VideoMode::All => true,
-                        VideoMode::Violations => is_violation(trace, max_dist),
-                    };
-                    if wanted && !trace.times_us.is_empty() {
-                        let path = video_path(&dir, &b.ctx.scene.scene_id, *index);
-                        write_rollout_video(&path, &b.ctx, trace, &opts.view, fps, None)
-                            .map_err(|e| format!("{}: {e}", path.display()))?;
-                        n += 1;
-                    }
-                }
-                Ok((n, warnings))
-            })();
-            bar.inc(1);
-            (dir, r)
-        })
-        .collect();
-    bar.finish_and_clear();
-    let mut out = RenderOutcome::default();
-    for (dir, r) in results {
-        out.batches += 1;
-        match r {
-            Ok((n, w)) => {
-                out.videos += n;
-                out.warnings.extend(w);
-            }
-            Err(e) => out.failed.push((dir, e)),
-        }
-    }
-    Ok(out)
 }

@@ -8,8 +8,8 @@ use plotters::prelude::*;
 
 use super::raster::{Canvas, Raster, Rgb};
 use crate::metrics::table::{index, N_METRICS};
+use crate::rollout::trace::RolloutTrace;
 use crate::scene::AgentClass;
-use crate::sim::stepper::RolloutTrace;
 use crate::state::SceneCtx;
 
 /// Size and scale of a frame.
