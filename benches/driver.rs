@@ -11,9 +11,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drivekit::rollout::sink::LogCompression;
-use drivekit::runner::{self, RunOptions, Shard, Traffic};
+use drivekit::runner::{self, RunOptions, Shard};
 use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::driver::Driver;
+use drivekit::sim::traffic::Traffic;
 use drivekit::sim_config::SimConfig;
 
 fn env_list(key: &str, default: &str) -> Vec<usize> {

@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use drivekit::evaluate::{self, EvaluateOptions};
 use drivekit::rollout::sink::LogCompression;
-use drivekit::runner::{self, RunOptions, Shard, Traffic};
+use drivekit::runner::{self, RunOptions, Shard};
 use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::driver::Driver;
+use drivekit::sim::traffic::Traffic;
 use drivekit::sim_config::SimConfig;
 
 fn main() {

@@ -17,14 +17,14 @@ use drivekit::metrics_file::MetricsBuilder;
 use drivekit::rollout::encode::{encode_rollout_log, rollout_metadata, scene_metadata};
 use drivekit::rollout::rows::push_trace_rows;
 use drivekit::run_dir::RunMetadata;
-use drivekit::runner::{chunk_size, Traffic};
 use drivekit::sim::driver::Driver;
 use drivekit::sim::stepper::{run_chunk, ConfiguredServices, Probe, ServiceTimes, StepCounts};
+use drivekit::sim::traffic::Traffic;
 use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
 use drivekit::telemetry::Telemetry;
 
-use drivekit::cuda::bench::SCENES;
+use drivekit::scene::procedural::BENCH_SCENES as SCENES;
 
 fn env_list(key: &str, default: &str) -> Vec<usize> {
     std::env::var(key)
@@ -35,7 +35,11 @@ fn env_list(key: &str, default: &str) -> Vec<usize> {
 }
 
 fn scenes(cfg: &SimConfig, steps: usize) -> Vec<SceneCtx> {
-    drivekit::cuda::bench::scenes(cfg, steps)
+    drivekit::scene::procedural::bench_scenes(steps)
+        .into_iter()
+        .enumerate()
+        .map(|(seed, s)| SceneCtx::new(s, cfg, format!("bench-{seed}")).expect("scenes fit"))
+        .collect()
 }
 
 struct Outcome {
@@ -58,7 +62,7 @@ fn step_all(
     let members: Vec<(u32, u32)> = (0..rollouts)
         .map(|i| ((i % SCENES) as u32, (i / SCENES) as u32))
         .collect();
-    let chunk = chunk_size(cfg, members.len(), threads);
+    let chunk = cfg.chunk_size(members.len(), threads);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

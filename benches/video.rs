@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use drivekit::rollout::sink::LogCompression;
-use drivekit::runner::{self, RunOptions, Shard, Traffic};
+use drivekit::runner::{self, RunOptions, Shard};
 use drivekit::scene::Scene;
 use drivekit::sim::driver::Driver;
 use drivekit::sim::stepper::{run_chunk, ConfiguredServices};
+use drivekit::sim::traffic::Traffic;
 use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
 use drivekit::video::render::View;

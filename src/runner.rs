@@ -36,10 +36,10 @@ use crate::run_dir::{self, FailedBatch, RunMetadata};
 use crate::scene::Scene;
 use crate::sim::driver::Driver;
 use crate::sim::external::ExternalDriver;
-use crate::sim::services::{DriverService, StepError, TrafficService};
+use crate::sim::services::{DriverService, StepError};
 use crate::sim::stepper::{self, ConfiguredServices, ServiceTimes, StepCounts};
-use crate::sim::traffic::{IdmTraffic, LogReplayTraffic};
-use crate::sim_config::{SimConfig, SERVICES};
+use crate::sim::traffic::Traffic;
+use crate::sim_config::SimConfig;
 use crate::state::{BatchState, EgoPerturbation, SceneCtx};
 use crate::telemetry::sampler::Sampler;
 use crate::telemetry::Telemetry;
@@ -142,26 +142,6 @@ impl Shard {
             .filter(|(i, _)| i % self.count == self.index)
             .map(|(_, s)| s)
             .collect()
-    }
-}
-
-/// Which traffic model moves the other agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Traffic {
-    /// Every agent follows its recording.
-    #[default]
-    LogReplay,
-    /// Vehicles react under IDM along their recorded paths; the rest replay.
-    Idm,
-}
-
-impl Traffic {
-    /// The service implementing this model.
-    pub fn service(self) -> &'static dyn TrafficService {
-        match self {
-            Traffic::LogReplay => &LogReplayTraffic,
-            Traffic::Idm => &IdmTraffic,
-        }
     }
 }
 
@@ -529,18 +509,6 @@ fn write_failed(opts: &RunOptions, scene_id: &str, error: &str) -> Result<(), Ru
     fsutil::write_atomic(&dir.join(run_dir::FAILED), &bytes).map_err(io_err(&dir))
 }
 
-/// Chunk size: the smallest service capacity, but small enough to give every thread work.
-pub fn chunk_size(cfg: &SimConfig, total: usize, threads: usize) -> usize {
-    let capacity = SERVICES
-        .iter()
-        .filter_map(|s| cfg.deploy.get(*s))
-        .map(|d| d.capacity())
-        .min()
-        .unwrap_or(64)
-        .max(1) as usize;
-    capacity.min(total.div_ceil(threads.max(1))).max(1)
-}
-
 /// The JSON recorded in rollout.asl for what a rollout's seed drew.
 fn perturbation_json(st: &BatchState, r: usize, scene: &Scene) -> String {
     #[derive(serde::Serialize)]
@@ -624,7 +592,9 @@ fn simulate_scenes(
     let chunk = match (driver.chunk_hint(), &session) {
         (Some(n), _) => n.min(members.len()).max(1),
         (None, Some(_)) => members.len().clamp(1, DEVICE_CHUNK),
-        (None, None) => chunk_size(&opts.config, members.len(), rayon::current_num_threads()),
+        (None, None) => opts
+            .config
+            .chunk_size(members.len(), rayon::current_num_threads()),
     };
     let configured = ConfiguredServices::new(&opts.config);
     let services = configured.with(driver, opts.traffic.service());

@@ -526,6 +526,20 @@ impl SimConfig {
             .min(available.min(u64::from(u32::MAX)) as u32))
     }
 
+    /// How many rollouts step together in one chunk on the CPU: the smallest service capacity
+    /// (deploy: replicas × n_concurrent_rollouts), but small enough to give each of `threads`
+    /// threads work among `total` rollouts.
+    pub fn chunk_size(&self, total: usize, threads: usize) -> usize {
+        let capacity = SERVICES
+            .iter()
+            .filter_map(|s| self.deploy.get(*s))
+            .map(|d| d.capacity())
+            .min()
+            .unwrap_or(64)
+            .max(1) as usize;
+        capacity.min(total.div_ceil(threads.max(1))).max(1)
+    }
+
     /// The resolved configuration as YAML (what a run dir's wizard-config.yaml holds).
     pub fn to_yaml(&self) -> String {
         serde_norway::to_string(self).expect("plain data serialises")

@@ -11,9 +11,9 @@ use drivekit::cuda::check::compare;
 use drivekit::cuda::device::Device;
 use drivekit::cuda::nvrtc::Nvrtc;
 use drivekit::cuda::source::{kernel_source, KERNEL_NAMES};
-use drivekit::runner::Traffic;
 use drivekit::scene::Scene;
 use drivekit::sim::driver::Driver;
+use drivekit::sim::traffic::Traffic;
 use drivekit::sim_config::SimConfig;
 use drivekit::state::SceneCtx;
 

@@ -9,11 +9,11 @@ use drivekit::rollout::encode::{encode_rollout_log, rollout_metadata, scene_meta
 use drivekit::rollout::replay::replay_log;
 use drivekit::rollout::sink::{LogCompression, LogSink};
 use drivekit::rollout::trace::RolloutTrace;
-use drivekit::runner::Traffic;
 use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::driver::Driver;
 use drivekit::sim::evaluation::score_trace;
 use drivekit::sim::stepper::{run_chunk, ConfiguredServices};
+use drivekit::sim::traffic::Traffic;
 use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
 

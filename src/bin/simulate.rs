@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use drivekit::cuda::device::Device;
 use drivekit::cuda::Backend;
 use drivekit::rollout::sink::LogCompression;
-use drivekit::runner::{self, RunOptions, Shard, Traffic};
+use drivekit::runner::{self, RunOptions, Shard};
 use drivekit::scene::{self, Scene};
 use drivekit::sim::driver::Driver;
+use drivekit::sim::traffic::Traffic;
 
 /// Simulate driving policies on real scenes: import scenes, check a configuration, run shards
 /// of closed-loop rollouts into AlpaSim-layout run directories.

@@ -11,15 +11,12 @@ use rayon::prelude::*;
 
 use super::device::Device;
 use super::stepper::DeviceSession;
-use crate::runner::{chunk_size, Traffic};
-use crate::scene::procedural::{generate, ProceduralSpec};
+use crate::scene::procedural::{bench_scenes, BENCH_SCENES as SCENES};
 use crate::sim::driver::Driver;
 use crate::sim::stepper::{run_chunk, ConfiguredServices};
+use crate::sim::traffic::Traffic;
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
-
-/// Distinct procedural scenes the rollouts are spread over.
-pub const SCENES: usize = 8;
 
 /// One measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,16 +33,12 @@ pub struct BenchRow {
     pub device_bytes_per_rollout: f64,
 }
 
-/// The procedural scenes of the benchmark, long enough for `steps` control steps.
+/// The benchmark's scenes, ready to simulate under `cfg`.
 pub fn scenes(cfg: &SimConfig, steps: usize) -> Vec<SceneCtx> {
-    (0..SCENES as u64)
-        .map(|seed| {
-            let s = generate(&ProceduralSpec {
-                seed,
-                agents: 32,
-                lanes: 3,
-                duration_s: (steps as f64 + 3.0) / 10.0,
-            });
+    bench_scenes(steps)
+        .into_iter()
+        .enumerate()
+        .map(|(seed, s)| {
             SceneCtx::new(s, cfg, format!("bench-{seed}")).expect("procedural scenes fit")
         })
         .collect()
@@ -85,7 +78,7 @@ pub fn run(
         let cpu_per_s = if skip_cpu {
             None
         } else {
-            let chunk = chunk_size(&cfg, m.len(), rayon::current_num_threads());
+            let chunk = cfg.chunk_size(m.len(), rayon::current_num_threads());
             let t = Instant::now();
             let steps: u64 = m
                 .par_chunks(chunk)

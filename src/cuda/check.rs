@@ -7,9 +7,9 @@ use super::device::Device;
 use super::stepper::DeviceSession;
 use crate::metrics::table::{index, Kind, METRICS, N_METRICS};
 use crate::rollout::trace::RolloutTrace;
-use crate::runner::Traffic;
 use crate::sim::services::DriverService;
 use crate::sim::stepper::{run_chunk, ConfiguredServices};
+use crate::sim::traffic::Traffic;
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 

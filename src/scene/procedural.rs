@@ -117,6 +117,25 @@ pub fn generate(spec: &ProceduralSpec) -> Scene {
     }
 }
 
+/// Distinct procedural scenes the step benchmarks spread their rollouts over.
+pub const BENCH_SCENES: usize = 8;
+
+/// The scenes of the step benchmarks (`make bench`, `simulate bench-backends`): [`BENCH_SCENES`]
+/// straight 3-lane roads with 32 actors (the ego and 31 vehicles), seeds 0, 1, …, each long
+/// enough for `steps` control steps at 10 Hz after the 3-step start offset.
+pub fn bench_scenes(steps: usize) -> Vec<Scene> {
+    (0..BENCH_SCENES as u64)
+        .map(|seed| {
+            generate(&ProceduralSpec {
+                seed,
+                agents: 32,
+                lanes: 3,
+                duration_s: (steps as f64 + 3.0) / 10.0,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,3 +174,4 @@ mod tests {
         }
     }
 }
+

@@ -7,6 +7,26 @@ use super::idm::{self, Body};
 use super::services::TrafficService;
 use crate::state::{BatchState, SceneCtx};
 
+/// Which traffic model moves the other agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Traffic {
+    /// Every agent follows its recording.
+    #[default]
+    LogReplay,
+    /// Vehicles react under IDM along their recorded paths; the rest replay.
+    Idm,
+}
+
+impl Traffic {
+    /// The service implementing this model.
+    pub fn service(self) -> &'static dyn TrafficService {
+        match self {
+            Traffic::LogReplay => &LogReplayTraffic,
+            Traffic::Idm => &IdmTraffic,
+        }
+    }
+}
+
 /// How far ahead (m) an IDM agent's heading looks along its path.
 pub const HEADING_LOOKAHEAD_M: f64 = 2.0;
 
