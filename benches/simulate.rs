@@ -18,7 +18,7 @@ use drivekit::rollout::encode::{encode_rollout_log, rollout_metadata, scene_meta
 use drivekit::rollout::rows::push_trace_rows;
 use drivekit::run_dir::RunMetadata;
 use drivekit::sim::driver::Driver;
-use drivekit::sim::stepper::{run_chunk, ConfiguredServices, Probe, ServiceTimes, StepCounts};
+use drivekit::sim::stepper::{ConfiguredServices, Probe, ServiceTimes, StepCounts};
 use drivekit::sim::traffic::Traffic;
 use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
@@ -68,7 +68,7 @@ fn step_all(
         .build()
         .expect("thread pool");
     let configured = ConfiguredServices::new(cfg);
-    let services = configured.with(
+    let (driver, traffic_service) = (
         driver.builtin().expect("a built-in driver"),
         traffic.service(),
     );
@@ -83,15 +83,9 @@ fn step_all(
                     telemetry: &mut tel,
                     queue_depth: 0,
                 });
-                let (traces, t, c) = run_chunk(
-                    &mut st,
-                    ctxs,
-                    services,
-                    cfg.control_timestep_us as i64,
-                    record,
-                    probe,
-                )
-                .expect("clocks line up");
+                let (traces, t, c) = configured
+                    .run_cpu(&mut st, ctxs, driver, traffic_service, record, probe)
+                    .expect("clocks line up");
                 // The runner hands the traces to its writer thread; dropping them here is part
                 // of the chunk's cost either way.
                 drop(std::hint::black_box(traces));
@@ -120,7 +114,7 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f
         .map(|i| ((i % SCENES) as u32, (i / SCENES) as u32))
         .collect();
     let configured = ConfiguredServices::new(cfg);
-    let services = configured.with(
+    let (driver, traffic) = (
         Driver::Idm.builtin().expect("built in"),
         Traffic::Idm.service(),
     );
@@ -131,15 +125,9 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f
     for part in members.chunks(64) {
         let t = Instant::now();
         let mut st = BatchState::new(ctxs, part, cfg, true);
-        let (traces, _, _) = run_chunk(
-            &mut st,
-            ctxs,
-            services,
-            cfg.control_timestep_us as i64,
-            true,
-            None,
-        )
-        .expect("clocks line up");
+        let (traces, _, _) = configured
+            .run_cpu(&mut st, ctxs, driver, traffic, true, None)
+            .expect("clocks line up");
         step += t.elapsed();
         let t = Instant::now();
         let mut buf = Vec::with_capacity(1 << 20);

@@ -10,7 +10,7 @@ use drivekit::rollout::sink::LogCompression;
 use drivekit::runner::{self, RunOptions, Shard};
 use drivekit::scene::Scene;
 use drivekit::sim::driver::Driver;
-use drivekit::sim::stepper::{run_chunk, ConfiguredServices};
+use drivekit::sim::stepper::ConfiguredServices;
 use drivekit::sim::traffic::Traffic;
 use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
@@ -23,17 +23,17 @@ fn main() {
     let scene = Scene::load(&scenes.join("0a1e6f0a-1817-4a98-b02e-db8c9327d151.dkscene")).unwrap();
     let ctxs = vec![SceneCtx::new(scene, &cfg, "bench".into()).unwrap()];
     let configured = ConfiguredServices::new(&cfg);
-    let services = configured.with(Driver::Idm.builtin().unwrap(), Traffic::Idm.service());
     let mut st = BatchState::new(&ctxs, &[(0, 0)], &cfg, true);
-    let (traces, _, _) = run_chunk(
-        &mut st,
-        &ctxs,
-        services,
-        cfg.control_timestep_us as i64,
-        true,
-        None,
-    )
-    .unwrap();
+    let (traces, _, _) = configured
+        .run_cpu(
+            &mut st,
+            &ctxs,
+            Driver::Idm.builtin().unwrap(),
+            Traffic::Idm.service(),
+            true,
+            None,
+        )
+        .unwrap();
     let trace = &traces[0];
     let dir = tempfile::tempdir().unwrap();
     println!(

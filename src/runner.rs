@@ -597,13 +597,12 @@ fn simulate_scenes(
             .chunk_size(members.len(), rayon::current_num_threads()),
     };
     let configured = ConfiguredServices::new(&opts.config);
-    let services = configured.with(driver, opts.traffic.service());
+    let traffic = opts.traffic.service();
     let models = format!(
         "{{\"driver\":\"{}\",\"traffic\":\"{}\"}}",
-        services.driver.name(),
-        services.traffic.name()
+        driver.name(),
+        traffic.name()
     );
-    let dt_us = opts.config.control_timestep_us as i64;
     let bar = crate::report::progress::bar(members.len() as u64, "rollouts", opts.progress);
     let (tx, rx) = mpsc::channel::<ToWriter>();
     let pending = std::sync::atomic::AtomicUsize::new(members.len().div_ceil(chunk));
@@ -624,7 +623,7 @@ fn simulate_scenes(
                     telemetry: &mut tel,
                     queue_depth: depth,
                 };
-                let mut st = BatchState::new(ctxs, part, &opts.config, services.traffic.reactive());
+                let mut st = BatchState::new(ctxs, part, &opts.config, traffic.reactive());
                 let r = step(&mut st, probe);
                 let (times, counts) = deliver(tx, &st, ctxs, part, r);
                 bar.inc(part.len() as u64);
@@ -637,7 +636,14 @@ fn simulate_scenes(
                 .map(|part| {
                     run_part(&tx, part, &|st, probe| {
                         session
-                            .run_chunk(st, ctxs, services, true, Some(probe))
+                            .run(
+                                st,
+                                ctxs,
+                                configured.services(driver),
+                                traffic,
+                                true,
+                                Some(probe),
+                            )
                             .map(|(traces, times, counts, _)| (traces, times, counts))
                     })
                 })
@@ -646,7 +652,7 @@ fn simulate_scenes(
                 .par_chunks(chunk)
                 .map_with(tx.clone(), |tx, part| {
                     run_part(tx, part, &|st, probe| {
-                        stepper::run_chunk(st, ctxs, services, dt_us, true, Some(probe))
+                        configured.run_cpu(st, ctxs, driver, traffic, true, Some(probe))
                     })
                 })
                 .collect(),

@@ -12,7 +12,7 @@ use drivekit::rollout::trace::RolloutTrace;
 use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::driver::Driver;
 use drivekit::sim::evaluation::score_trace;
-use drivekit::sim::stepper::{run_chunk, ConfiguredServices};
+use drivekit::sim::stepper::ConfiguredServices;
 use drivekit::sim::traffic::Traffic;
 use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
@@ -62,18 +62,18 @@ fn a_trace_written_as_a_log_and_replayed_is_the_same_trace() {
     let batch_uuid = "00000000-0000-4000-8000-000000000042".to_string();
     let ctxs = vec![SceneCtx::new(scene, &cfg, batch_uuid.clone()).unwrap()];
     let configured = ConfiguredServices::new(&cfg);
-    let services = configured.with(Driver::Idm.builtin().unwrap(), Traffic::Idm.service());
     let members: Vec<(u32, u32)> = (0..3).map(|r| (0, r)).collect();
     let mut st = BatchState::new(&ctxs, &members, &cfg, true);
-    let (traces, _, _) = run_chunk(
-        &mut st,
-        &ctxs,
-        services,
-        cfg.control_timestep_us as i64,
-        true,
-        None,
-    )
-    .unwrap();
+    let (traces, _, _) = configured
+        .run_cpu(
+            &mut st,
+            &ctxs,
+            Driver::Idm.builtin().unwrap(),
+            Traffic::Idm.service(),
+            true,
+            None,
+        )
+        .unwrap();
     assert!(traces
         .iter()
         .all(|t| t.times_us.len() > 40 && !t.plans.is_empty()));

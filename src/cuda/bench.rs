@@ -13,7 +13,7 @@ use super::device::Device;
 use super::stepper::DeviceSession;
 use crate::scene::procedural::{bench_scenes, BENCH_SCENES as SCENES};
 use crate::sim::driver::Driver;
-use crate::sim::stepper::{run_chunk, ConfiguredServices};
+use crate::sim::stepper::ConfiguredServices;
 use crate::sim::traffic::Traffic;
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
@@ -63,14 +63,11 @@ pub fn run(
     let cfg = SimConfig::default();
     let ctxs = scenes(&cfg, steps);
     let configured = ConfiguredServices::new(&cfg);
-    let services = configured.with(
-        driver
-            .builtin()
-            .ok_or("the benchmark uses built-in drivers")?,
-        traffic.service(),
-    );
-    let dt_us = cfg.control_timestep_us as i64;
-    let reactive = services.traffic.reactive();
+    let driver = driver
+        .builtin()
+        .ok_or("the benchmark uses built-in drivers")?;
+    let traffic = traffic.service();
+    let reactive = traffic.reactive();
     let session = DeviceSession::new(device, &ctxs, &cfg).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for &n in rollouts {
@@ -84,7 +81,8 @@ pub fn run(
                 .par_chunks(chunk)
                 .map(|part| {
                     let mut st = BatchState::new(&ctxs, part, &cfg, reactive);
-                    run_chunk(&mut st, &ctxs, services, dt_us, false, None)
+                    configured
+                        .run_cpu(&mut st, &ctxs, driver, traffic, false, None)
                         .map(|(_, _, c)| c.agent_steps)
                         .unwrap_or(0)
                 })
@@ -94,12 +92,13 @@ pub fn run(
         let mut st = BatchState::new(&ctxs, &m, &cfg, reactive);
         // Warm-up (module load, first allocations) on a small chunk.
         let mut warm = BatchState::new(&ctxs, &m[..m.len().min(64)], &cfg, reactive);
+        let services = configured.services(driver);
         session
-            .run_chunk(&mut warm, &ctxs, services, false, None)
+            .run(&mut warm, &ctxs, services, traffic, false, None)
             .map_err(|e| e.to_string())?;
         let t = Instant::now();
         let (_, _, counts, bytes) = session
-            .run_chunk(&mut st, &ctxs, services, false, None)
+            .run(&mut st, &ctxs, services, traffic, false, None)
             .map_err(|e| e.to_string())?;
         let secs = t.elapsed().as_secs_f64();
         rows.push(BenchRow {

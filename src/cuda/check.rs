@@ -8,7 +8,7 @@ use super::stepper::DeviceSession;
 use crate::metrics::table::{index, Kind, METRICS, N_METRICS};
 use crate::rollout::trace::RolloutTrace;
 use crate::sim::services::DriverService;
-use crate::sim::stepper::{run_chunk, ConfiguredServices};
+use crate::sim::stepper::ConfiguredServices;
 use crate::sim::traffic::Traffic;
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
@@ -92,16 +92,22 @@ pub fn compare(
     traffic: Traffic,
 ) -> Result<Comparison, String> {
     let configured = ConfiguredServices::new(cfg);
-    let services = configured.with(driver, traffic.service());
-    let dt_us = cfg.control_timestep_us as i64;
-    let reactive = services.traffic.reactive();
-    let mut st_cpu = BatchState::new(scenes, members, cfg, reactive);
+    let traffic = traffic.service();
+    let mut st_cpu = BatchState::new(scenes, members, cfg, traffic.reactive());
     let mut st_dev = st_cpu.clone();
-    let (cpu, _, cpu_counts) =
-        run_chunk(&mut st_cpu, scenes, services, dt_us, true, None).map_err(|e| e.to_string())?;
+    let (cpu, _, cpu_counts) = configured
+        .run_cpu(&mut st_cpu, scenes, driver, traffic, true, None)
+        .map_err(|e| e.to_string())?;
     let session = DeviceSession::new(device, scenes, cfg).map_err(|e| e.to_string())?;
     let (dev, _, dev_counts, _) = session
-        .run_chunk(&mut st_dev, scenes, services, true, None)
+        .run(
+            &mut st_dev,
+            scenes,
+            configured.services(driver),
+            traffic,
+            true,
+            None,
+        )
         .map_err(|e| e.to_string())?;
     let mut c = Comparison::default();
     if cpu_counts != dev_counts {

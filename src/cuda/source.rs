@@ -141,8 +141,6 @@ c_struct! {
         /// State.
         alive: ptr u8,
         /// State.
-        step: ptr u32,
-        /// State.
         t_us: ptr i64,
         /// State.
         ego_x: ptr f64,
@@ -160,6 +158,8 @@ c_struct! {
         plan_y: ptr f64,
         /// Perturbation (dx, dy, dyaw, dspeed) per rollout.
         pert: ptr f64,
+        /// The rollouts the stepper hands to the driver this step (`dk_takeover`).
+        takeover: ptr u8,
         /// State.
         agent_start: ptr u32,
         /// Rollout of each agent.
@@ -234,8 +234,6 @@ c_struct! {
         n: val u32,
         /// Agents.
         n_agents: val u32,
-        /// The driver moves the ego after the takeover.
-        drives: val u32,
         /// Built-in driver on the device: 1 constant velocity, 2 IDM (0: plans from the host).
         driver_kind: val u32,
         /// Driving-direction window length.
@@ -277,7 +275,7 @@ c_struct! {
 /// The kernels, in the order of [`KERNEL_NAMES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
-    /// Takeover + every metric; one thread per rollout.
+    /// Every metric; one thread per rollout.
     Evaluate,
     /// Built-in drivers' plans; per rollout.
     Drive,
@@ -293,10 +291,12 @@ pub enum Kernel {
     Raster,
     /// Each agent's heading cosine and sine, once per step; per agent.
     Bodies,
+    /// The takeover of the rollouts the stepper names, with their perturbation; per rollout.
+    Takeover,
 }
 
 /// Entry points, indexed by [`Kernel`].
-pub const KERNEL_NAMES: [&str; 8] = [
+pub const KERNEL_NAMES: [&str; 9] = [
     "dk_evaluate",
     "dk_drive",
     "dk_control",
@@ -305,11 +305,12 @@ pub const KERNEL_NAMES: [&str; 8] = [
     "dk_clock",
     "dk_raster",
     "dk_bodies",
+    "dk_takeover",
 ];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::Evaluate,
         Kernel::Drive,
         Kernel::Control,
@@ -318,6 +319,7 @@ impl Kernel {
         Kernel::Clock,
         Kernel::Raster,
         Kernel::Bodies,
+        Kernel::Takeover,
     ];
 
     /// The entry point's name.

@@ -1,21 +1,19 @@
-//! The CUDA stepper: the CPU stepper's loop ([`crate::sim::stepper::run_chunk`]) with the state on
-//! the device. Per step the host receives only what it needs: the metric values, which rollouts
-//! are alive, and the agent-step counts — plus the poses when traces are recorded (the logs and
-//! videos need them) or when the driver runs on the host (an external driver's requests). The
-//! sensor clocks run on the host (they depend on time only); the built-in drivers, controller,
-//! vehicle model, traffic and evaluation run in the kernels.
-
-use std::time::Instant;
+//! The CUDA backend of the step loop ([`crate::sim::stepper::run_chunk`], the same loop as on the
+//! CPU): a [`DeviceChunk`] keeps a chunk's state on the device and implements
+//! [`StepBackend`]. Per step the host receives only what the loop needs: the metric values, the
+//! agent-step counts and which rollouts the controller ended — plus the poses when traces are
+//! recorded (the logs and videos need them) or when the driver runs on the host (an external
+//! driver's requests). The sensor clocks run on the host (they depend on time only); the takeover
+//! the loop decides, the built-in drivers, controller, vehicle model, traffic and evaluation run
+//! in the kernels.
 
 use super::device::{CudaError, Device};
 use super::source::{DkArgs, Kernel};
 use super::tables::{bytes_u8, DeviceState, DeviceTables, SceneTables};
-use crate::metrics::table::N_METRICS;
 use crate::rollout::trace::RolloutTrace;
-use crate::sim::services::{DeviceDriver, Observations, Plans, StepError};
-use crate::sim::stepper::{
-    record_plans, take_driver_verdicts, Probe, ServiceTimes, Services, StepCounts,
-};
+use crate::sim::evaluation::EvalParams;
+use crate::sim::services::{DeviceDriver, DriverService, Plans, StepError, TrafficService};
+use crate::sim::stepper::{run_chunk, Probe, ServiceTimes, Services, StepBackend, StepCounts};
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 
@@ -46,12 +44,13 @@ impl<'d> DeviceSession<'d> {
         cfg: &SimConfig,
     ) -> Result<DeviceSession<'d>, CudaError> {
         let tables = SceneTables::build(scenes).upload(device)?;
-        let dt_us = cfg.control_timestep_us as i64;
+        // The evaluation settings of the CPU evaluator, from the same place.
+        let p = EvalParams::new(cfg);
         let base = DkArgs {
-            dt_s: dt_us as f64 / 1e6,
-            dt_us,
-            ttc_step_s: cfg.evaluation.ttc_step_s,
-            ttc_horizon_s: cfg.evaluation.ttc_horizon_s,
+            dt_s: p.dt_s,
+            dt_us: cfg.control_timestep_us as i64,
+            ttc_step_s: p.ttc.step_s,
+            ttc_horizon_s: p.ttc.horizon_s,
             ..tables.args
         };
         Ok(DeviceSession {
@@ -66,176 +65,210 @@ impl<'d> DeviceSession<'d> {
         self.tables.bytes()
     }
 
-    /// Runs a chunk to its end, as [`crate::sim::stepper::run_chunk`] does on the CPU, with the
-    /// sensor and driver of `services` (the controller, traffic and evaluation are the kernels';
-    /// `services.traffic` says whether traffic is reactive). Returns the traces, the time per
-    /// service, the counts and the device bytes the chunk's state took.
-    pub fn run_chunk(
+    /// Runs a chunk on the device with the loop's `services` and `traffic` ([`run_chunk`]):
+    /// the traces, times and counts, and the device bytes the chunk's state took.
+    #[allow(clippy::type_complexity)]
+    pub fn run(
         &self,
         st: &mut BatchState,
         scenes: &[SceneCtx],
         services: Services<'_>,
+        traffic: &dyn TrafficService,
         record: bool,
-        mut probe: Option<Probe<'_>>,
+        probe: Option<Probe<'_>>,
     ) -> Result<(Vec<RolloutTrace>, ServiceTimes, StepCounts, usize), StepError> {
-        let chunk_start = Instant::now();
-        let dev = self.device;
-        let n = st.len();
+        let mut chunk = self.chunk(st, services.driver, traffic).map_err(dev_err)?;
+        let dt_us = chunk.args.dt_us;
+        let (traces, times, counts) =
+            run_chunk(st, scenes, services, &mut chunk, dt_us, record, probe)?;
+        Ok((traces, times, counts, chunk.bytes()))
+    }
+
+    /// A chunk's state uploaded, as the backend [`run_chunk`](crate::sim::stepper::run_chunk)
+    /// steps: `driver` runs in the kernels when it is one of theirs, `traffic` says whether
+    /// vehicles follow IDM.
+    pub fn chunk(
+        &self,
+        st: &BatchState,
+        driver: &dyn DriverService,
+        traffic: &dyn TrafficService,
+    ) -> Result<DeviceChunk<'_>, CudaError> {
         let mut a = self.base;
-        let dt_us = a.dt_us;
-        let dt_s = a.dt_s;
-        let on_device = services.driver.on_device();
-        a.drives = u32::from(services.driver.drives());
+        let on_device = driver.on_device();
         a.driver_kind = match on_device {
             Some(DeviceDriver::ConstantVelocity) => 1,
             Some(DeviceDriver::Idm) => 2,
             _ => 0,
         };
-        a.idm_traffic = u32::from(services.traffic.reactive());
-        let mut ds =
-            DeviceState::upload(dev, st, direction_window(dt_s), &mut a).map_err(dev_err)?;
-        let state_bytes = ds.bytes();
-        let n32 = n as u32;
-        let na32 = ds.n_agents as u32;
-        let mut times = ServiceTimes::default();
-        let mut counts = StepCounts::default();
-        let mut obs = Observations::default();
-        let mut plans = Plans::new(n);
-        let mut traces = vec![RolloutTrace::default(); n];
-        let mut metrics = vec![0.0f64; n * N_METRICS];
-        let mut present = vec![0u32; n];
-        let mut alive = vec![0u8; n];
-        let mut plan_active = vec![0u8; n];
-        let host_driver = on_device.is_none();
-        let sync = probe.is_some();
-        services.driver.begin(st, scenes, &mut plans);
-        take_driver_verdicts(st, &mut plans, &mut traces);
+        a.idm_traffic = u32::from(traffic.reactive());
+        let ds = DeviceState::upload(self.device, st, direction_window(a.dt_s), &mut a)?;
+        Ok(DeviceChunk {
+            dev: self.device,
+            n: st.len(),
+            on_device,
+            args: a,
+            ds,
+            flags: vec![0u8; st.len()],
+        })
+    }
+}
+
+/// A chunk's state on a device: the CUDA backend of the step loop. Per step the host receives
+/// only what the loop needs — the metric values, the agent-step counts, which rollouts the
+/// controller ended — plus the poses when traces are recorded or the driver runs on the host.
+pub struct DeviceChunk<'d> {
+    dev: &'d Device,
+    n: usize,
+    on_device: Option<DeviceDriver>,
+    args: DkArgs,
+    ds: DeviceState,
+    /// Host scratch for flag arrays (takeovers, plans, alive).
+    flags: Vec<u8>,
+}
+
+impl DeviceChunk<'_> {
+    /// Device bytes of the chunk's state.
+    pub fn bytes(&self) -> usize {
+        self.ds.bytes()
+    }
+
+    fn launch(&self, k: Kernel, threads: usize) -> Result<(), StepError> {
+        self.dev
+            .launch(k, &self.args, threads as u32)
+            .map_err(dev_err)
+    }
+}
+
+impl StepBackend for DeviceChunk<'_> {
+    fn begin(&mut self, st: &BatchState) -> Result<(), StepError> {
         // Rollouts the driver could not start end before the first step.
-        dev.upload(&mut ds.alive, &bytes_u8(&st.alive))
+        self.alive_changed(st)
+    }
+
+    fn take_over(&mut self, _st: &mut BatchState, due: &[bool]) -> Result<(), StepError> {
+        for (f, d) in self.flags.iter_mut().zip(due) {
+            *f = u8::from(*d);
+        }
+        self.dev
+            .upload(&mut self.ds.takeover, &self.flags)
             .map_err(dev_err)?;
-        loop {
-            if !st.alive.iter().any(|a| *a) {
-                break;
-            }
-            let t0 = Instant::now();
-            dev.launch(Kernel::Evaluate, &a, n32).map_err(dev_err)?;
-            dev.download(&ds.present, &mut present).map_err(dev_err)?;
-            dev.download(&ds.alive, &mut alive).map_err(dev_err)?;
-            dev.download(&ds.metrics, &mut metrics).map_err(dev_err)?;
-            let t1 = Instant::now();
-            times.evaluation += t1 - t0;
-            if record || host_driver {
-                download_state(dev, &ds, st).map_err(dev_err)?;
-            }
-            let mut ended = 0usize;
-            for r in 0..n {
-                if present[r] == 0 {
-                    // Not evaluated: it ended before (on the device in the last control step, at
-                    // a recording gap, while the host still had it alive).
-                    st.alive[r] = false;
-                    continue;
-                }
-                counts.rollout_steps += 1;
-                counts.agent_steps += u64::from(present[r]);
-                if record {
-                    traces[r].push_step(st, r, &metrics[r * N_METRICS..(r + 1) * N_METRICS]);
-                }
-                st.step[r] += 1;
-                st.alive[r] = alive[r] != 0;
-                if !st.alive[r] {
-                    ended += 1;
-                }
-            }
-            counts.iterations += 1;
-            let t2 = Instant::now();
-            times.record += t2 - t1;
-            if let Some(p) = probe.as_mut() {
-                p.rollouts_ended(ended, (t2 - chunk_start).as_secs_f64());
-            }
-            if !st.alive.iter().any(|a| *a) {
-                if let Some(p) = probe.as_mut() {
-                    p.step(&[("evaluation", "evaluate", t1 - t0)], t2 - t0);
-                }
-                break;
-            }
-            services.sensor.observe(st, scenes, &mut obs)?;
-            let t3 = Instant::now();
-            times.sensor += t3 - t2;
-            match on_device {
-                Some(DeviceDriver::Replay) => {}
-                Some(_) => {
-                    if a.driver_kind == 2 {
-                        dev.launch(Kernel::Bodies, &a, na32).map_err(dev_err)?;
-                    }
-                    dev.launch(Kernel::Drive, &a, n32).map_err(dev_err)?;
-                    if record {
-                        dev.download(&ds.plan_active, &mut plan_active)
-                            .map_err(dev_err)?;
-                        dev.download(&ds.plans[0], &mut plans.x).map_err(dev_err)?;
-                        dev.download(&ds.plans[1], &mut plans.y).map_err(dev_err)?;
-                        for (p, f) in plans.active.iter_mut().zip(&plan_active) {
-                            *p = *f != 0;
-                        }
-                    }
-                }
-                None => {
-                    services.driver.drive(st, scenes, &obs, &mut plans, dt_s);
-                    let before: Vec<bool> = st.alive.clone();
-                    take_driver_verdicts(st, &mut plans, &mut traces);
-                    if before != st.alive {
-                        dev.upload(&mut ds.alive, &bytes_u8(&st.alive))
-                            .map_err(dev_err)?;
-                    }
-                    dev.upload(&mut ds.plan_active, &bytes_u8(&plans.active))
-                        .map_err(dev_err)?;
-                    for (b, src) in ds.plans.iter_mut().zip([&plans.x, &plans.y, &plans.v]) {
-                        dev.upload(b, src).map_err(dev_err)?;
-                    }
-                }
-            }
-            if record {
-                record_plans(&mut traces, st, &plans);
-            }
-            if sync {
-                dev.synchronize().map_err(dev_err)?;
-            }
-            let t4 = Instant::now();
-            times.driver += t4 - t3;
-            dev.launch(Kernel::Control, &a, n32).map_err(dev_err)?;
-            if sync {
-                dev.synchronize().map_err(dev_err)?;
-            }
-            let t5 = Instant::now();
-            times.controller += t5 - t4;
-            if a.idm_traffic != 0 {
-                // Agents have not moved since the driver's leader search: same headings.
-                if a.driver_kind != 2 {
-                    dev.launch(Kernel::Bodies, &a, na32).map_err(dev_err)?;
-                }
-                dev.launch(Kernel::TrafficAccel, &a, na32)
-                    .map_err(dev_err)?;
-            }
-            dev.launch(Kernel::TrafficMove, &a, na32).map_err(dev_err)?;
-            dev.launch(Kernel::Clock, &a, n32).map_err(dev_err)?;
-            if sync {
-                dev.synchronize().map_err(dev_err)?;
-            }
-            let t6 = Instant::now();
-            times.traffic += t6 - t5;
-            for r in (0..n).filter(|&r| st.alive[r]) {
-                st.t_us[r] += dt_us;
-            }
-            if let Some(p) = probe.as_mut() {
-                p.services_step([t0, t1, t2, t3, t4, t5, t6]);
+        self.launch(Kernel::Takeover, self.n)
+    }
+
+    fn evaluate(
+        &mut self,
+        st: &mut BatchState,
+        _scenes: &[SceneCtx],
+        values: &mut [f64],
+        present: &mut [u32],
+        to_host: bool,
+    ) -> Result<(), StepError> {
+        self.launch(Kernel::Evaluate, self.n)?;
+        self.dev
+            .download(&self.ds.present, present)
+            .map_err(dev_err)?;
+        self.dev
+            .download(&self.ds.metrics, values)
+            .map_err(dev_err)?;
+        if to_host {
+            download_state(self.dev, &self.ds, st).map_err(dev_err)?;
+        }
+        Ok(())
+    }
+
+    fn alive_changed(&mut self, st: &BatchState) -> Result<(), StepError> {
+        self.dev
+            .upload(&mut self.ds.alive, &bytes_u8(&st.alive))
+            .map_err(dev_err)
+    }
+
+    fn runs_driver(&self, driver: &dyn DriverService) -> bool {
+        driver
+            .on_device()
+            .is_some_and(|d| Some(d) == self.on_device)
+    }
+
+    fn drive(
+        &mut self,
+        _st: &mut BatchState,
+        plans: &mut Plans,
+        to_host: bool,
+    ) -> Result<(), StepError> {
+        if self.on_device == Some(DeviceDriver::Replay) {
+            return Ok(());
+        }
+        if self.args.driver_kind == 2 {
+            self.launch(Kernel::Bodies, self.ds.n_agents)?;
+        }
+        self.launch(Kernel::Drive, self.n)?;
+        if to_host {
+            self.dev
+                .download(&self.ds.plan_active, &mut self.flags)
+                .map_err(dev_err)?;
+            self.dev
+                .download(&self.ds.plans[0], &mut plans.x)
+                .map_err(dev_err)?;
+            self.dev
+                .download(&self.ds.plans[1], &mut plans.y)
+                .map_err(dev_err)?;
+            for (p, f) in plans.active.iter_mut().zip(&self.flags) {
+                *p = *f != 0;
             }
         }
-        if let Some(p) = probe.as_mut() {
-            p.chunk_end(&traces, chunk_start);
+        Ok(())
+    }
+
+    fn set_plans(&mut self, plans: &Plans) -> Result<(), StepError> {
+        self.dev
+            .upload(&mut self.ds.plan_active, &bytes_u8(&plans.active))
+            .map_err(dev_err)?;
+        for (b, src) in self.ds.plans.iter_mut().zip([&plans.x, &plans.y, &plans.v]) {
+            self.dev.upload(b, src).map_err(dev_err)?;
         }
-        // The host copy ends as the CPU stepper leaves it.
-        download_state(dev, &ds, st).map_err(dev_err)?;
-        services.driver.end(st, scenes);
-        Ok((traces, times, counts, state_bytes))
+        Ok(())
+    }
+
+    fn control(
+        &mut self,
+        st: &mut BatchState,
+        _scenes: &[SceneCtx],
+        _plans: &Plans,
+    ) -> Result<(), StepError> {
+        self.launch(Kernel::Control, self.n)?;
+        // The controller ends a rollout whose undriven ego has no recorded pose next.
+        self.dev
+            .download(&self.ds.alive, &mut self.flags)
+            .map_err(dev_err)?;
+        for (a, f) in st.alive.iter_mut().zip(&self.flags) {
+            *a = *f != 0;
+        }
+        Ok(())
+    }
+
+    fn advance_traffic(
+        &mut self,
+        _st: &mut BatchState,
+        _scenes: &[SceneCtx],
+    ) -> Result<(), StepError> {
+        let na = self.ds.n_agents;
+        if self.args.idm_traffic != 0 {
+            // Agents have not moved since the driver's leader search: same headings.
+            if self.args.driver_kind != 2 {
+                self.launch(Kernel::Bodies, na)?;
+            }
+            self.launch(Kernel::TrafficAccel, na)?;
+        }
+        self.launch(Kernel::TrafficMove, na)?;
+        self.launch(Kernel::Clock, self.n)
+    }
+
+    fn synchronize(&mut self) -> Result<(), StepError> {
+        self.dev.synchronize().map_err(dev_err)
+    }
+
+    fn finish(&mut self, st: &mut BatchState) -> Result<(), StepError> {
+        // The host copy ends as the CPU backend leaves it.
+        download_state(self.dev, &self.ds, st).map_err(dev_err)
     }
 }
 

@@ -185,6 +185,7 @@ pub struct DeviceState {
     /// Agents.
     pub n_agents: usize,
     pub(crate) alive: DevBuf,
+    pub(crate) takeover: DevBuf,
     pub(crate) present: DevBuf,
     pub(crate) metrics: DevBuf,
     pub(crate) ego: [DevBuf; 6],
@@ -220,6 +221,7 @@ impl DeviceState {
             n,
             n_agents: na,
             alive: dev.upload_new(&bytes_u8(&st.alive))?,
+            takeover: dev.alloc(n)?,
             present: dev.alloc(4 * n)?,
             metrics: dev.alloc(8 * N_METRICS * n)?,
             ego: [
@@ -250,6 +252,7 @@ impl DeviceState {
         a.n_agents = na as u32;
         a.dir_n = dir_n as u32;
         a.alive = ds.alive.addr;
+        a.takeover = ds.takeover.addr;
         a.present = ds.present.addr;
         a.metrics = ds.metrics.addr;
         [a.ego_x, a.ego_y, a.ego_yaw, a.ego_speed, a.plan_x, a.plan_y] =
@@ -261,7 +264,6 @@ impl DeviceState {
         [a.plans_x, a.plans_y, a.plans_v] = std::array::from_fn(|i| ds.plans[i].addr);
         let h = &mut ds.held;
         a.scene_of = h.keep(dev.upload_new(&st.scene)?);
-        a.step = h.keep(dev.upload_new(&st.step)?);
         a.t_us = h.keep(dev.upload_new(&st.t_us)?);
         a.pert = h.keep(dev.upload_new(&pert)?);
         a.agent_start = h.keep(dev.upload_new(&agent_start)?);
@@ -295,6 +297,7 @@ impl DeviceState {
     pub fn bytes(&self) -> usize {
         let fixed = [
             &self.alive,
+            &self.takeover,
             &self.present,
             &self.metrics,
             &self.ego_controlled,

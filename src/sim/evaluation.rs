@@ -28,6 +28,33 @@ pub struct EvalMemory {
     prev: Option<[f64; 2]>,
 }
 
+/// The evaluation settings of a configuration, for every backend (the CPU [`Evaluator`] and the
+/// CUDA kernels' arguments take them from here).
+#[derive(Debug, Clone, Copy)]
+pub struct EvalParams {
+    /// TTC projection (`evaluation.ttc_step_s`, `evaluation.ttc_horizon_s`).
+    pub ttc: TtcParams,
+    /// nuPlan's comfort thresholds.
+    pub comfort: ComfortLimits,
+    /// Control step (s): the comfort derivatives' and driving direction's time base.
+    pub dt_s: f64,
+}
+
+impl EvalParams {
+    /// The settings of `cfg`.
+    pub fn new(cfg: &SimConfig) -> EvalParams {
+        EvalParams {
+            ttc: TtcParams {
+                step_s: cfg.evaluation.ttc_step_s,
+                horizon_s: cfg.evaluation.ttc_horizon_s,
+                ..TtcParams::default()
+            },
+            comfort: ComfortLimits::default(),
+            dt_s: cfg.control_timestep_us as f64 / 1e6,
+        }
+    }
+}
+
 /// The CPU evaluation service.
 #[derive(Debug, Clone, Copy)]
 pub struct Evaluator {
@@ -37,16 +64,13 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
-    /// With the configuration's TTC settings and control step.
+    /// With the configuration's evaluation settings ([`EvalParams`]).
     pub fn new(cfg: &SimConfig) -> Evaluator {
+        let p = EvalParams::new(cfg);
         Evaluator {
-            ttc: TtcParams {
-                step_s: cfg.evaluation.ttc_step_s,
-                horizon_s: cfg.evaluation.ttc_horizon_s,
-                ..TtcParams::default()
-            },
-            comfort: ComfortLimits::default(),
-            dt_s: cfg.control_timestep_us as f64 / 1e6,
+            ttc: p.ttc,
+            comfort: p.comfort,
+            dt_s: p.dt_s,
         }
     }
 }

@@ -1,6 +1,10 @@
-//! The CPU stepper: moves one [`BatchState`] chunk through the services, step by step, all
+//! The step loop: moves one [`BatchState`] chunk through the services, step by step, all
 //! rollouts together, and records what the logs and metrics files need into per-rollout traces
-//! (plain arrays; encoding them happens off the step loop, in the runner's writer).
+//! (plain arrays; encoding them happens off the step loop, in the runner's writer). One loop
+//! ([`run_chunk`]) for every backend: the backend ([`StepBackend`]: the CPU here, the CUDA
+//! backend in `crate::cuda::stepper`) says where the state lives and runs the takeover,
+//! evaluation, controller and traffic on it; the loop decides which rollouts take over and when
+//! one ends, calls the sensor and the driver, and records the traces.
 //!
 //! Order within a step at time t: the driver takes over where t has reached the takeover time
 //! (the seeded perturbation is applied then); evaluation measures the state at t; the trace
@@ -18,26 +22,187 @@ use crate::rollout::trace::RolloutTrace;
 use crate::state::{BatchState, SceneCtx};
 use crate::telemetry::Telemetry;
 
-/// The services of one backend.
+/// The services the step loop calls itself, whatever the backend: the sensor clocks and the
+/// driver (the policy under test). Where the state lives and how the controller, traffic and
+/// evaluation steps run is the [`StepBackend`]'s.
 #[derive(Clone, Copy)]
 pub struct Services<'a> {
     /// Sensor.
     pub sensor: &'a dyn SensorService,
     /// Driver (the policy under test).
     pub driver: &'a dyn DriverService,
-    /// Controller + vehicle model.
-    pub controller: &'a dyn ControllerService,
-    /// Traffic.
-    pub traffic: &'a dyn TrafficService,
-    /// Evaluation.
-    pub evaluation: &'a dyn EvaluationService,
 }
 
-/// The services a configuration sets up — its sensor clocks and evaluation settings, with the
-/// pure-pursuit controller — ready to lend to [`Services`] with a driver and a traffic model.
+/// Where a chunk's state lives and how the steps the loop does not run itself run on it: the
+/// takeover, evaluation, controller + vehicle model and traffic. The CPU ([`CpuBackend`]) keeps
+/// the state in the host's [`BatchState`]; the CUDA backend (`crate::cuda::stepper`) keeps it on a
+/// device and brings to the host only what the loop needs. [`run_chunk`] decides, for every
+/// backend alike, which rollouts take over, when a rollout ends and what a trace records.
+pub trait StepBackend {
+    /// Before the first step, after the driver's `begin` (rollouts it refused are not alive).
+    fn begin(&mut self, st: &BatchState) -> Result<(), StepError>;
+    /// Hands the ego of every rollout with `due[r]` to the driver, applying that rollout's
+    /// perturbation (the loop has set `st.ego_controlled` on the host).
+    fn take_over(&mut self, st: &mut BatchState, due: &[bool]) -> Result<(), StepError>;
+    /// Evaluates every alive rollout at its current time: `values[r * N_METRICS..]` (the metric
+    /// table's order) and `present[r]` = 1 + the agents present (its agent-steps). With
+    /// `to_host`, the host's `st` holds the current poses afterwards.
+    fn evaluate(
+        &mut self,
+        st: &mut BatchState,
+        scenes: &[SceneCtx],
+        values: &mut [f64],
+        present: &mut [u32],
+        to_host: bool,
+    ) -> Result<(), StepError>;
+    /// The host ended rollouts (their last step, a driver's verdict): the backend stops them.
+    fn alive_changed(&mut self, st: &BatchState) -> Result<(), StepError>;
+    /// Whether this backend runs `driver` itself (else the loop calls it on the host and hands
+    /// its plans over with [`StepBackend::set_plans`]).
+    fn runs_driver(&self, driver: &dyn DriverService) -> bool;
+    /// The plans of the driver this backend runs; with `to_host`, copied into `plans`.
+    fn drive(
+        &mut self,
+        st: &mut BatchState,
+        plans: &mut Plans,
+        to_host: bool,
+    ) -> Result<(), StepError>;
+    /// The plans a host driver made this step.
+    fn set_plans(&mut self, plans: &Plans) -> Result<(), StepError>;
+    /// Controller + vehicle model: every alive ego one step on. It may end rollouts (an
+    /// undriven ego whose recording has a gap); the host's `st.alive` says so afterwards.
+    fn control(
+        &mut self,
+        st: &mut BatchState,
+        scenes: &[SceneCtx],
+        plans: &Plans,
+    ) -> Result<(), StepError>;
+    /// Moves the other agents and the clocks one step on.
+    fn advance_traffic(
+        &mut self,
+        st: &mut BatchState,
+        scenes: &[SceneCtx],
+    ) -> Result<(), StepError>;
+    /// Waits for queued work (for timing each service).
+    fn synchronize(&mut self) -> Result<(), StepError> {
+        Ok(())
+    }
+    /// After the last step: the host's `st` holds the final state.
+    fn finish(&mut self, st: &mut BatchState) -> Result<(), StepError>;
+}
+
+/// The CPU backend: the state is the host's [`BatchState`]; controller, traffic and evaluation are
+/// Rust services over it.
+pub struct CpuBackend<'a> {
+    controller: &'a dyn ControllerService,
+    traffic: &'a dyn TrafficService,
+    evaluation: &'a dyn EvaluationService,
+    memory: Vec<EvalMemory>,
+    dt_us: i64,
+}
+
+impl<'a> CpuBackend<'a> {
+    /// With these services and control step.
+    pub fn new(
+        controller: &'a dyn ControllerService,
+        traffic: &'a dyn TrafficService,
+        evaluation: &'a dyn EvaluationService,
+        dt_us: i64,
+    ) -> CpuBackend<'a> {
+        CpuBackend {
+            controller,
+            traffic,
+            evaluation,
+            memory: Vec::new(),
+            dt_us,
+        }
+    }
+}
+
+impl StepBackend for CpuBackend<'_> {
+    fn begin(&mut self, st: &BatchState) -> Result<(), StepError> {
+        self.memory = vec![EvalMemory::default(); st.len()];
+        Ok(())
+    }
+
+    fn take_over(&mut self, st: &mut BatchState, due: &[bool]) -> Result<(), StepError> {
+        for r in (0..st.len()).filter(|&r| due[r]) {
+            let p = st.perturbation[r];
+            st.ego_x[r] += p.dx_m;
+            st.ego_y[r] += p.dy_m;
+            st.ego_yaw[r] += p.dyaw_rad;
+            st.ego_speed[r] = (st.ego_speed[r] * (1.0 + p.dspeed_frac)).max(0.0);
+        }
+        Ok(())
+    }
+
+    fn evaluate(
+        &mut self,
+        st: &mut BatchState,
+        scenes: &[SceneCtx],
+        values: &mut [f64],
+        present: &mut [u32],
+        _to_host: bool,
+    ) -> Result<(), StepError> {
+        self.evaluation
+            .evaluate(st, scenes, &mut self.memory, values);
+        for (r, p) in present.iter_mut().enumerate() {
+            *p = if st.alive[r] {
+                1 + st.agents(r).filter(|&a| st.a_valid[a]).count() as u32
+            } else {
+                0
+            };
+        }
+        Ok(())
+    }
+
+    fn alive_changed(&mut self, _st: &BatchState) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    fn runs_driver(&self, _driver: &dyn DriverService) -> bool {
+        false
+    }
+
+    fn drive(&mut self, _: &mut BatchState, _: &mut Plans, _: bool) -> Result<(), StepError> {
+        unreachable!("the CPU backend runs no driver of its own: the loop calls it")
+    }
+
+    fn set_plans(&mut self, _plans: &Plans) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    fn control(
+        &mut self,
+        st: &mut BatchState,
+        scenes: &[SceneCtx],
+        plans: &Plans,
+    ) -> Result<(), StepError> {
+        self.controller.control(st, scenes, plans, self.dt_us);
+        Ok(())
+    }
+
+    fn advance_traffic(
+        &mut self,
+        st: &mut BatchState,
+        scenes: &[SceneCtx],
+    ) -> Result<(), StepError> {
+        self.traffic.advance(st, scenes, self.dt_us);
+        Ok(())
+    }
+
+    fn finish(&mut self, _st: &mut BatchState) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+/// What a configuration sets up for a run — its sensor clocks, its evaluation settings and its
+/// control step — ready to give the loop its [`Services`] (with a driver) and to make a
+/// [`CpuBackend`] (with a traffic model and the pure-pursuit controller).
 pub struct ConfiguredServices {
     sensor: super::sensor::ClockedSensor,
     evaluator: super::evaluation::Evaluator,
+    dt_us: i64,
 }
 
 impl ConfiguredServices {
@@ -46,22 +211,52 @@ impl ConfiguredServices {
         ConfiguredServices {
             sensor: super::sensor::ClockedSensor::new(cfg),
             evaluator: super::evaluation::Evaluator::new(cfg),
+            dt_us: cfg.control_timestep_us as i64,
         }
     }
 
-    /// With `driver` and `traffic`.
-    pub fn with<'a>(
-        &'a self,
-        driver: &'a dyn DriverService,
-        traffic: &'a dyn TrafficService,
-    ) -> Services<'a> {
+    /// The loop's services with `driver`.
+    pub fn services<'a>(&'a self, driver: &'a dyn DriverService) -> Services<'a> {
         Services {
             sensor: &self.sensor,
             driver,
-            controller: &super::controller::PurePursuit,
-            traffic,
-            evaluation: &self.evaluator,
         }
+    }
+
+    /// The CPU backend with `traffic`.
+    pub fn cpu<'a>(&'a self, traffic: &'a dyn TrafficService) -> CpuBackend<'a> {
+        CpuBackend::new(
+            &super::controller::PurePursuit,
+            traffic,
+            &self.evaluator,
+            self.dt_us,
+        )
+    }
+
+    /// The control step (µs).
+    pub fn dt_us(&self) -> i64 {
+        self.dt_us
+    }
+
+    /// Runs a chunk on the CPU backend with `driver` and `traffic` ([`run_chunk`]).
+    pub fn run_cpu(
+        &self,
+        st: &mut BatchState,
+        scenes: &[SceneCtx],
+        driver: &dyn DriverService,
+        traffic: &dyn TrafficService,
+        record: bool,
+        probe: Option<Probe<'_>>,
+    ) -> Result<(Vec<RolloutTrace>, ServiceTimes, StepCounts), StepError> {
+        run_chunk(
+            st,
+            scenes,
+            self.services(driver),
+            &mut self.cpu(traffic),
+            self.dt_us,
+            record,
+            probe,
+        )
     }
 }
 
@@ -133,7 +328,7 @@ pub struct Probe<'a> {
 
 impl Probe<'_> {
     /// Records one step's batched service calls (service, method, time) and its duration.
-    pub(crate) fn step(&mut self, calls: &[(&str, &str, Duration)], step: Duration) {
+    fn step(&mut self, calls: &[(&str, &str, Duration)], step: Duration) {
         let q = self.queue_depth;
         for (service, method, d) in calls {
             self.telemetry
@@ -144,7 +339,7 @@ impl Probe<'_> {
 
     /// Records a full step from its instants: start, after evaluation, after recording, after
     /// the sensor, the driver, the controller and the traffic.
-    pub(crate) fn services_step(&mut self, t: [Instant; 7]) {
+    fn services_step(&mut self, t: [Instant; 7]) {
         self.step(
             &[
                 ("evaluation", "evaluate", t[1] - t[0]),
@@ -158,7 +353,7 @@ impl Probe<'_> {
     }
 
     /// At the end of a chunk: the rollouts the driver ended early count too.
-    pub(crate) fn chunk_end(&mut self, traces: &[RolloutTrace], chunk_start: Instant) {
+    fn chunk_end(&mut self, traces: &[RolloutTrace], chunk_start: Instant) {
         let early = traces
             .iter()
             .filter(|t| t.failure.is_some() || t.terminated)
@@ -167,7 +362,7 @@ impl Probe<'_> {
     }
 
     /// Records `n` rollouts ending `since_s` seconds after their chunk started.
-    pub(crate) fn rollouts_ended(&mut self, n: usize, since_s: f64) {
+    fn rollouts_ended(&mut self, n: usize, since_s: f64) {
         for _ in 0..n {
             self.telemetry.rollout_duration.observe(since_s);
         }
@@ -176,7 +371,7 @@ impl Probe<'_> {
 
 /// Appends the plans made this step (by alive, driver-controlled rollouts) to their traces, at
 /// f32 precision as the log stores them.
-pub(crate) fn record_plans(traces: &mut [RolloutTrace], st: &BatchState, plans: &Plans) {
+fn record_plans(traces: &mut [RolloutTrace], st: &BatchState, plans: &Plans) {
     for r in (0..st.len()).filter(|&r| plans.active[r] && st.alive[r]) {
         let k = traces[r].times_us.len().saturating_sub(1) as u32;
         let base = r * super::services::PLAN_POINTS;
@@ -192,13 +387,20 @@ pub(crate) fn record_plans(traces: &mut [RolloutTrace], st: &BatchState, plans: 
     }
 }
 
-/// Runs the chunk to the end of its longest rollout. With `record`, returns one trace per
-/// rollout (empty traces otherwise: the benchmark's pure stepping). With a probe, every batched
-/// service call, step and rollout duration is recorded (DESIGN §8).
+/// Runs the chunk to the end of its longest rollout on `backend`, the same loop for every
+/// backend. With `record`, returns one trace per rollout (empty traces otherwise: the benchmark's
+/// pure stepping). With a probe, every batched service call, step and rollout duration is
+/// recorded (DESIGN §8).
+///
+/// Each step at time t: the rollouts whose takeover time t has reached are handed to the driver
+/// (their perturbation applied); evaluation measures the state at t; the trace records it and a
+/// rollout at its last step ends; then sensor → driver → controller → traffic move everything
+/// to t + dt.
 pub fn run_chunk(
     st: &mut BatchState,
     scenes: &[SceneCtx],
     services: Services<'_>,
+    backend: &mut dyn StepBackend,
     dt_us: i64,
     record: bool,
     mut probe: Option<Probe<'_>>,
@@ -208,46 +410,49 @@ pub fn run_chunk(
     let dt_s = dt_us as f64 / 1e6;
     let mut times = ServiceTimes::default();
     let mut counts = StepCounts::default();
-    let mut memory = vec![EvalMemory::default(); n];
     let mut values = vec![f64::NAN; n * N_METRICS];
+    let mut present = vec![0u32; n];
+    let mut due = vec![false; n];
     let mut obs = Observations::default();
     let mut plans = Plans::new(n);
     let mut traces = vec![RolloutTrace::default(); n];
     let drives = services.driver.drives();
+    let host_driver = !backend.runs_driver(services.driver);
+    let sync = probe.is_some();
     services.driver.begin(st, scenes, &mut plans);
     take_driver_verdicts(st, &mut plans, &mut traces);
+    backend.begin(st)?;
     loop {
         if !st.alive.iter().any(|a| *a) {
             break;
         }
-        // Takeover, with the rollout's perturbation.
+        // Takeover, decided here for every backend; the backend applies the perturbation.
         if drives {
+            let mut any = false;
             for r in 0..n {
                 let ctx = &scenes[st.scene[r] as usize];
-                if st.alive[r] && !st.ego_controlled[r] && st.t_us[r] >= ctx.driven_from_us {
-                    let p = st.perturbation[r];
+                due[r] = st.alive[r] && !st.ego_controlled[r] && st.t_us[r] >= ctx.driven_from_us;
+                if due[r] {
                     st.ego_controlled[r] = true;
-                    st.ego_x[r] += p.dx_m;
-                    st.ego_y[r] += p.dy_m;
-                    st.ego_yaw[r] += p.dyaw_rad;
-                    st.ego_speed[r] = (st.ego_speed[r] * (1.0 + p.dspeed_frac)).max(0.0);
+                    any = true;
                 }
+            }
+            if any {
+                backend.take_over(st, &due)?;
             }
         }
         let t0 = Instant::now();
-        services
-            .evaluation
-            .evaluate(st, scenes, &mut memory, &mut values);
+        backend.evaluate(st, scenes, &mut values, &mut present, record || host_driver)?;
         let t1 = Instant::now();
         times.evaluation += t1 - t0;
+        // Record the step; a rollout at its last step ends.
         let mut ended = 0usize;
         for r in 0..n {
             if !st.alive[r] {
                 continue;
             }
-            let agents = st.agents(r);
             counts.rollout_steps += 1;
-            counts.agent_steps += 1 + agents.clone().filter(|&a| st.a_valid[a]).count() as u64;
+            counts.agent_steps += u64::from(present[r]);
             if record {
                 traces[r].push_step(st, r, &values[r * N_METRICS..(r + 1) * N_METRICS]);
             }
@@ -258,6 +463,9 @@ pub fn run_chunk(
             }
         }
         counts.iterations += 1;
+        if ended > 0 {
+            backend.alive_changed(st)?;
+        }
         let t2 = Instant::now();
         times.record += t2 - t1;
         if let Some(p) = probe.as_mut() {
@@ -272,17 +480,39 @@ pub fn run_chunk(
         services.sensor.observe(st, scenes, &mut obs)?;
         let t3 = Instant::now();
         times.sensor += t3 - t2;
-        services.driver.drive(st, scenes, &obs, &mut plans, dt_s);
-        take_driver_verdicts(st, &mut plans, &mut traces);
+        if host_driver {
+            services.driver.drive(st, scenes, &obs, &mut plans, dt_s);
+            if take_driver_verdicts(st, &mut plans, &mut traces) {
+                backend.alive_changed(st)?;
+            }
+            backend.set_plans(&plans)?;
+        } else {
+            backend.drive(st, &mut plans, record)?;
+        }
         if record {
             record_plans(&mut traces, st, &plans);
         }
+        if sync {
+            backend.synchronize()?;
+        }
         let t4 = Instant::now();
         times.driver += t4 - t3;
-        services.controller.control(st, scenes, &plans, dt_us);
+        let alive_before = st.alive.iter().filter(|a| **a).count();
+        backend.control(st, scenes, &plans)?;
+        if sync {
+            backend.synchronize()?;
+        }
         let t5 = Instant::now();
         times.controller += t5 - t4;
-        services.traffic.advance(st, scenes, dt_us);
+        // An undriven ego whose recording ends (a gap) ends its rollout in the controller.
+        let stopped = alive_before - st.alive.iter().filter(|a| **a).count();
+        if let Some(p) = probe.as_mut() {
+            p.rollouts_ended(stopped, (t5 - chunk_start).as_secs_f64());
+        }
+        backend.advance_traffic(st, scenes)?;
+        if sync {
+            backend.synchronize()?;
+        }
         let t6 = Instant::now();
         times.traffic += t6 - t5;
         for r in (0..n).filter(|&r| st.alive[r]) {
@@ -295,19 +525,23 @@ pub fn run_chunk(
     if let Some(p) = probe.as_mut() {
         p.chunk_end(&traces, chunk_start);
     }
+    backend.finish(st)?;
     services.driver.end(st, scenes);
     Ok((traces, times, counts))
 }
 
 /// Ends the rollouts the driver failed or terminated, noting why in their traces.
-pub(crate) fn take_driver_verdicts(
+/// Returns whether any rollout ended.
+fn take_driver_verdicts(
     st: &mut BatchState,
     plans: &mut Plans,
     traces: &mut [RolloutTrace],
-) {
+) -> bool {
+    let mut ended = false;
     for (r, trace) in traces.iter_mut().enumerate() {
         if let Some(e) = plans.failed[r].take() {
             trace.failure.get_or_insert(e);
+            ended |= st.alive[r];
             st.alive[r] = false;
             plans.active[r] = false;
         }
@@ -315,6 +549,8 @@ pub(crate) fn take_driver_verdicts(
             trace.terminated = true;
             st.alive[r] = false;
             plans.active[r] = false;
+            ended = true;
         }
     }
+    ended
 }

@@ -290,7 +290,20 @@ DK_DEV double dk_direction_push(const DkArgs& a, const DkScene& sc, u32 r, doubl
   return 0.0;
 }
 
-// ---- evaluation: takeover, then every metric of the step (sim::evaluation) -----------------
+// ---- the takeover the stepper decided (sim::stepper::CpuBackend::take_over) ----------------
+
+DK_KERNEL void dk_takeover(const DkArgs a) {
+  u32 r = DK_TID;
+  if (r >= a.n || !a.takeover[r]) return;
+  const double* p = a.pert + 4 * r;
+  a.ego_controlled[r] = 1;
+  a.ego_x[r] += p[0];
+  a.ego_y[r] += p[1];
+  a.ego_yaw[r] += p[2];
+  a.ego_speed[r] = dk_max(a.ego_speed[r] * (1.0 + p[3]), 0.0);
+}
+
+// ---- evaluation: every metric of the step (sim::evaluation) ---------------------------------
 
 DK_KERNEL void dk_evaluate(const DkArgs a) {
   u32 r = DK_TID;
@@ -299,15 +312,6 @@ DK_KERNEL void dk_evaluate(const DkArgs a) {
   if (!a.alive[r]) return;
   const DkScene& sc = a.scenes[a.scene_of[r]];
   i64 t = a.t_us[r];
-  // Takeover with the rollout's perturbation (stepper::run_chunk).
-  if (a.drives && !a.ego_controlled[r] && t >= sc.driven_from_us) {
-    const double* p = a.pert + 4 * r;
-    a.ego_controlled[r] = 1;
-    a.ego_x[r] += p[0];
-    a.ego_y[r] += p[1];
-    a.ego_yaw[r] += p[2];
-    a.ego_speed[r] = dk_max(a.ego_speed[r] * (1.0 + p[3]), 0.0);
-  }
   double ex = a.ego_x[r], ey = a.ego_y[r], eyaw = a.ego_yaw[r], espeed = a.ego_speed[r];
   double elen = sc.ego_len, ewid = sc.ego_wid;
   DkFrame ef = dk_frame(ex, ey, eyaw, elen, ewid);
@@ -461,10 +465,6 @@ DK_KERNEL void dk_evaluate(const DkArgs a) {
   m[DK_M_EGO_IS_COMFORTABLE] = comfortable ? 1.0 : 0.0;
   m[DK_M_DRIVING_DIRECTION_COMPLIANCE] = direction;
   m[DK_M_EGO_IS_MAKING_PROGRESS] = making_progress ? 1.0 : 0.0;
-
-  // The step is recorded: count it, end the rollout at its last step.
-  a.step[r] += 1;
-  if (a.step[r] >= sc.n_steps) a.alive[r] = 0;
 }
 
 // ---- IDM (sim::idm) -------------------------------------------------------------------------
