@@ -1,19 +1,23 @@
-//! The sensor service's clocks (DESIGN §6): camera frames every `frame_interval_us` from the
-//! start, the driver seeing every `Cframes_subsample`-th, ego poses every `egopose_interval_us`.
-//! With `assert_zero_decision_delay` every decision checks that the last frame the driver sees and
-//! the last pose both complete exactly at the decision time.
+//! The sensor service (DESIGN §6, §7): its clocks — camera frames every `frame_interval_us` from
+//! the start, the driver seeing every `Cframes_subsample`-th, ego poses every
+//! `egopose_interval_us`; with `assert_zero_decision_delay` every decision checks that the last
+//! frame the driver sees and the last pose both complete exactly at the decision time — and, for a
+//! driver that takes images (an external driver), the camera frame of each decision: the
+//! bird's-eye renderer's heading-up view, PNG-encoded, rendered for all rollouts on all cores.
 
 use super::services::{Observations, SensorService, StepError};
 use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
+use crate::video::render::View;
 
-/// Structured-observation sensor with the configured clocks.
+/// The sensor with the configured clocks, and a camera when one renders.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClockedSensor {
     frame_interval_us: i64,
     subsample: i64,
     egopose_interval_us: i64,
     assert_zero_delay: bool,
+    camera: Option<View>,
 }
 
 impl ClockedSensor {
@@ -24,7 +28,30 @@ impl ClockedSensor {
             subsample: i64::from(cfg.driver.inference.cframes_subsample.max(1)),
             egopose_interval_us: cfg.egopose_interval_us as i64,
             assert_zero_delay: cfg.assert_zero_decision_delay,
+            camera: None,
         }
+    }
+
+    /// The same clocks, rendering the configured camera (`driver.camera_px`; none when 0) at
+    /// every decision into [`Observations::images`].
+    pub fn with_camera(cfg: &SimConfig) -> ClockedSensor {
+        let px = cfg.driver.camera_px as usize;
+        ClockedSensor {
+            camera: (px > 0).then(|| View {
+                size: px,
+                ..camera_view()
+            }),
+            ..ClockedSensor::new(cfg)
+        }
+    }
+}
+
+/// The camera's view: the renderer's default scale, heading-up, no text overlay.
+pub fn camera_view() -> View {
+    View {
+        overlay: false,
+        heading_up: true,
+        ..View::default()
     }
 }
 
@@ -61,6 +88,16 @@ impl SensorService for ClockedSensor {
                     pose_us,
                 });
             }
+        }
+        if let Some(view) = &self.camera {
+            use rayon::prelude::*;
+            obs.images.resize(st.len(), None);
+            obs.images.par_iter_mut().enumerate().for_each(|(r, img)| {
+                *img = st.alive[r].then(|| {
+                    let ctx = &scenes[st.scene[r] as usize];
+                    crate::video::render::png(&crate::video::render::camera_frame(ctx, st, r, view))
+                });
+            });
         }
         Ok(())
     }

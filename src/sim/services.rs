@@ -33,8 +33,8 @@ pub enum StepError {
 }
 
 /// What the sensor hands the driver per rollout: which camera frame and ego pose the driver
-/// sees now. The built-in drivers read poses, boxes and lanes from the state and the scene; an
-/// external driver also gets the bird's-eye camera image of that frame (`crate::sim::external`).
+/// sees now, and the camera image when the sensor renders one. The built-in drivers read poses,
+/// boxes and lanes from the state and the scene; an external driver also submits the image.
 #[derive(Debug, Clone, Default)]
 pub struct Observations {
     /// Time of the last camera frame the driver sees (µs).
@@ -43,6 +43,9 @@ pub struct Observations {
     pub pose_us: Vec<i64>,
     /// Camera frames produced so far in the chunk.
     pub frames_rendered: u64,
+    /// The camera image (PNG) each rollout's driver sees at this decision, when the sensor
+    /// renders a camera (for drivers that take images); `None` otherwise.
+    pub images: Vec<Option<Vec<u8>>>,
 }
 
 /// The drivers' planned trajectories: per rollout [`PLAN_POINTS`] points at t + k·dt.
@@ -109,6 +112,10 @@ pub trait DriverService: Send + Sync {
     /// host and its plans are uploaded each step).
     fn on_device(&self) -> Option<DeviceDriver> {
         None
+    }
+    /// Whether this driver takes camera images (the sensor then renders them).
+    fn wants_images(&self) -> bool {
+        false
     }
     /// How many rollouts should step together, when the driver knows better than the deploy
     /// capacity (an external driver: all the requests its servers accept at once).

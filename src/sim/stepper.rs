@@ -201,6 +201,7 @@ impl StepBackend for CpuBackend<'_> {
 /// [`CpuBackend`] (with a traffic model and the pure-pursuit controller).
 pub struct ConfiguredServices {
     sensor: super::sensor::ClockedSensor,
+    camera_sensor: super::sensor::ClockedSensor,
     evaluator: super::evaluation::Evaluator,
     dt_us: i64,
 }
@@ -210,15 +211,20 @@ impl ConfiguredServices {
     pub fn new(cfg: &crate::sim_config::SimConfig) -> ConfiguredServices {
         ConfiguredServices {
             sensor: super::sensor::ClockedSensor::new(cfg),
+            camera_sensor: super::sensor::ClockedSensor::with_camera(cfg),
             evaluator: super::evaluation::Evaluator::new(cfg),
             dt_us: cfg.control_timestep_us as i64,
         }
     }
 
-    /// The loop's services with `driver`.
+    /// The loop's services with `driver` (the sensor renders the camera when it takes images).
     pub fn services<'a>(&'a self, driver: &'a dyn DriverService) -> Services<'a> {
         Services {
-            sensor: &self.sensor,
+            sensor: if driver.wants_images() {
+                &self.camera_sensor
+            } else {
+                &self.sensor
+            },
             driver,
         }
     }
