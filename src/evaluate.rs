@@ -34,13 +34,19 @@ pub const EVALUATED: &str = "_evaluated";
 /// Why a run cannot be evaluated at all.
 #[derive(Debug, thiserror::Error)]
 pub enum EvaluateError {
-    /// Not a run dir, or its configuration is unusable.
-    #[error("{path}: {message}")]
-    Run {
-        /// the path
+    /// The run's wizard-config.yaml is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::sim_config::SimConfigError),
+    /// The run's run_metadata.yaml is unusable.
+    #[error(transparent)]
+    Metadata(#[from] crate::run_dir::MetadataError),
+    /// Not a run dir: rollouts/ cannot be listed.
+    #[error("{path}: {source} (is this a run directory?)")]
+    Rollouts {
+        /// rollouts/
         path: PathBuf,
-        /// what is wrong
-        message: String,
+        /// the cause
+        source: std::io::Error,
     },
     /// `--metrics` names a metric drivekit does not compute.
     #[error("--metrics: unknown metric `{0}` (known: {known})", known = table::names().join(", "))]
@@ -237,17 +243,8 @@ fn kept_rows(
 
 /// Evaluates every complete batch of a run.
 pub fn run(opts: &EvaluateOptions) -> Result<EvaluateOutcome, EvaluateError> {
-    let run_err = |path: &Path, message: String| EvaluateError::Run {
-        path: path.to_path_buf(),
-        message,
-    };
-    let cfg_path = opts.run_dir.join(run_dir::WIZARD_CONFIG);
-    let cfg = SimConfig::load(&cfg_path).map_err(|e| run_err(&cfg_path, e.to_string()))?;
-    let meta_path = opts.run_dir.join(run_dir::RUN_METADATA);
-    let meta: RunMetadata = fs::read_to_string(&meta_path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_norway::from_str(&t).map_err(|e| e.to_string()))
-        .map_err(|e| run_err(&meta_path, e))?;
+    let cfg = SimConfig::load(&opts.run_dir.join(run_dir::WIZARD_CONFIG))?;
+    let meta = RunMetadata::load(&opts.run_dir.join(run_dir::RUN_METADATA))?;
     let selected: BTreeSet<&'static str> = match &opts.metrics {
         None => table::names().into_iter().collect(),
         Some(list) => list
@@ -262,7 +259,10 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateOutcome, EvaluateError> {
     let rollouts_dir = opts.run_dir.join(run_dir::ROLLOUTS);
     let mut dirs = Vec::new();
     for scene in fs::read_dir(&rollouts_dir)
-        .map_err(|e| run_err(&rollouts_dir, e.to_string()))?
+        .map_err(|e| EvaluateError::Rollouts {
+            path: rollouts_dir.clone(),
+            source: e,
+        })?
         .flatten()
     {
         if let Ok(rd) = fs::read_dir(scene.path()) {

@@ -48,6 +48,41 @@ pub struct RunMetadata {
     pub run_uuid: String,
 }
 
+/// Why a run_metadata.yaml cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// Not readable.
+    #[error("{file}: {source}")]
+    Io {
+        /// the file
+        file: PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+    /// Not YAML with run_name and run_uuid.
+    #[error("{file}: {message}")]
+    Format {
+        /// the file
+        file: PathBuf,
+        /// the parser's message
+        message: String,
+    },
+}
+
+impl RunMetadata {
+    /// Reads a run_metadata.yaml (the fields other than run_name and run_uuid are ignored).
+    pub fn load(path: &Path) -> Result<RunMetadata, MetadataError> {
+        let text = fs::read_to_string(path).map_err(|e| MetadataError::Io {
+            file: path.to_path_buf(),
+            source: e,
+        })?;
+        serde_norway::from_str(&text).map_err(|e| MetadataError::Format {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
 /// State of a batch dir, from its markers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BatchState {
@@ -230,17 +265,13 @@ impl RunLayout {
     }
 
     /// Reads `run_metadata.yaml` of every job that has one.
-    pub fn run_metadata(&self) -> Vec<(PathBuf, Result<RunMetadata, String>)> {
+    pub fn run_metadata(&self) -> Vec<(PathBuf, Result<RunMetadata, MetadataError>)> {
         self.jobs
             .iter()
             .map(|j| j.dir.join(RUN_METADATA))
             .filter(|p| p.is_file())
             .map(|p| {
-                let r = fs::read_to_string(&p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|s| {
-                        serde_norway::from_str::<RunMetadata>(&s).map_err(|e| e.to_string())
-                    });
+                let r = RunMetadata::load(&p);
                 (p, r)
             })
             .collect()

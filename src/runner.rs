@@ -68,6 +68,12 @@ pub enum RunnerError {
     /// `--backend cuda` (or `cuda-emulated`) cannot run here.
     #[error(transparent)]
     Backend(#[from] crate::cuda::device::CudaError),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::sim_config::SimConfigError),
+    /// A video size or scale out of range.
+    #[error(transparent)]
+    View(#[from] crate::video::render::ViewError),
     /// I/O on the run dir.
     #[error("{path}: {source}")]
     Io {
@@ -145,6 +151,85 @@ impl Shard {
     }
 }
 
+/// What `simulate run` was asked for, before anything is resolved: the command line's values
+/// (the binary fills this from its flags). [`RunRequest::resolve`] turns it into [`RunOptions`].
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Directory of `.dkscene` files.
+    pub scenes_dir: PathBuf,
+    /// Run directory to write.
+    pub run_dir: PathBuf,
+    /// wizard-config.yaml to use (`None`: AlpaSim's 10 Hz defaults).
+    pub config: Option<PathBuf>,
+    /// `i/n` (`None`: Slurm's array variables, else 0/1).
+    pub shard: Option<String>,
+    /// Rollouts per scene, over the configuration.
+    pub rollouts: Option<u32>,
+    /// run_name for a new run dir.
+    pub run_name: String,
+    /// The policy under test.
+    pub driver: Driver,
+    /// External driver addresses, over the configuration's.
+    pub driver_addresses: Vec<String>,
+    /// The traffic model.
+    pub traffic: Traffic,
+    /// Run-wide seed, over the configuration's.
+    pub seed: Option<u64>,
+    /// Show a progress bar (on a terminal only).
+    pub progress: bool,
+    /// How rollout logs are stored.
+    pub log_compression: LogCompression,
+    /// Which rollouts get a video.
+    pub video: crate::video::VideoMode,
+    /// Video frame side (px).
+    pub video_size: usize,
+    /// Video scale (m per px).
+    pub video_scale: f64,
+    /// Which backend steps the rollouts.
+    pub backend: crate::cuda::Backend,
+}
+
+impl RunRequest {
+    /// Resolves the request: loads and checks the configuration with the request's overrides,
+    /// picks the shard (the request's, else Slurm's array variables read through `env`, else
+    /// 0/1) and checks the video settings.
+    pub fn resolve(self, env: impl Fn(&str) -> Option<String>) -> Result<RunOptions, RunnerError> {
+        let view = crate::video::render::View::video(self.video_size, self.video_scale)?;
+        let mut config = match &self.config {
+            Some(p) => SimConfig::load(p)?,
+            None => SimConfig::default(),
+        };
+        if let Some(n) = self.rollouts {
+            config.n_rollouts = n;
+            config.check(Path::new("--rollouts"))?;
+        }
+        if let Some(seed) = self.seed {
+            config.perturbation.seed = seed;
+        }
+        if !self.driver_addresses.is_empty() {
+            config.driver.addresses = self.driver_addresses;
+        }
+        let shard = match &self.shard {
+            Some(s) => Shard::parse(s)?,
+            None => Shard::from_slurm(env)?.unwrap_or(Shard { index: 0, count: 1 }),
+        };
+        Ok(RunOptions {
+            scenes_dir: self.scenes_dir,
+            run_dir: self.run_dir,
+            config,
+            shard,
+            run_name: self.run_name,
+            driver: self.driver,
+            traffic: self.traffic,
+            progress: self.progress,
+            log_compression: self.log_compression,
+            video: self.video,
+            view,
+            backend: self.backend,
+        })
+    }
+}
+
 /// Settings of one shard run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -191,6 +276,35 @@ pub struct RunOutcome {
     pub rpc: crate::sim::external::RpcStats,
     /// What the shard measured about itself (also written to telemetry/).
     pub telemetry: Telemetry,
+}
+
+impl RunOutcome {
+    /// 0: every batch written; 1: some scenes failed (their batches have `_failed.json`).
+    pub fn exit_code(&self) -> u8 {
+        u8::from(!self.failed.is_empty())
+    }
+
+    /// What `simulate run` prints when the shard is done (`wall_s`: its wall time).
+    pub fn summary(&self, opts: &RunOptions, wall_s: f64) -> String {
+        let mut s = format!(
+            "shard {}/{}: {} batches simulated, {} already complete, {} failed → {}\n",
+            opts.shard.index,
+            opts.shard.count,
+            self.simulated,
+            self.skipped_complete,
+            self.failed.len(),
+            opts.run_dir.display()
+        );
+        if self.counts.agent_steps > 0 {
+            s.push_str(&format!(
+                "{} rollout-steps, {} agent-steps in {wall_s:.2} s ({:.0} agent-steps/s, writing included)\n",
+                self.counts.rollout_steps,
+                self.counts.agent_steps,
+                self.counts.agent_steps as f64 / wall_s.max(1e-9)
+            ));
+        }
+        s
+    }
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunnerError + '_ {
@@ -485,8 +599,9 @@ fn prepare(opts: &RunOptions, scene_id: &str) -> Result<Prepared, RunnerError> {
     Ok(
         match Scene::load(&path)
             .map_err(|e| e.to_string())
-            .and_then(|scene| SceneCtx::new(scene, &opts.config, batch_uuid))
-        {
+            .and_then(|scene| {
+                SceneCtx::new(scene, &opts.config, batch_uuid).map_err(|e| e.to_string())
+            }) {
             Ok(ctx) => Prepared::Ready(Box::new(ctx)),
             Err(e) => Prepared::Failed(e),
         },

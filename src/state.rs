@@ -48,6 +48,22 @@ impl VehicleParams {
     }
 }
 
+/// Why a scene cannot be simulated under a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The recording is too short for the configured clocks.
+    #[error(transparent)]
+    Clock(#[from] crate::sim_config::SimConfigError),
+    /// The ego has no recorded pose at the first simulated time.
+    #[error("scene {scene}: the ego is not observed at the start time {start_us} µs")]
+    EgoNotAtStart {
+        /// the scene
+        scene: String,
+        /// the start time (µs)
+        start_us: i64,
+    },
+}
+
 /// Everything the rollouts of one scene share.
 pub struct SceneCtx {
     /// The scene.
@@ -109,19 +125,17 @@ fn path_from(track: &Track, ts: &[i64], start_us: i64) -> Option<(Polyline, f64)
 
 impl SceneCtx {
     /// Prepares a scene for simulation under `cfg`; the error says why it cannot run.
-    pub fn new(scene: Scene, cfg: &SimConfig, batch_uuid: String) -> Result<SceneCtx, String> {
+    pub fn new(scene: Scene, cfg: &SimConfig, batch_uuid: String) -> Result<SceneCtx, StateError> {
         let ts = &scene.timestamps_us;
         let t_first = ts[0];
         let duration = (ts[ts.len() - 1] - t_first) as u64;
-        let n_steps = cfg
-            .clip_steps(duration, &scene.scene_id)
-            .map_err(|e| e.to_string())?;
+        let n_steps = cfg.clip_steps(duration, &scene.scene_id)?;
         let start_us = t_first + cfg.time_start_offset_us as i64;
         if sample(&scene.ego, ts, start_us).is_none() {
-            return Err(format!(
-                "scene {}: the ego is not observed at the start time {start_us} µs",
-                scene.scene_id
-            ));
+            return Err(StateError::EgoNotAtStart {
+                scene: scene.scene_id.clone(),
+                start_us,
+            });
         }
         let gt_points: Vec<[f64; 2]> = (0..ts.len())
             .filter(|&i| scene.ego.valid[i])

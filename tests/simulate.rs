@@ -752,4 +752,7 @@ fn bad_scenes_fail_alone() {
         run.to_str().unwrap(),
     ]);
     assert_eq!(no_scenes.status.code(), Some(2));
+    let odd = simulate(&["run", "--out", run.to_str().unwrap(), "--video-size", "15"]);
+    assert_eq!(odd.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&odd.stderr).contains("use an even size between 16 and 4096"));
 }

@@ -365,13 +365,24 @@ pub const MIN_GT_DISTANCE_FOR_FULL_SCORE_M: f64 = 5.0;
 /// Progress at which the progress score saturates.
 pub const PROGRESS_SATURATION: f64 = 0.8;
 
+/// Why a trajectory has no scene score.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScoreError {
+    /// A metric the score needs is absent.
+    #[error("metric `{0}` is missing")]
+    Missing(&'static str),
+    /// A metric the score needs is NaN or infinite.
+    #[error("metric `{0}` is not finite ({1})")]
+    NotFinite(&'static str, f64),
+}
+
 /// Scores one trajectory from its values; `Err` names the metric that is missing or not finite.
-pub fn scene_score(get: impl Fn(&str) -> Option<f64>) -> Result<SceneScore, String> {
-    let need = |n: &str| -> Result<f64, String> {
+pub fn scene_score(get: impl Fn(&str) -> Option<f64>) -> Result<SceneScore, ScoreError> {
+    let need = |n: &'static str| -> Result<f64, ScoreError> {
         match get(n) {
             Some(v) if v.is_finite() => Ok(v),
-            Some(v) => Err(format!("metric `{n}` is not finite ({v})")),
-            None => Err(format!("metric `{n}` is missing")),
+            Some(v) => Err(ScoreError::NotFinite(n, v)),
+            None => Err(ScoreError::Missing(n)),
         }
     };
     let gt = need(names::GT_DIST_TRAVELED_M)?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use drivekit::render::{self, RenderOptions};
 use drivekit::video::{render::View, VideoMode};
 
@@ -16,9 +16,10 @@ struct Args {
     /// Scene files (`<scene_id>.dkscene`); without them the map is not drawn.
     #[arg(long)]
     scenes: Option<PathBuf>,
-    /// Which rollouts.
+    /// Which rollouts: all, those with an at-fault collision, offroad or at least
+    /// --max-dist-to-gt off the recorded path (violations), or none.
     #[arg(long, value_enum, default_value = "violations")]
-    video: Which,
+    video: VideoMode,
     /// Only this scene.
     #[arg(long)]
     scene: Option<String>,
@@ -38,41 +39,27 @@ struct Args {
     quiet: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Which {
-    /// Every rollout.
-    All,
-    /// Rollouts with an at-fault collision, offroad, or at least --max-dist-to-gt off the
-    /// recorded path.
-    Violations,
-}
-
 fn main() -> ExitCode {
     let a = Args::parse();
-    if !(a.size >= 16 && a.size % 2 == 0 && a.size <= 4096 && a.scale > 0.0) {
-        eprintln!("render: --size must be even in 16…4096 and --scale positive");
-        return ExitCode::from(2);
-    }
     if a.max_dist_to_gt
         .is_some_and(|m| !(m.is_finite() && m > 0.0))
     {
         eprintln!("render: --max-dist-to-gt must be a positive number of metres");
         return ExitCode::from(2);
     }
+    let view = match View::video(a.size, a.scale) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("render: --size/--scale: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = RenderOptions {
         run_dir: a.run.clone(),
         scenes_dir: a.scenes,
-        mode: match a.video {
-            Which::All => VideoMode::All,
-            Which::Violations => VideoMode::Violations,
-        },
+        mode: a.video,
         scene: a.scene,
-        view: View {
-            size: a.size,
-            metres_per_px: a.scale,
-            overlay: true,
-            heading_up: false,
-        },
+        view,
         progress: !a.quiet,
         max_dist_to_gt_m: a.max_dist_to_gt,
     };

@@ -59,16 +59,16 @@ pub fn run(
     driver: Driver,
     traffic: Traffic,
     skip_cpu: bool,
-) -> Result<Vec<BenchRow>, String> {
+) -> Result<Vec<BenchRow>, super::check::CheckError> {
     let cfg = SimConfig::default();
     let ctxs = scenes(&cfg, steps);
     let configured = ConfiguredServices::new(&cfg);
     let driver = driver
         .builtin()
-        .ok_or("the benchmark uses built-in drivers")?;
+        .ok_or(super::check::CheckError::NotBuiltIn)?;
     let traffic = traffic.service();
     let reactive = traffic.reactive();
-    let session = DeviceSession::new(device, &ctxs, &cfg).map_err(|e| e.to_string())?;
+    let session = DeviceSession::new(device, &ctxs, &cfg)?;
     let mut rows = Vec::new();
     for &n in rollouts {
         let m = members(n);
@@ -93,13 +93,9 @@ pub fn run(
         // Warm-up (module load, first allocations) on a small chunk.
         let mut warm = BatchState::new(&ctxs, &m[..m.len().min(64)], &cfg, reactive);
         let services = configured.services(driver);
-        session
-            .run(&mut warm, &ctxs, services, traffic, false, None)
-            .map_err(|e| e.to_string())?;
+        session.run(&mut warm, &ctxs, services, traffic, false, None)?;
         let t = Instant::now();
-        let (_, _, counts, bytes) = session
-            .run(&mut st, &ctxs, services, traffic, false, None)
-            .map_err(|e| e.to_string())?;
+        let (_, _, counts, bytes) = session.run(&mut st, &ctxs, services, traffic, false, None)?;
         let secs = t.elapsed().as_secs_f64();
         rows.push(BenchRow {
             rollouts: n,
@@ -110,4 +106,44 @@ pub fn run(
         });
     }
     Ok(rows)
+}
+
+/// `simulate bench-backends` (`make bench-gpu`): both workloads (log replay; IDM driver + IDM
+/// traffic) at each rollout count, one table line each to `out`.
+pub fn report(
+    dev: &Device,
+    rollouts: &[usize],
+    steps: usize,
+    skip_cpu: bool,
+    out: &mut dyn FnMut(&str),
+) -> Result<(), super::check::CheckError> {
+    out(&format!(
+        "kernels on {}; CPU backend on {} threads; {steps} steps, 32 actors per rollout",
+        dev.description,
+        rayon::current_num_threads()
+    ));
+    out(&format!(
+        "{:<26} {:>9} {:>16} {:>16} {:>8} {:>14}",
+        "workload", "rollouts", "CPU agent-st/s", "kernels ag-st/s", "ratio", "device B/rollout"
+    ));
+    for (name, driver, traffic) in [
+        ("log-replay + replay", Driver::LogReplay, Traffic::LogReplay),
+        ("idm driver + idm traffic", Driver::Idm, Traffic::Idm),
+    ] {
+        for r in run(dev, rollouts, steps, driver, traffic, skip_cpu)? {
+            let fmt = |v: f64| format!("{:.1} M", v / 1e6);
+            out(&format!(
+                "{:<26} {:>9} {:>16} {:>16} {:>8} {:>14.0}",
+                name,
+                r.rollouts,
+                r.cpu_per_s.map(fmt).unwrap_or_else(|| "-".into()),
+                fmt(r.kernels_per_s),
+                r.cpu_per_s
+                    .map(|c| format!("{:.1}×", r.kernels_per_s / c))
+                    .unwrap_or_else(|| "-".into()),
+                r.device_bytes_per_rollout
+            ));
+        }
+    }
+    Ok(())
 }

@@ -3,15 +3,51 @@
 //! events (collisions, offroad, the 0/1 metrics) exactly. Used by the CI tests (emulator) and by
 //! `simulate gpu-check` (`make test-gpu`).
 
-use super::device::Device;
+use std::path::{Path, PathBuf};
+
+use super::device::{CudaError, Device};
 use super::stepper::DeviceSession;
+use super::{Backend, Chosen, KernelBackend};
 use crate::metrics::table::{index, Kind, METRICS, N_METRICS};
 use crate::rollout::trace::RolloutTrace;
-use crate::sim::services::DriverService;
+use crate::scene::{Scene, SceneError};
+use crate::sim::driver::Driver;
+use crate::sim::services::{DriverService, StepError};
 use crate::sim::stepper::ConfiguredServices;
 use crate::sim::traffic::Traffic;
 use crate::sim_config::SimConfig;
-use crate::state::{BatchState, SceneCtx};
+use crate::state::{BatchState, SceneCtx, StateError};
+
+/// Why a comparison or a benchmark of the kernels could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The device failed.
+    #[error(transparent)]
+    Cuda(#[from] CudaError),
+    /// A chunk could not step.
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// A scene file is unusable.
+    #[error(transparent)]
+    Scene(#[from] SceneError),
+    /// The scene directory cannot be read.
+    #[error("{dir}: {source}")]
+    Io {
+        /// the directory
+        dir: PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+    /// No scene of the directory could be prepared.
+    #[error("{0}: no scenes to check")]
+    NoScenes(PathBuf),
+    /// A comparison found differences (the report says where).
+    #[error("{0} of 6 driver × traffic combinations differ from the CPU backend")]
+    Differs(usize),
+    /// The benchmark needs a built-in driver.
+    #[error("the benchmark uses built-in drivers")]
+    NotBuiltIn,
+}
 
 /// What a comparison found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -60,12 +96,14 @@ pub const GPU_TOLERANCE: f64 = 1e-4;
 /// among IDM traffic, 50 steps: every kernel runs) stepped on `device` and on the CPU, compared
 /// within [`GPU_TOLERANCE`] and events exactly. `Ok` says what passed; `Err` what differed.
 pub fn self_check(device: &Device) -> Result<String, String> {
+    // Err is the description of the difference, for the fallback message.
     let cfg = SimConfig::default();
     let scenes = &super::bench::scenes(&cfg, 50)[..1];
     let driver = crate::sim::driver::Driver::Idm
         .builtin()
         .expect("IDM is built in");
-    let c = compare(device, scenes, &[(0, 0)], &cfg, driver, Traffic::Idm)?;
+    let c = compare(device, scenes, &[(0, 0)], &cfg, driver, Traffic::Idm)
+        .map_err(|e| e.to_string())?;
     if c.agrees(GPU_TOLERANCE) && c.steps > 0 {
         Ok(format!(
             "self-check passed: 1 rollout × {} steps equal to the CPU backend within {GPU_TOLERANCE:e} m, events exact",
@@ -90,25 +128,22 @@ pub fn compare(
     cfg: &SimConfig,
     driver: &dyn DriverService,
     traffic: Traffic,
-) -> Result<Comparison, String> {
+) -> Result<Comparison, CheckError> {
     let configured = ConfiguredServices::new(cfg);
     let traffic = traffic.service();
     let mut st_cpu = BatchState::new(scenes, members, cfg, traffic.reactive());
     let mut st_dev = st_cpu.clone();
-    let (cpu, _, cpu_counts) = configured
-        .run_cpu(&mut st_cpu, scenes, driver, traffic, true, None)
-        .map_err(|e| e.to_string())?;
-    let session = DeviceSession::new(device, scenes, cfg).map_err(|e| e.to_string())?;
-    let (dev, _, dev_counts, _) = session
-        .run(
-            &mut st_dev,
-            scenes,
-            configured.services(driver),
-            traffic,
-            true,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
+    let (cpu, _, cpu_counts) =
+        configured.run_cpu(&mut st_cpu, scenes, driver, traffic, true, None)?;
+    let session = DeviceSession::new(device, scenes, cfg)?;
+    let (dev, _, dev_counts, _) = session.run(
+        &mut st_dev,
+        scenes,
+        configured.services(driver),
+        traffic,
+        true,
+        None,
+    )?;
     let mut c = Comparison::default();
     if cpu_counts != dev_counts {
         c.structure.push(format!(
@@ -126,6 +161,99 @@ pub fn compare(
         compare_trace(&mut c, r, a, b);
     }
     Ok(c)
+}
+
+/// The device of a kernel command (`gpu-check`, `bench-backends`), or why there is none: with
+/// `cuda` and no usable GPU, `Ok(Err(reason))` unless `require_gpu` (then the error).
+pub fn kernel_device(
+    backend: KernelBackend,
+    require_gpu: bool,
+) -> Result<Result<Device, String>, CudaError> {
+    match Backend::from(backend).choose() {
+        Ok(Chosen::Kernels(d, _)) => Ok(Ok(d)),
+        Ok(Chosen::Cpu(_)) => unreachable!("cuda and cuda-emulated never fall back"),
+        Err(e) if !require_gpu && backend == KernelBackend::Cuda => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+/// `simulate gpu-check` (`make test-gpu`): every built-in driver × traffic model on the scenes of
+/// `dir` (`rollouts` seeded rollouts each), kernels on `dev` against the CPU backend. One line per
+/// combination goes to `out` as it finishes; `Err(Differs)` when any differs.
+pub fn gpu_check(
+    dev: &Device,
+    dir: &Path,
+    rollouts: u32,
+    tolerance: f64,
+    out: &mut dyn FnMut(&str),
+) -> Result<(), CheckError> {
+    out(&format!("kernels on {}", dev.description));
+    let cfg = SimConfig::default();
+    let io = |e| CheckError::Io {
+        dir: dir.to_path_buf(),
+        source: e,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == crate::scene::EXTENSION))
+        .collect();
+    paths.sort();
+    let mut scenes = Vec::new();
+    for p in &paths {
+        let s = Scene::load(p)?;
+        let id = s.scene_id.clone();
+        match SceneCtx::new(s, &cfg, "check".into()) {
+            Ok(c) => scenes.push(c),
+            Err(e) => out(&format!("{id}: skipped: {}", StateError::to_string(&e))),
+        }
+    }
+    if scenes.is_empty() {
+        return Err(CheckError::NoScenes(dir.to_path_buf()));
+    }
+    let members: Vec<(u32, u32)> = (0..scenes.len() as u32)
+        .flat_map(|s| (0..rollouts).map(move |r| (s, r)))
+        .collect();
+    let mut failed = 0;
+    for driver in [Driver::LogReplay, Driver::ConstantVelocity, Driver::Idm] {
+        for traffic in [Traffic::LogReplay, Traffic::Idm] {
+            let d = driver.builtin().expect("built in");
+            let c = compare(dev, &scenes, &members, &cfg, d, traffic)?;
+            let ok = c.agrees(tolerance);
+            failed += usize::from(!ok);
+            out(&format!(
+                "{} {:<17} traffic {:<10} {} rollout-steps, max |Δ| {:.2e}{}, {} event mismatches, {} collision / {} offroad steps",
+                if ok { "ok  " } else { "FAIL" },
+                d.name(),
+                traffic.service().name(),
+                c.steps,
+                c.max_abs_diff,
+                c.worst
+                    .as_ref()
+                    .map(|(w, r, k)| format!(" ({w}, rollout {r}, step {k})"))
+                    .unwrap_or_default(),
+                c.event_mismatches.len(),
+                c.collision_steps,
+                c.offroad_steps
+            ));
+            for s in c.structure.iter().take(5) {
+                out(&format!("     {s}"));
+            }
+            for (m, r, k, a, b) in c.event_mismatches.iter().take(5) {
+                out(&format!(
+                    "     {m} rollout {r} step {k}: cpu {a}, kernels {b}"
+                ));
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(CheckError::Differs(failed));
+    }
+    out(&format!(
+        "the kernels agree with the CPU backend (tolerance {tolerance:e} m, events exact)"
+    ));
+    Ok(())
 }
 
 fn compare_trace(c: &mut Comparison, r: usize, a: &RolloutTrace, b: &RolloutTrace) {

@@ -18,10 +18,12 @@ pub mod tables;
 
 use device::{CudaError, Device};
 
-/// Which backend steps the simulation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which backend steps the simulation (a command-line value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Backend {
-    /// CUDA when a usable GPU (driver, device and NVRTC) is found, else the CPU.
+    /// CUDA when a usable GPU (driver, device and NVRTC) is found and passes a start-up
+    /// self-check against the CPU backend, else the CPU; the choice and why are printed, logged
+    /// and written to run_metadata.yaml.
     #[default]
     Auto,
     /// The Rust CPU backend, on every core.
@@ -31,6 +33,24 @@ pub enum Backend {
     /// The CUDA kernels compiled as C++ and run on one CPU core (needs a C++ compiler): for
     /// checking the kernels where there is no GPU.
     CudaEmulated,
+}
+
+/// Where the kernels run, for the commands that only check or measure them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelBackend {
+    /// The CUDA kernels on GPU 0.
+    Cuda,
+    /// The CUDA kernels compiled as C++, on one core.
+    CudaEmulated,
+}
+
+impl From<KernelBackend> for Backend {
+    fn from(b: KernelBackend) -> Backend {
+        match b {
+            KernelBackend::Cuda => Backend::Cuda,
+            KernelBackend::CudaEmulated => Backend::CudaEmulated,
+        }
+    }
 }
 
 /// The backend a run uses, after probing.

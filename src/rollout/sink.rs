@@ -5,8 +5,8 @@ use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 
-/// How rollout logs are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How rollout logs are stored (a command-line value: `none`, `xz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogCompression {
     /// `rollout.asl`, as AlpaSim writes it.
     #[default]

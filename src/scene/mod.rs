@@ -12,6 +12,7 @@ pub mod av2;
 pub mod av2_sensor;
 pub mod columns;
 pub mod commonroad;
+pub mod import;
 pub mod nuplan_case;
 pub mod procedural;
 pub mod sampling;
@@ -258,6 +259,23 @@ impl Scene {
             return bad("the ego is never observed".into());
         }
         Ok(())
+    }
+
+    /// What the scene holds, as `simulate scene-info` prints it.
+    pub fn summary(&self) -> String {
+        let ts = &self.timestamps_us;
+        let dur = (ts.last().unwrap_or(&0) - ts.first().unwrap_or(&0)) as f64 / 1e6;
+        format!(
+            "{}: {} timestamps ({dur:.1} s), ego observed {} times, {} agents, {} lanes, {} drivable areas, {} crosswalks\n  source: {}",
+            self.scene_id,
+            ts.len(),
+            self.ego.n_valid(),
+            self.agents.len(),
+            self.map.lanes.len(),
+            self.map.drivable_areas.len(),
+            self.map.crosswalks.len(),
+            self.source
+        )
     }
 
     /// Writes the scene to `path` atomically.

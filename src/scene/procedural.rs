@@ -117,6 +117,46 @@ pub fn generate(spec: &ProceduralSpec) -> Scene {
     }
 }
 
+/// Why procedural scenes could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// A spec that describes no scene.
+    #[error("--agents and --lanes must be ≥ 1 and --duration positive")]
+    BadSpec,
+    /// The output directory cannot be created.
+    #[error("{path}: {source}")]
+    Io {
+        /// the directory
+        path: std::path::PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+    /// A scene file cannot be written.
+    #[error(transparent)]
+    Scene(#[from] super::SceneError),
+}
+
+/// `simulate generate`: `count` scenes of `spec` with seeds `spec.seed`, `spec.seed + 1`, …,
+/// each written to `out/<scene_id>.dkscene`; returns how many.
+pub fn write_scenes(
+    spec: &ProceduralSpec,
+    count: u64,
+    out: &std::path::Path,
+) -> Result<u64, GenerateError> {
+    if spec.agents < 1 || spec.lanes < 1 || spec.duration_s.is_nan() || spec.duration_s <= 0.0 {
+        return Err(GenerateError::BadSpec);
+    }
+    std::fs::create_dir_all(out).map_err(|e| GenerateError::Io {
+        path: out.to_path_buf(),
+        source: e,
+    })?;
+    for seed in spec.seed..spec.seed + count {
+        let scene = generate(&ProceduralSpec { seed, ..*spec });
+        scene.save(&out.join(format!("{}.{}", scene.scene_id, super::EXTENSION)))?;
+    }
+    Ok(count)
+}
+
 /// Distinct procedural scenes the step benchmarks spread their rollouts over.
 pub const BENCH_SCENES: usize = 8;
 

@@ -9,18 +9,19 @@ use super::idm::{self, Body};
 use super::services::{DeviceDriver, DriverService, Observations, Plans, PLAN_POINTS};
 use crate::state::{BatchState, SceneCtx};
 
-/// Which built-in driver controls the ego.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The policy under test (a command-line value: `log-replay`, `constant-velocity`, `idm`,
+/// `external`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Driver {
-    /// The ego follows its recording exactly.
+    /// The ego follows its recording (the expert).
     #[default]
     LogReplay,
-    /// After the takeover: no acceleration, no steering.
+    /// After the takeover the ego keeps its heading and speed (nuPlan's simplest baseline).
     ConstantVelocity,
-    /// After the takeover: IDM along the route.
+    /// After the takeover the ego follows its route under IDM, braking for what is ahead.
     Idm,
-    /// A policy served over AlpaSim's EgodriverService gRPC contract
-    /// ([`super::external::ExternalDriver`], addresses from `driver.addresses`).
+    /// A policy served over AlpaSim's EgodriverService gRPC contract (--driver-address, or
+    /// driver.addresses in the config; see `super::external::ExternalDriver`).
     External,
 }
 

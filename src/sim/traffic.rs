@@ -7,13 +7,14 @@ use super::idm::{self, Body};
 use super::services::TrafficService;
 use crate::state::{BatchState, SceneCtx};
 
-/// Which traffic model moves the other agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which traffic model moves the other agents (a command-line value: `log-replay`, `idm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Traffic {
     /// Every agent follows its recording.
     #[default]
     LogReplay,
-    /// Vehicles react under IDM along their recorded paths; the rest replay.
+    /// Vehicles follow their recorded paths under IDM, reacting to the ego and each other; the
+    /// rest replay.
     Idm,
 }
 

@@ -12,10 +12,10 @@ use crate::metrics::table::{index, N_METRICS};
 use crate::rollout::trace::RolloutTrace;
 use crate::state::SceneCtx;
 
-/// Which rollouts get a video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which rollouts get a video (a command-line value: `all`, `violations`, `none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum VideoMode {
-    /// None.
+    /// No videos.
     None,
     /// Rollouts with an at-fault collision, an offroad step or a deviation from the recorded
     /// path of at least `evaluation.max_dist_to_gt_m` (4 m by default, as `aggregate

@@ -26,6 +26,35 @@ pub struct View {
     pub heading_up: bool,
 }
 
+/// A video frame size or scale out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ViewError {
+    /// Not an even size in 16…4096.
+    #[error("video size {0} px: use an even size between 16 and 4096")]
+    Size(usize),
+    /// Not a positive scale.
+    #[error("video scale {0} m/px: metres per pixel must be positive")]
+    Scale(f64),
+}
+
+impl View {
+    /// The north-up evaluation-video view of `size` px at `metres_per_px`, with the overlay;
+    /// an error for an odd or out-of-range size or a scale that is not positive.
+    pub fn video(size: usize, metres_per_px: f64) -> Result<View, ViewError> {
+        if !(16..=4096).contains(&size) || !size.is_multiple_of(2) {
+            return Err(ViewError::Size(size));
+        }
+        if !(metres_per_px.is_finite() && metres_per_px > 0.0) {
+            return Err(ViewError::Scale(metres_per_px));
+        }
+        Ok(View {
+            size,
+            metres_per_px,
+            ..View::default()
+        })
+    }
+}
+
 impl Default for View {
     fn default() -> Self {
         View {

@@ -162,7 +162,7 @@ fn document<'a>(o: &'a Outcome, videos: &'a HashMap<(String, String), String>) -
                 e.score = Some(s.score);
                 e.progress_score = Some(s.progress_score);
             }
-            Err(msg) => e.score_error = Some(msg),
+            Err(msg) => e.score_error = Some(msg.to_string()),
         }
         rollouts.push(e);
     }
