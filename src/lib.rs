@@ -4,10 +4,27 @@
 //! scenes → `simulate` (per shard) → `runs/X/rollouts/…` → `aggregate` → `runs/X/aggregate/…`.
 //! Stages talk only through files in AlpaSim's run-directory layout, so each reruns alone.
 //!
-//! Layers, bottom to top: formats and plumbing ([`fsutil`], [`config`], [`run_dir`],
-//! [`metrics_file`], [`report`], [`scene`]); metric vocabulary ([`metrics`]); file consumers
-//! ([`aggregate`]); test and benchmark data ([`fixtures`]). Binaries in `src/bin/` only parse
-//! flags and call one of these.
+//! On the simulate side the rollout trace ([`rollout::trace`]) is the spine: the one step loop
+//! ([`sim::stepper::run_chunk`], over a CPU or CUDA [`sim::stepper::StepBackend`]) records it, the
+//! runner's writer turns it into rollout.asl and metrics.parquet ([`rollout`]), the renderer draws
+//! it ([`video`]), and `evaluate` / `render` read logs back into traces. The metric table
+//! ([`metrics::table`]) names every per-step metric once.
+//!
+//! Layers, bottom to top. A module imports only from its own layer or the layers below it, and no
+//! two modules import each other (`tests/layering.rs` reads this list and checks the code):
+//!
+//! 1. plumbing: [`fsutil`], [`rng`], [`geometry`], [`report`], [`alpasim_grpc`]
+//! 2. formats: [`config`], [`sim_config`], [`run_dir`], [`metrics_file`], [`scene`]
+//! 3. vocabulary: [`metrics`], [`telemetry`]
+//! 4. state: [`state`]
+//! 5. rollout: [`rollout`]
+//! 6. renderer: [`video`]
+//! 7. simulation: [`sim`]
+//! 8. device: [`cuda`]
+//! 9. shard loop: [`runner`]
+//! 10. consumers and test data: [`evaluate`], [`render`], [`aggregate`], [`fixtures`]
+//!
+//! Binaries in `src/bin/` only parse flags, call one of these and map the result to an exit code.
 #![warn(missing_docs)]
 
 pub mod aggregate;

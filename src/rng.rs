@@ -51,6 +51,24 @@ pub fn derive_seed(run_seed: u64, key: &str, index: u64) -> u64 {
     g.next_u64()
 }
 
+/// A deterministic UUID-shaped id from a seed and a name.
+pub fn uuid_from(seed: u64, name: &str) -> String {
+    let mut h = seed ^ 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    let mut r = SplitMix64::new(h);
+    let (a, b) = (r.next_u64(), r.next_u64());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0x3fff | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,9 +25,9 @@ use std::sync::mpsc;
 use rayon::prelude::*;
 
 use crate::cuda::stepper::DeviceSession;
-use crate::fixtures::uuid_from;
 use crate::fsutil::{self, Durability};
 use crate::metrics_file::{self, MetricsBuilder};
+use crate::rng::uuid_from;
 use crate::rollout::encode::{encode_rollout_log, rollout_metadata, scene_metadata};
 use crate::rollout::rows::push_trace_rows;
 use crate::rollout::sink::{LogCompression, LogSink};
