@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drivekit::rollout::sink::LogCompression;
-use drivekit::runner::{self, RunOptions, Shard};
+use drivekit::run_dir::Shard;
+use drivekit::runner::{self, RunOptions};
 use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::driver::Driver;
 use drivekit::sim::traffic::Traffic;

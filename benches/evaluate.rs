@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use drivekit::evaluate::{self, EvaluateOptions};
 use drivekit::rollout::sink::LogCompression;
-use drivekit::runner::{self, RunOptions, Shard};
+use drivekit::run_dir::Shard;
+use drivekit::runner::{self, RunOptions};
 use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::driver::Driver;
 use drivekit::sim::traffic::Traffic;

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use drivekit::rollout::sink::LogCompression;
-use drivekit::runner::{self, RunOptions, Shard};
+use drivekit::run_dir::Shard;
+use drivekit::runner::{self, RunOptions};
 use drivekit::scene::Scene;
 use drivekit::sim::driver::Driver;
 use drivekit::sim::stepper::ConfiguredServices;

@@ -278,6 +278,161 @@ impl RunLayout {
     }
 }
 
+/// What drivekit records in a new run's run_metadata.yaml beyond AlpaSim's run_name and run_uuid
+/// (DESIGN §2; readers that know only the first two ignore the rest).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewRun<'a> {
+    /// run_name.
+    pub run_name: &'a str,
+    /// `cpu`, `cuda` or `cuda-emulated`.
+    pub backend: &'a str,
+    /// The device, or the CPU threads.
+    pub backend_device: String,
+}
+
+impl RunMetadata {
+    /// Reads `run/run_metadata.yaml`, or creates it for `new` first (a fresh run_uuid, drivekit's
+    /// version, the host, the start time, the backend). With shards starting at once the first
+    /// file wins and the others read it (created by a hard link, which fails if it exists).
+    pub fn create_or_load(run: &Path, new: &NewRun<'_>) -> Result<RunMetadata, MetadataError> {
+        let path = run.join(RUN_METADATA);
+        if !path.exists() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            #[derive(Serialize)]
+            struct File<'a> {
+                run_name: &'a str,
+                run_uuid: String,
+                drivekit_version: &'a str,
+                host: String,
+                started_unix_s: u64,
+                backend: &'a str,
+                backend_device: &'a str,
+            }
+            let host = fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default();
+            let meta = File {
+                run_name: new.run_name,
+                run_uuid: crate::rng::uuid_from(
+                    nanos as u64 ^ u64::from(std::process::id()),
+                    new.run_name,
+                ),
+                drivekit_version: env!("CARGO_PKG_VERSION"),
+                host,
+                started_unix_s: (nanos / 1_000_000_000) as u64,
+                backend: new.backend,
+                backend_device: &new.backend_device,
+            };
+            let text = serde_norway::to_string(&meta).expect("plain data");
+            let tmp = crate::fsutil::temp_path(&path);
+            fs::write(&tmp, text).map_err(|e| MetadataError::Io {
+                file: tmp.clone(),
+                source: e,
+            })?;
+            let _ = fs::hard_link(&tmp, &path);
+            let _ = fs::remove_file(&tmp);
+        }
+        RunMetadata::load(&path)
+    }
+}
+
+impl FailedBatch {
+    /// Writes `dir/_failed.json` atomically (creating the batch dir).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        fs::create_dir_all(dir)?;
+        let bytes = serde_json::to_vec_pretty(self).expect("plain data");
+        crate::fsutil::write_atomic(&dir.join(FAILED), &bytes)
+    }
+}
+
+/// The batch uuid of `scene_id`'s batch in a drivekit run (derived from the scene id, so a rerun
+/// finds the same directory) and its directory under `run`.
+pub fn batch_of(run: &Path, scene_id: &str) -> (String, PathBuf) {
+    let batch_uuid = crate::rng::uuid_from(0, scene_id);
+    let dir = run.join(ROLLOUTS).join(scene_id).join(&batch_uuid);
+    (batch_uuid, dir)
+}
+
+/// Which part of the scene list this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+/// A `--shard` or Slurm setting that does not describe a shard.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("shard {0}: expected i/n with 0 ≤ i < n (e.g. --shard 0/4), or Slurm's SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT")]
+pub struct ShardError(pub String);
+
+impl Shard {
+    /// Parses `i/n`.
+    pub fn parse(s: &str) -> Result<Shard, ShardError> {
+        let bad = || ShardError(s.to_string());
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// From Slurm's array variables: index = (ID − MIN) / STEP, count = COUNT; `None` outside
+    /// an array job. A stepped array like `--array=3-7:2` (IDs 3, 5, 7; COUNT 3) works.
+    pub fn from_slurm(get: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>, ShardError> {
+        let Some(id) = get("SLURM_ARRAY_TASK_ID") else {
+            return Ok(None);
+        };
+        let num = |k: &str, default: i64| -> Result<i64, ShardError> {
+            match get(k) {
+                Some(v) => v.trim().parse().map_err(|_| ShardError(format!("{k}={v}"))),
+                None => Ok(default),
+            }
+        };
+        let id: i64 = id
+            .trim()
+            .parse()
+            .map_err(|_| ShardError(format!("SLURM_ARRAY_TASK_ID={id}")))?;
+        let (min, step, count) = (
+            num("SLURM_ARRAY_TASK_MIN", 0)?,
+            num("SLURM_ARRAY_TASK_STEP", 1)?,
+            num("SLURM_ARRAY_TASK_COUNT", 1)?,
+        );
+        if step <= 0 || id < min || (id - min) % step != 0 || count <= 0 {
+            return Err(ShardError(format!(
+                "SLURM_ARRAY_TASK_ID={id} MIN={min} STEP={step} COUNT={count}"
+            )));
+        }
+        let index = ((id - min) / step) as usize;
+        if index >= count as usize {
+            return Err(ShardError(format!(
+                "task index {index} ≥ SLURM_ARRAY_TASK_COUNT={count}"
+            )));
+        }
+        Ok(Some(Shard {
+            index,
+            count: count as usize,
+        }))
+    }
+
+    /// The scenes (sorted ids) of this shard: dealt round-robin.
+    pub fn pick<'a>(&self, sorted: &'a [String]) -> Vec<&'a String> {
+        sorted
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.count == self.index)
+            .map(|(_, s)| s)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +475,42 @@ mod tests {
             RunLayout::discover(&root.join("nope")),
             Err(LayoutError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn shards_parse_and_deal_round_robin() {
+        assert_eq!(Shard::parse("1/4").unwrap(), Shard { index: 1, count: 4 });
+        for bad in ["4/4", "x/2", "1", "0/0"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let ids: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+        assert_eq!(
+            Shard { index: 1, count: 2 }.pick(&ids),
+            vec![&ids[1], &ids[3]]
+        );
+    }
+
+    #[test]
+    fn stepped_slurm_arrays_map_to_shard_indices() {
+        // --array=3-7:2 → IDs 3, 5, 7, COUNT 3.
+        let env = |id: &'static str| {
+            move |k: &str| match k {
+                "SLURM_ARRAY_TASK_ID" => Some(id.to_string()),
+                "SLURM_ARRAY_TASK_MIN" => Some("3".into()),
+                "SLURM_ARRAY_TASK_STEP" => Some("2".into()),
+                "SLURM_ARRAY_TASK_COUNT" => Some("3".into()),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            Shard::from_slurm(env("3")).unwrap(),
+            Some(Shard { index: 0, count: 3 })
+        );
+        assert_eq!(
+            Shard::from_slurm(env("7")).unwrap(),
+            Some(Shard { index: 2, count: 3 })
+        );
+        assert!(Shard::from_slurm(env("4")).is_err());
+        assert_eq!(Shard::from_slurm(|_| None).unwrap(), None);
     }
 }

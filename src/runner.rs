@@ -1,20 +1,16 @@
-//! The shard loop of `simulate run`: picks this shard's scenes, runs each scene's batch of
-//! rollouts, and writes per batch `rollout.asl`, `metrics.parquet` and — last, synced —
-//! `_complete`; per run `wizard-config.yaml`, `run_metadata.yaml` and `txt-logs/`.
+//! The shard loop of `simulate run`: scheduling and the writer thread. It takes this shard's
+//! scenes (`run_dir::Shard`), keeps complete batches (resume), prepares the others, lays all their
+//! rollouts out scene by scene and cuts them into chunks (at most the smallest service capacity,
+//! `SimConfig::chunk_size`, and small enough that every core gets work), steps the chunks in
+//! parallel through the one step loop (`sim::stepper::run_chunk` on the CPU or a device), and
+//! hands each finished rollout's trace to a writer thread, which writes a scene's batch —
+//! rollout.asl ([`crate::rollout`]), metrics.parquet, its videos, then `_complete`, synced — once
+//! all its rollouts are in.
 //!
-//! Resume: a batch dir with `_complete` is kept; one without is deleted and simulated again. A
-//! scene that cannot be loaded or simulated gets `_failed.json` (DESIGN §2), so `aggregate`
-//! counts its rollouts as failed, and the other scenes still run. Batch uuids derive from the
-//! scene id, so a rerun finds the same directories.
-//!
-//! Batching: the rollouts of every scene of the shard are laid out scene by scene and cut into
-//! chunks of at most the smallest service capacity (deploy: replicas × n_concurrent_rollouts),
-//! small enough that every core gets work. Each chunk is one [`BatchState`] stepped in lockstep
-//! by one thread; chunks run in parallel. Finished traces go to a writer thread, which encodes
-//! rollout.asl and metrics.parquet off the step loop and completes each scene's batch once all
-//! its rollouts are in. A rollout's result depends only on its scene, its seed and the
-//! configuration — never on the chunk it ran in — so output is byte-identical for any thread
-//! count or shard split.
+//! A scene that cannot be loaded or simulated gets `_failed.json` (DESIGN §2) and the others still
+//! run. Batch uuids derive from the scene id (`run_dir::batch_of`), so a rerun finds the same
+//! directories. A rollout's result depends only on its scene, its seed and the configuration —
+//! never on the chunk it ran in — so output is byte-identical for any thread count or shard split.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,12 +23,13 @@ use rayon::prelude::*;
 use crate::cuda::stepper::DeviceSession;
 use crate::fsutil::{self, Durability};
 use crate::metrics_file::{self, MetricsBuilder};
-use crate::rng::uuid_from;
-use crate::rollout::encode::{encode_rollout_log, rollout_metadata, scene_metadata};
+use crate::rollout::encode::{
+    encode_rollout_log, perturbation_json, rollout_metadata, scene_metadata,
+};
 use crate::rollout::rows::push_trace_rows;
 use crate::rollout::sink::{LogCompression, LogSink};
 use crate::rollout::trace::RolloutTrace;
-use crate::run_dir::{self, FailedBatch, RunMetadata};
+use crate::run_dir::{self, FailedBatch, RunMetadata, Shard};
 use crate::scene::Scene;
 use crate::sim::driver::Driver;
 use crate::sim::external::ExternalDriver;
@@ -40,25 +37,19 @@ use crate::sim::services::{DriverService, StepError};
 use crate::sim::stepper::{self, ConfiguredServices, ServiceTimes, StepCounts};
 use crate::sim::traffic::Traffic;
 use crate::sim_config::SimConfig;
-use crate::state::{BatchState, EgoPerturbation, SceneCtx};
+use crate::state::{BatchState, SceneCtx};
 use crate::telemetry::sampler::Sampler;
 use crate::telemetry::Telemetry;
-
-/// Which part of the scene list this process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// 0-based index.
-    pub index: usize,
-    /// Number of shards.
-    pub count: usize,
-}
 
 /// Why a shard could not run at all (per-scene problems become `_failed.json` instead).
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     /// A `--shard` or Slurm setting that does not describe a shard.
-    #[error("shard {0}: expected i/n with 0 ≤ i < n (e.g. --shard 0/4), or Slurm's SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT")]
-    BadShard(String),
+    #[error(transparent)]
+    Shard(#[from] run_dir::ShardError),
+    /// run_metadata.yaml cannot be written or read.
+    #[error(transparent)]
+    Metadata(#[from] run_dir::MetadataError),
     /// No scenes to run.
     #[error("{0}: no .dkscene files (import scenes with `simulate import`)")]
     NoScenes(PathBuf),
@@ -82,73 +73,6 @@ pub enum RunnerError {
         /// the cause
         source: std::io::Error,
     },
-}
-
-impl Shard {
-    /// Parses `i/n`.
-    pub fn parse(s: &str) -> Result<Shard, RunnerError> {
-        let bad = || RunnerError::BadShard(s.to_string());
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let (index, count) = (
-            i.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
-        if count == 0 || index >= count {
-            return Err(bad());
-        }
-        Ok(Shard { index, count })
-    }
-
-    /// From Slurm's array variables: index = (ID − MIN) / STEP, count = COUNT; `None` outside
-    /// an array job. A stepped array like `--array=3-7:2` (IDs 3, 5, 7; COUNT 3) works.
-    pub fn from_slurm(get: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>, RunnerError> {
-        let Some(id) = get("SLURM_ARRAY_TASK_ID") else {
-            return Ok(None);
-        };
-        let num = |k: &str, default: i64| -> Result<i64, RunnerError> {
-            match get(k) {
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| RunnerError::BadShard(format!("{k}={v}"))),
-                None => Ok(default),
-            }
-        };
-        let id: i64 = id
-            .trim()
-            .parse()
-            .map_err(|_| RunnerError::BadShard(format!("SLURM_ARRAY_TASK_ID={id}")))?;
-        let (min, step, count) = (
-            num("SLURM_ARRAY_TASK_MIN", 0)?,
-            num("SLURM_ARRAY_TASK_STEP", 1)?,
-            num("SLURM_ARRAY_TASK_COUNT", 1)?,
-        );
-        if step <= 0 || id < min || (id - min) % step != 0 || count <= 0 {
-            return Err(RunnerError::BadShard(format!(
-                "SLURM_ARRAY_TASK_ID={id} MIN={min} STEP={step} COUNT={count}"
-            )));
-        }
-        let index = ((id - min) / step) as usize;
-        if index >= count as usize {
-            return Err(RunnerError::BadShard(format!(
-                "task index {index} ≥ SLURM_ARRAY_TASK_COUNT={count}"
-            )));
-        }
-        Ok(Some(Shard {
-            index,
-            count: count as usize,
-        }))
-    }
-
-    /// The scenes (sorted ids) of this shard: dealt round-robin.
-    pub fn pick<'a>(&self, sorted: &'a [String]) -> Vec<&'a String> {
-        sorted
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % self.count == self.index)
-            .map(|(_, s)| s)
-            .collect()
-    }
 }
 
 /// What `simulate run` was asked for, before anything is resolved: the command line's values
@@ -389,7 +313,17 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
         resolved.to_yaml().as_bytes(),
     )
     .map_err(io_err(run))?;
-    let meta = run_metadata(run, &opts.run_name, &backend)?;
+    let meta = RunMetadata::create_or_load(
+        run,
+        &run_dir::NewRun {
+            run_name: &opts.run_name,
+            backend: backend.name(),
+            backend_device: match backend.device() {
+                Some(d) => d.description.clone(),
+                None => format!("{} CPU threads", rayon::current_num_threads()),
+            },
+        },
+    )?;
     let logs = run.join("txt-logs");
     fs::create_dir_all(&logs).map_err(io_err(&logs))?;
     let log_path = logs.join(format!(
@@ -491,7 +425,8 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
         telemetry.gauges.insert(k.into(), v);
     }
     sampler.finish(&mut telemetry);
-    write_telemetry(run, opts.shard.index, &telemetry)?;
+    crate::telemetry::write_worker_files(run, opts.shard.index, &telemetry)
+        .map_err(io_err(&run.join("telemetry")))?;
     let mut outcome = RunOutcome {
         times,
         counts,
@@ -559,29 +494,8 @@ fn counts_rollouts(ctxs: &[SceneCtx], n_rollouts: u32) -> usize {
     ctxs.len() * n_rollouts as usize
 }
 
-/// Writes telemetry/metrics_worker_{shard}.prom and merges every worker file of the run into
-/// telemetry/metrics.prom (both atomically). A worker file that does not parse is left out of
-/// the merge and reported by `telemetry runs/X`.
-fn write_telemetry(run: &Path, shard: usize, t: &Telemetry) -> Result<(), RunnerError> {
-    let dir = run.join("telemetry");
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    fsutil::write_atomic(
-        &dir.join(format!("metrics_worker_{shard}.prom")),
-        crate::telemetry::prom::render(t).as_bytes(),
-    )
-    .map_err(io_err(&dir))?;
-    let (merged, _errors) = crate::telemetry::prom::merge(&crate::telemetry::worker_files(&dir));
-    fsutil::write_atomic(&dir.join("metrics.prom"), merged.as_bytes()).map_err(io_err(&dir))
-}
-
 fn batch_dir(opts: &RunOptions, scene_id: &str) -> (String, PathBuf) {
-    let batch_uuid = uuid_from(0, scene_id);
-    let dir = opts
-        .run_dir
-        .join(run_dir::ROLLOUTS)
-        .join(scene_id)
-        .join(&batch_uuid);
-    (batch_uuid, dir)
+    run_dir::batch_of(&opts.run_dir, scene_id)
 }
 
 /// Keeps a complete batch; otherwise clears the batch dir and loads the scene.
@@ -608,48 +522,19 @@ fn prepare(opts: &RunOptions, scene_id: &str) -> Result<Prepared, RunnerError> {
     )
 }
 
-/// Writes `_failed.json` for a scene's batch (DESIGN §2).
+/// Writes `_failed.json` for a scene's batch (DESIGN §2): every rollout of it failed.
 fn write_failed(opts: &RunOptions, scene_id: &str, error: &str) -> Result<(), RunnerError> {
     let (batch_uuid, dir) = batch_dir(opts, scene_id);
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let failed = FailedBatch {
+    FailedBatch {
         error: error.to_string(),
         scene_id: scene_id.to_string(),
-        batch_uuid: batch_uuid.clone(),
         rollout_ids: (0..opts.config.n_rollouts)
             .map(|i| format!("{batch_uuid}-{i}"))
             .collect(),
-    };
-    let bytes = serde_json::to_vec_pretty(&failed).expect("plain data");
-    fsutil::write_atomic(&dir.join(run_dir::FAILED), &bytes).map_err(io_err(&dir))
-}
-
-/// The JSON recorded in rollout.asl for what a rollout's seed drew.
-fn perturbation_json(st: &BatchState, r: usize, scene: &Scene) -> String {
-    #[derive(serde::Serialize)]
-    struct Agent<'a> {
-        id: &'a str,
-        desired_speed_mps: f64,
-        headway_s: f64,
+        batch_uuid,
     }
-    #[derive(serde::Serialize)]
-    struct Drawn<'a> {
-        ego: EgoPerturbation,
-        idm_agents: Vec<Agent<'a>>,
-    }
-    let drawn = Drawn {
-        ego: st.perturbation[r],
-        idm_agents: st
-            .agents(r)
-            .filter(|&a| st.a_idm[a])
-            .map(|a| Agent {
-                id: &scene.agents[st.a_track[a] as usize].id,
-                desired_speed_mps: st.a_v0[a],
-                headway_s: st.a_headway[a],
-            })
-            .collect(),
-    };
-    serde_json::to_string(&drawn).expect("plain data")
+    .write(&dir)
+    .map_err(io_err(&dir))
 }
 
 /// Most rollouts stepped together on a device (64K rollouts × 32 agents take ≈ 1 GiB).
@@ -883,58 +768,6 @@ fn rx_depth(pending: &BTreeMap<usize, Vec<Option<Finished>>>) -> usize {
     pending.len()
 }
 
-/// Reads the run's metadata, or creates it (first shard wins; the others read it).
-fn run_metadata(
-    run: &Path,
-    run_name: &str,
-    backend: &crate::cuda::Chosen,
-) -> Result<RunMetadata, RunnerError> {
-    let path = run.join(run_dir::RUN_METADATA);
-    if !path.exists() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        // DESIGN §2: run_name and run_uuid, plus drivekit's version, the host, the start time and
-        // the backend (readers that know only the first two ignore the rest).
-        #[derive(serde::Serialize)]
-        struct File<'a> {
-            run_name: &'a str,
-            run_uuid: String,
-            drivekit_version: &'a str,
-            host: String,
-            started_unix_s: u64,
-            backend: &'a str,
-            backend_device: String,
-        }
-        let host = fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
-        let meta = File {
-            run_name,
-            run_uuid: uuid_from(nanos as u64 ^ u64::from(std::process::id()), run_name),
-            drivekit_version: env!("CARGO_PKG_VERSION"),
-            host,
-            started_unix_s: (nanos / 1_000_000_000) as u64,
-            backend: backend.name(),
-            backend_device: match backend.device() {
-                Some(d) => d.description.clone(),
-                None => format!("{} CPU threads", rayon::current_num_threads()),
-            },
-        };
-        let text = serde_norway::to_string(&meta).expect("plain data");
-        let tmp = fsutil::temp_path(&path);
-        fs::write(&tmp, text).map_err(io_err(&tmp))?;
-        // hard_link fails if another shard created the file meanwhile: then its metadata wins.
-        let _ = fs::hard_link(&tmp, &path);
-        let _ = fs::remove_file(&tmp);
-    }
-    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-    serde_norway::from_str(&text).map_err(|e| RunnerError::Io {
-        path: path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })
-}
-
 /// Writes one scene's batch dir: rollout.asl, metrics.parquet, then `_complete` (synced).
 fn write_batch(
     ctx: &SceneCtx,
@@ -981,46 +814,4 @@ fn write_batch(
     metrics_file::write_metrics_file(&dir.join(run_dir::METRICS), &[rows.finish()])
         .map_err(std::io::Error::other)?;
     fsutil::write_atomic_as(&dir.join(run_dir::COMPLETE), Durability::Synced, b"")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shards_parse_and_deal_round_robin() {
-        assert_eq!(Shard::parse("1/4").unwrap(), Shard { index: 1, count: 4 });
-        for bad in ["4/4", "x/2", "1", "0/0"] {
-            assert!(Shard::parse(bad).is_err(), "{bad}");
-        }
-        let ids: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
-        assert_eq!(
-            Shard { index: 1, count: 2 }.pick(&ids),
-            vec![&ids[1], &ids[3]]
-        );
-    }
-
-    #[test]
-    fn stepped_slurm_arrays_map_to_shard_indices() {
-        // --array=3-7:2 → IDs 3, 5, 7, COUNT 3.
-        let env = |id: &'static str| {
-            move |k: &str| match k {
-                "SLURM_ARRAY_TASK_ID" => Some(id.to_string()),
-                "SLURM_ARRAY_TASK_MIN" => Some("3".into()),
-                "SLURM_ARRAY_TASK_STEP" => Some("2".into()),
-                "SLURM_ARRAY_TASK_COUNT" => Some("3".into()),
-                _ => None,
-            }
-        };
-        assert_eq!(
-            Shard::from_slurm(env("3")).unwrap(),
-            Some(Shard { index: 0, count: 3 })
-        );
-        assert_eq!(
-            Shard::from_slurm(env("7")).unwrap(),
-            Some(Shard { index: 2, count: 3 })
-        );
-        assert!(Shard::from_slurm(env("4")).is_err());
-        assert_eq!(Shard::from_slurm(|_| None).unwrap(), None);
-    }
 }

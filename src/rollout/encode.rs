@@ -7,8 +7,9 @@ use super::metadata::MetadataEncoder;
 use super::poses::{encode_actor_poses, encode_trajectory, pose_message, PoseRow};
 use super::proto;
 use super::trace::RolloutTrace;
+use crate::scene::Scene;
 use crate::sim_config::SimConfig;
-use crate::state::SceneCtx;
+use crate::state::{BatchState, EgoPerturbation, SceneCtx};
 
 /// Encodes one rollout's log records (metadata, then one ActorPoses per step) into `out`;
 /// `shared` holds the scene's pre-encoded actor definitions and recorded trajectory.
@@ -133,4 +134,32 @@ pub fn rollout_metadata(
         drivekit_models: models.to_string(),
         ..proto::RolloutMetadata::default()
     }
+}
+
+/// The JSON recorded in rollout.asl for what a rollout's seed drew.
+pub fn perturbation_json(st: &BatchState, r: usize, scene: &Scene) -> String {
+    #[derive(serde::Serialize)]
+    struct Agent<'a> {
+        id: &'a str,
+        desired_speed_mps: f64,
+        headway_s: f64,
+    }
+    #[derive(serde::Serialize)]
+    struct Drawn<'a> {
+        ego: EgoPerturbation,
+        idm_agents: Vec<Agent<'a>>,
+    }
+    let drawn = Drawn {
+        ego: st.perturbation[r],
+        idm_agents: st
+            .agents(r)
+            .filter(|&a| st.a_idm[a])
+            .map(|a| Agent {
+                id: &scene.agents[st.a_track[a] as usize].id,
+                desired_speed_mps: st.a_v0[a],
+                headway_s: st.a_headway[a],
+            })
+            .collect(),
+    };
+    serde_json::to_string(&drawn).expect("plain data")
 }

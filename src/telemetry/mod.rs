@@ -283,6 +283,24 @@ pub fn stats(samples: &[f64]) -> BTreeMap<String, f64> {
     out
 }
 
+/// Writes telemetry/metrics_worker_{shard}.prom and merges every worker file of the run into
+/// telemetry/metrics.prom (both atomically). A worker file that does not parse is left out of
+/// the merge and reported by `telemetry runs/X`.
+pub fn write_worker_files(
+    run: &std::path::Path,
+    shard: usize,
+    t: &Telemetry,
+) -> std::io::Result<()> {
+    let dir = run.join("telemetry");
+    std::fs::create_dir_all(&dir)?;
+    crate::fsutil::write_atomic(
+        &dir.join(format!("metrics_worker_{shard}.prom")),
+        prom::render(t).as_bytes(),
+    )?;
+    let (merged, _errors) = prom::merge(&worker_files(&dir));
+    crate::fsutil::write_atomic(&dir.join("metrics.prom"), merged.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
