@@ -1,7 +1,7 @@
 //! `make bench` (external driver part): drive calls per second and their latency (p50/p95/p99)
 //! with 1, 8 and 64 concurrent rollouts against `examples/driver_server.py` over gRPC (TCP on
 //! localhost), with the bird's-eye camera image sent at every decision (the default,
-//! `driver.camera_px: 256`) and without it (`camera_px: 0`), and the share of the step time spent
+//! `drivekit.camera.size_px: 256`) and without it (`size_px: 0`), and the share of the step time spent
 //! waiting on the driver. Procedural scenes, 50 control steps, log-replay traffic. Needs
 //! `pip install carla-driver-interface`.
 //! `BENCH_DRIVER_ROLLOUTS=1,8,64` and `BENCH_DRIVER_STEPS=50` choose.
@@ -10,13 +10,13 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use drivekit::config::SimConfig;
 use drivekit::rollout::sink::LogCompression;
 use drivekit::run_dir::Shard;
 use drivekit::runner::{self, RunOptions};
 use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::driver::Driver;
 use drivekit::sim::traffic::Traffic;
-use drivekit::sim_config::SimConfig;
 
 fn env_list(key: &str, default: &str) -> Vec<usize> {
     std::env::var(key)
@@ -69,7 +69,7 @@ fn main() {
             let (n_scenes, rollouts) = if n <= 8 { (n, 1) } else { (8, n / 8) };
             let mut cfg = SimConfig::parse(
             &format!(
-                "n_sim_steps: {steps}\nn_rollouts: {rollouts}\ntime_start_offset_us: 0\ndriver:\n  addresses: [\"127.0.0.1:{port}\"]\n  camera_px: {camera_px}\ndeploy:\n  driver: {{n_concurrent_rollouts: {n}}}\n"
+                "runtime:\n  simulation_config: {{n_sim_steps: {steps}, n_rollouts: {rollouts}, time_start_offset_us: 0}}\n  endpoints:\n    driver: {{n_concurrent_rollouts: {n}}}\ndrivekit:\n  external_driver: {{addresses: [\"127.0.0.1:{port}\"]}}\n  camera: {{size_px: {camera_px}}}\n"
             ),
             std::path::Path::new("bench"),
         )

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use drivekit::config::SimConfig;
 use drivekit::evaluate::{self, EvaluateOptions};
 use drivekit::rollout::sink::LogCompression;
 use drivekit::run_dir::Shard;
@@ -12,7 +13,6 @@ use drivekit::runner::{self, RunOptions};
 use drivekit::scene::procedural::{generate, ProceduralSpec};
 use drivekit::sim::driver::Driver;
 use drivekit::sim::traffic::Traffic;
-use drivekit::sim_config::SimConfig;
 
 fn main() {
     let n_scenes: u64 = std::env::var("BENCH_EVAL_SCENES")
@@ -34,7 +34,7 @@ fn main() {
     }
     let run = root.path().join("run");
     let cfg = SimConfig::parse(
-        "n_sim_steps: 50\nn_rollouts: 10\ntime_start_offset_us: 0\n",
+        "runtime:\n  simulation_config: {n_sim_steps: 50, n_rollouts: 10, time_start_offset_us: 0}\n",
         std::path::Path::new("bench"),
     )
     .unwrap();

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use drivekit::config::SimConfig;
 use drivekit::metrics_file::MetricsBuilder;
 use drivekit::rollout::encode::{encode_rollout_log, rollout_metadata, scene_metadata};
 use drivekit::rollout::rows::push_trace_rows;
@@ -20,7 +21,6 @@ use drivekit::run_dir::RunMetadata;
 use drivekit::sim::driver::Driver;
 use drivekit::sim::stepper::{ConfiguredServices, Probe, ServiceTimes, StepCounts};
 use drivekit::sim::traffic::Traffic;
-use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
 use drivekit::telemetry::Telemetry;
 
@@ -166,10 +166,8 @@ fn main() {
     let steps = env_list("BENCH_STEPS", "100")[0];
     let sizes = env_list("BENCH_ROLLOUTS", "1000,16000");
     let threads = env_list("BENCH_THREADS", "1,2");
-    let cfg = SimConfig {
-        n_sim_steps: steps as u32,
-        ..SimConfig::default()
-    };
+    let mut cfg = SimConfig::default();
+    cfg.simulation.n_sim_steps = steps as u32;
     let ctxs = scenes(&cfg, steps);
     println!(
         "simulate step benchmark: {SCENES} procedural scenes × 32 actors, {steps} control steps (10 Hz), {} cores available",

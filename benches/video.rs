@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use drivekit::config::SimConfig;
 use drivekit::rollout::sink::LogCompression;
 use drivekit::run_dir::Shard;
 use drivekit::runner::{self, RunOptions};
@@ -13,7 +14,6 @@ use drivekit::scene::Scene;
 use drivekit::sim::driver::Driver;
 use drivekit::sim::stepper::ConfiguredServices;
 use drivekit::sim::traffic::Traffic;
-use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
 use drivekit::video::render::View;
 use drivekit::video::{self, VideoMode};
@@ -91,9 +91,10 @@ fn main() {
                 backend: drivekit::cuda::Backend::Cpu,
                 scenes_dir: scenes.clone(),
                 run_dir: out,
-                config: SimConfig {
-                    n_rollouts: 4,
-                    ..SimConfig::default()
+                config: {
+                    let mut c = SimConfig::default();
+                    c.simulation.n_rollouts = 4;
+                    c
                 },
                 shard: Shard { index: 0, count: 1 },
                 run_name: "bench".into(),

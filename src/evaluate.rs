@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::config::SimConfig;
 use crate::fsutil;
 use crate::metrics::table::{self, N_METRICS};
 use crate::metrics_file::{self, MetricsBuilder};
@@ -26,7 +27,6 @@ use crate::rollout::replay::replay_log;
 use crate::rollout::rows::push_trace_rows;
 use crate::run_dir::{self, RunMetadata};
 use crate::sim::evaluation::score_trace;
-use crate::sim_config::SimConfig;
 
 /// Marker written after a batch was evaluated.
 pub const EVALUATED: &str = "_evaluated";
@@ -36,7 +36,7 @@ pub const EVALUATED: &str = "_evaluated";
 pub enum EvaluateError {
     /// The run's wizard-config.yaml is unusable.
     #[error(transparent)]
-    Config(#[from] crate::sim_config::SimConfigError),
+    Config(#[from] crate::config::ConfigError),
     /// The run's run_metadata.yaml is unusable.
     #[error(transparent)]
     Metadata(#[from] crate::run_dir::MetadataError),
@@ -243,7 +243,8 @@ fn kept_rows(
 
 /// Evaluates every complete batch of a run.
 pub fn run(opts: &EvaluateOptions) -> Result<EvaluateOutcome, EvaluateError> {
-    let cfg = SimConfig::load(&opts.run_dir.join(run_dir::WIZARD_CONFIG))?;
+    let cfg_file = opts.run_dir.join(run_dir::WIZARD_CONFIG);
+    let cfg = SimConfig::load(&cfg_file)?;
     let meta = RunMetadata::load(&opts.run_dir.join(run_dir::RUN_METADATA))?;
     let selected: BTreeSet<&'static str> = match &opts.metrics {
         None => table::names().into_iter().collect(),
@@ -271,6 +272,11 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateOutcome, EvaluateError> {
     }
     dirs.sort();
     let mut out = EvaluateOutcome::default();
+    out.warnings.extend(
+        cfg.warnings
+            .iter()
+            .map(|w| crate::config::in_file(w, &cfg_file)),
+    );
     let mut todo = Vec::new();
     for d in dirs {
         if !matches!(run_dir::batch_state(&d), run_dir::BatchState::Complete) {

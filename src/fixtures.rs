@@ -85,12 +85,14 @@ pub fn write_job_files(
     scene_ids: &[String],
     n_rollouts: usize,
 ) -> std::io::Result<()> {
-    let mut cfg =
-        format!("n_rollouts: {n_rollouts}\ncontrol_timestep_us: 100000\nscenes:\n  scene_ids:\n");
-    for s in scene_ids {
-        cfg.push_str(&format!("    - {s}\n"));
-    }
-    fsutil::write_atomic(&job_dir.join(run_dir::WIZARD_CONFIG), cfg.as_bytes())?;
+    // drivekit's defaults in AlpaSim's nesting, as `simulate run` writes them.
+    let mut cfg = crate::config::SimConfig::default();
+    cfg.simulation.n_rollouts = u32::try_from(n_rollouts).map_err(std::io::Error::other)?;
+    cfg.scenes.scene_ids = scene_ids.to_vec();
+    fsutil::write_atomic(
+        &job_dir.join(run_dir::WIZARD_CONFIG),
+        cfg.to_yaml().as_bytes(),
+    )?;
     let meta_text = serde_norway::to_string(meta).map_err(std::io::Error::other)?;
     fsutil::write_atomic(&job_dir.join(run_dir::RUN_METADATA), meta_text.as_bytes())
 }

@@ -14,7 +14,7 @@
 //! two modules import each other (`tests/layering.rs` reads this list and checks the code):
 //!
 //! 1. plumbing: [`fsutil`], [`rng`], [`geometry`], [`report`], [`alpasim_grpc`]
-//! 2. formats: [`config`], [`sim_config`], [`run_dir`], [`metrics_file`], [`scene`]
+//! 2. formats: [`config`], [`run_dir`], [`metrics_file`], [`scene`]
 //! 3. vocabulary: [`metrics`], [`telemetry`]
 //! 4. state: [`state`]
 //! 5. rollout: [`rollout`]
@@ -45,7 +45,7 @@ pub mod run_dir;
 pub mod runner;
 pub mod scene;
 pub mod sim;
-pub mod sim_config;
+
 pub mod state;
 pub mod telemetry;
 pub mod video;

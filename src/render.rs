@@ -14,7 +14,7 @@ use crate::video::{is_violation, video_path, write_rollout_video, VideoMode};
 pub enum RenderError {
     /// The run's wizard-config.yaml is unusable.
     #[error(transparent)]
-    Config(#[from] crate::sim_config::SimConfigError),
+    Config(#[from] crate::config::ConfigError),
     /// rollouts/ cannot be listed.
     #[error("{path}: {source}")]
     Io {
@@ -63,11 +63,14 @@ pub struct RenderOutcome {
 pub fn run(opts: &RenderOptions) -> Result<RenderOutcome, RenderError> {
     use rayon::prelude::*;
     let cfg_path = opts.run_dir.join(crate::run_dir::WIZARD_CONFIG);
-    let cfg = crate::sim_config::SimConfig::load(&cfg_path)?;
-    let fps = (1e6 / cfg.control_timestep_us as f64).round().max(1.0) as u32;
+    let cfg = crate::config::SimConfig::load(&cfg_path)?;
+    let cfg_file = cfg_path.clone();
+    let fps = (1e6 / cfg.simulation.control_timestep_us as f64)
+        .round()
+        .max(1.0) as u32;
     let max_dist = opts
         .max_dist_to_gt_m
-        .unwrap_or(cfg.evaluation.max_dist_to_gt_m);
+        .unwrap_or(cfg.drivekit.evaluation.max_dist_to_gt_m);
     let rollouts = opts.run_dir.join(crate::run_dir::ROLLOUTS);
     let mut dirs = Vec::new();
     for scene in std::fs::read_dir(&rollouts)
@@ -131,6 +134,11 @@ pub fn run(opts: &RenderOptions) -> Result<RenderOutcome, RenderError> {
         .collect();
     bar.finish_and_clear();
     let mut out = RenderOutcome::default();
+    out.warnings.extend(
+        cfg.warnings
+            .iter()
+            .map(|w| crate::config::in_file(w, &cfg_file)),
+    );
     for (dir, r) in results {
         out.batches += 1;
         match r {

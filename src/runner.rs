@@ -20,6 +20,7 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 
+use crate::config::{ConfigError, SimConfig};
 use crate::cuda::stepper::DeviceSession;
 use crate::fsutil::{self, Durability};
 use crate::metrics_file::{self, MetricsBuilder};
@@ -36,7 +37,6 @@ use crate::sim::external::ExternalDriver;
 use crate::sim::services::{DriverService, StepError};
 use crate::sim::stepper::{self, ConfiguredServices, ServiceTimes, StepCounts};
 use crate::sim::traffic::Traffic;
-use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 use crate::telemetry::sampler::Sampler;
 use crate::telemetry::Telemetry;
@@ -61,7 +61,7 @@ pub enum RunnerError {
     Backend(#[from] crate::cuda::device::CudaError),
     /// The configuration is unusable.
     #[error(transparent)]
-    Config(#[from] crate::sim_config::SimConfigError),
+    Config(#[from] crate::config::ConfigError),
     /// A video size or scale out of range.
     #[error(transparent)]
     View(#[from] crate::video::render::ViewError),
@@ -77,62 +77,146 @@ pub enum RunnerError {
 
 /// What `simulate run` was asked for, before anything is resolved: the command line's values
 /// (the binary fills this from its flags). [`RunRequest::resolve`] turns it into [`RunOptions`].
-#[derive(Debug, Clone)]
+/// Every `Option` left `None` takes the configuration's value (`drivekit.*`, AlpaSim's keys).
+#[derive(Debug, Clone, Default)]
 pub struct RunRequest {
     /// Directory of `.dkscene` files.
     pub scenes_dir: PathBuf,
     /// Run directory to write.
     pub run_dir: PathBuf,
-    /// wizard-config.yaml to use (`None`: AlpaSim's 10 Hz defaults).
+    /// wizard-config.yaml to compose (`None`: drivekit's defaults, AlpaSim's 10 Hz clocks).
     pub config: Option<PathBuf>,
+    /// Hydra-style overrides (`key=value`, `group=option`, `+key=value`, `~key`).
+    pub overrides: Vec<String>,
     /// `i/n` (`None`: Slurm's array variables, else 0/1).
     pub shard: Option<String>,
-    /// Rollouts per scene, over the configuration.
+    /// Rollouts per scene (`runtime.simulation_config.n_rollouts`).
     pub rollouts: Option<u32>,
-    /// run_name for a new run dir.
-    pub run_name: String,
-    /// The policy under test.
-    pub driver: Driver,
-    /// External driver addresses, over the configuration's.
+    /// run_name for a new run dir (`wizard.run_name`, else "drivekit").
+    pub run_name: Option<String>,
+    /// The policy under test (`drivekit.driver`).
+    pub driver: Option<Driver>,
+    /// External driver addresses (`drivekit.external_driver.addresses`).
     pub driver_addresses: Vec<String>,
-    /// The traffic model.
-    pub traffic: Traffic,
-    /// Run-wide seed, over the configuration's.
+    /// The traffic model (`drivekit.traffic`).
+    pub traffic: Option<Traffic>,
+    /// Run-wide seed (`drivekit.perturbation.seed`).
     pub seed: Option<u64>,
     /// Show a progress bar (on a terminal only).
     pub progress: bool,
-    /// How rollout logs are stored.
-    pub log_compression: LogCompression,
-    /// Which rollouts get a video.
-    pub video: crate::video::VideoMode,
-    /// Video frame side (px).
-    pub video_size: usize,
-    /// Video scale (m per px).
-    pub video_scale: f64,
-    /// Which backend steps the rollouts.
-    pub backend: crate::cuda::Backend,
+    /// How rollout logs are stored (`drivekit.log_compression`).
+    pub log_compression: Option<LogCompression>,
+    /// Which rollouts get a video (`drivekit.video.mode`).
+    pub video: Option<crate::video::VideoMode>,
+    /// Video frame side (px; `drivekit.video.size_px`).
+    pub video_size: Option<usize>,
+    /// Video scale (m per px; `drivekit.video.scale_m_per_px`).
+    pub video_scale: Option<f64>,
+    /// Which backend steps the rollouts (`drivekit.backend`).
+    pub backend: Option<crate::cuda::Backend>,
+}
+
+/// The name clap gives a value of a `ValueEnum` (what the config's `drivekit.*` choices hold).
+fn choice_name<T: clap::ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
+/// The value named by the configuration's `key`.
+fn choice<T: clap::ValueEnum>(cfg: &SimConfig, key: &str, name: &str) -> Result<T, ConfigError> {
+    T::from_str(name, true).map_err(|_| {
+        let names: Vec<String> = T::value_variants().iter().map(choice_name).collect();
+        cfg.invalid(
+            key,
+            &format!("is not one of {}", names.join(", ")),
+            "use one of those",
+        )
+    })
 }
 
 impl RunRequest {
-    /// Resolves the request: loads and checks the configuration with the request's overrides,
-    /// picks the shard (the request's, else Slurm's array variables read through `env`, else
-    /// 0/1) and checks the video settings.
+    /// Resolves the request: composes the configuration with the request's overrides, sets the
+    /// flags given over it (each named as its origin in errors and in the run's
+    /// wizard-config.yaml), picks the shard (the request's, else Slurm's array variables read
+    /// through `env`, else 0/1) and checks the video settings.
     pub fn resolve(self, env: impl Fn(&str) -> Option<String>) -> Result<RunOptions, RunnerError> {
-        let view = crate::video::render::View::video(self.video_size, self.video_scale)?;
-        let mut config = match &self.config {
-            Some(p) => SimConfig::load(p)?,
-            None => SimConfig::default(),
-        };
+        use serde_norway::Value;
+        let mut config = SimConfig::compose_or_default(self.config.as_deref(), &self.overrides)?;
+        let str_value = |s: String| Value::String(s);
+        let mut sets: Vec<(&str, Value, &str)> = Vec::new();
         if let Some(n) = self.rollouts {
-            config.n_rollouts = n;
-            config.check(Path::new("--rollouts"))?;
+            sets.push((
+                "runtime.simulation_config.n_rollouts",
+                Value::Number(n.into()),
+                "--rollouts",
+            ));
         }
         if let Some(seed) = self.seed {
-            config.perturbation.seed = seed;
+            sets.push((
+                "drivekit.perturbation.seed",
+                Value::Number(seed.into()),
+                "--seed",
+            ));
         }
         if !self.driver_addresses.is_empty() {
-            config.driver.addresses = self.driver_addresses;
+            let list = self
+                .driver_addresses
+                .iter()
+                .cloned()
+                .map(str_value)
+                .collect();
+            sets.push((
+                "drivekit.external_driver.addresses",
+                Value::Sequence(list),
+                "--driver-address",
+            ));
         }
+        if let Some(d) = &self.driver {
+            sets.push(("drivekit.driver", str_value(choice_name(d)), "--driver"));
+        }
+        if let Some(t) = &self.traffic {
+            sets.push(("drivekit.traffic", str_value(choice_name(t)), "--traffic"));
+        }
+        if let Some(b) = &self.backend {
+            sets.push(("drivekit.backend", str_value(choice_name(b)), "--backend"));
+        }
+        if let Some(v) = &self.video {
+            sets.push(("drivekit.video.mode", str_value(choice_name(v)), "--video"));
+        }
+        if let Some(c) = &self.log_compression {
+            sets.push((
+                "drivekit.log_compression",
+                str_value(choice_name(c)),
+                "--log-compression",
+            ));
+        }
+        if let Some(px) = self.video_size {
+            sets.push((
+                "drivekit.video.size_px",
+                Value::Number((px as u64).into()),
+                "--video-size",
+            ));
+        }
+        if let Some(scale) = self.video_scale {
+            sets.push((
+                "drivekit.video.scale_m_per_px",
+                Value::Number(scale.into()),
+                "--video-scale",
+            ));
+        }
+        if let Some(name) = &self.run_name {
+            sets.push(("wizard.run_name", str_value(name.clone()), "--run-name"));
+        }
+        config.apply(&sets)?;
+        let dk = &config.drivekit;
+        let view =
+            crate::video::render::View::video(dk.video.size_px as usize, dk.video.scale_m_per_px)?;
+        let driver = choice(&config, "drivekit.driver", &dk.driver)?;
+        let traffic = choice(&config, "drivekit.traffic", &dk.traffic)?;
+        let backend = choice(&config, "drivekit.backend", &dk.backend)?;
+        let video = choice(&config, "drivekit.video.mode", &dk.video.mode)?;
+        let log_compression = choice(&config, "drivekit.log_compression", &dk.log_compression)?;
         let shard = match &self.shard {
             Some(s) => Shard::parse(s)?,
             None => Shard::from_slurm(env)?.unwrap_or(Shard { index: 0, count: 1 }),
@@ -140,16 +224,16 @@ impl RunRequest {
         Ok(RunOptions {
             scenes_dir: self.scenes_dir,
             run_dir: self.run_dir,
+            run_name: config.run_name.clone().unwrap_or_else(|| "drivekit".into()),
             config,
             shard,
-            run_name: self.run_name,
-            driver: self.driver,
-            traffic: self.traffic,
+            driver,
+            traffic,
             progress: self.progress,
-            log_compression: self.log_compression,
-            video: self.video,
+            log_compression,
+            video,
             view,
-            backend: self.backend,
+            backend,
         })
     }
 }
@@ -372,6 +456,9 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     if let Some(e) = &external {
         let _ = writeln!(log, "external driver: {}", e.versions());
     }
+    for w in &opts.config.warnings {
+        let _ = writeln!(log, "config warning: {w}");
+    }
     let _ = writeln!(log, "{}", backend.describe());
     if opts.progress {
         eprintln!("{}", backend.describe());
@@ -392,7 +479,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
         }
     }
     let wall = started.elapsed().as_secs_f64();
-    let rollouts = counts_rollouts(&ctxs, opts.config.n_rollouts);
+    let rollouts = counts_rollouts(&ctxs, opts.config.simulation.n_rollouts);
     let threads = rayon::current_num_threads() as f64;
     // Workers compute except while they wait on an external driver's answers.
     let waiting = if external.is_some() {
@@ -465,7 +552,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
                 let _ = writeln!(
                     log,
                     "{scene_id}: {} rollouts simulated",
-                    opts.config.n_rollouts
+                    opts.config.simulation.n_rollouts
                 );
             }
             SceneResult::Failed(error) => {
@@ -528,7 +615,7 @@ fn write_failed(opts: &RunOptions, scene_id: &str, error: &str) -> Result<(), Ru
     FailedBatch {
         error: error.to_string(),
         scene_id: scene_id.to_string(),
-        rollout_ids: (0..opts.config.n_rollouts)
+        rollout_ids: (0..opts.config.simulation.n_rollouts)
             .map(|i| format!("{batch_uuid}-{i}"))
             .collect(),
         batch_uuid,
@@ -580,7 +667,7 @@ fn simulate_scenes(
     ctxs: &[SceneCtx],
     backend: &crate::cuda::Chosen,
 ) -> Result<(ServiceTimes, StepCounts, Vec<SceneResult>, Telemetry), RunnerError> {
-    let n_rollouts = opts.config.n_rollouts;
+    let n_rollouts = opts.config.simulation.n_rollouts;
     let members: Vec<(u32, u32)> = (0..ctxs.len() as u32)
         .flat_map(|s| (0..n_rollouts).map(move |r| (s, r)))
         .collect();
@@ -684,7 +771,7 @@ fn writer_loop(
     rx: mpsc::Receiver<ToWriter>,
     device: Option<&crate::cuda::device::Device>,
 ) -> Result<(Vec<SceneResult>, Telemetry), RunnerError> {
-    let n = opts.config.n_rollouts as usize;
+    let n = opts.config.simulation.n_rollouts as usize;
     let mut telemetry = Telemetry::default();
     let mut pending: BTreeMap<usize, Vec<Option<Finished>>> = BTreeMap::new();
     let mut results: Vec<Option<SceneResult>> = (0..ctxs.len()).map(|_| None).collect();
@@ -795,13 +882,15 @@ fn write_batch(
     }
     file.finish()?;
     asl_tmp.persist(&asl_path)?;
-    let fps = (1e6 / cfg.control_timestep_us as f64).round().max(1.0) as u32;
+    let fps = (1e6 / cfg.simulation.control_timestep_us as f64)
+        .round()
+        .max(1.0) as u32;
     for f in done {
         let wanted = match opts.video {
             crate::video::VideoMode::None => false,
             crate::video::VideoMode::All => true,
             crate::video::VideoMode::Violations => {
-                crate::video::is_violation(&f.trace, cfg.evaluation.max_dist_to_gt_m)
+                crate::video::is_violation(&f.trace, cfg.drivekit.evaluation.max_dist_to_gt_m)
             }
         };
         if wanted && !f.trace.times_us.is_empty() {

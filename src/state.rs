@@ -7,12 +7,12 @@
 //! What stays the same for every rollout of a scene (the recording, paths, map look-ups) lives in
 //! [`SceneCtx`], shared by reference.
 
+use crate::config::SimConfig;
 use crate::geometry::Polyline;
 use crate::metrics::direction::LaneIndex;
 use crate::rng::{derive_seed, SplitMix64};
 use crate::scene::sampling::{sample, Sample};
 use crate::scene::{AgentClass, Scene, Track};
-use crate::sim_config::SimConfig;
 
 /// How far (m) IDM paths continue straight past the end of their recording.
 pub const PATH_EXTENSION_M: f64 = 100.0;
@@ -53,7 +53,7 @@ impl VehicleParams {
 pub enum StateError {
     /// The recording is too short for the configured clocks.
     #[error(transparent)]
-    Clock(#[from] crate::sim_config::SimConfigError),
+    Clock(#[from] crate::config::ConfigError),
     /// The ego has no recorded pose at the first simulated time.
     #[error("scene {scene}: the ego is not observed at the start time {start_us} µs")]
     EgoNotAtStart {
@@ -130,7 +130,7 @@ impl SceneCtx {
         let t_first = ts[0];
         let duration = (ts[ts.len() - 1] - t_first) as u64;
         let n_steps = cfg.clip_steps(duration, &scene.scene_id)?;
-        let start_us = t_first + cfg.time_start_offset_us as i64;
+        let start_us = t_first + cfg.simulation.time_start_offset_us as i64;
         if sample(&scene.ego, ts, start_us).is_none() {
             return Err(StateError::EgoNotAtStart {
                 scene: scene.scene_id.clone(),
@@ -162,7 +162,7 @@ impl SceneCtx {
             batch_uuid,
             start_us,
             n_steps,
-            driven_from_us: start_us + cfg.force_gt_duration_us,
+            driven_from_us: start_us + cfg.simulation.force_gt_duration_us,
             gt_path,
             gt_start_m,
             drivable: scene.map.drivable_polygons(),
@@ -293,7 +293,7 @@ impl BatchState {
         cfg: &SimConfig,
         idm_traffic: bool,
     ) -> BatchState {
-        let p = &cfg.perturbation;
+        let p = &cfg.drivekit.perturbation;
         let mut st = BatchState {
             agent_start: vec![0],
             ..BatchState::default()

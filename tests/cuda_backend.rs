@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 mod util;
 
+use drivekit::config::SimConfig;
 use drivekit::cuda::check::compare;
 use drivekit::cuda::device::Device;
 use drivekit::cuda::nvrtc::Nvrtc;
@@ -14,7 +15,6 @@ use drivekit::cuda::source::{kernel_source, KERNEL_NAMES};
 use drivekit::scene::Scene;
 use drivekit::sim::driver::Driver;
 use drivekit::sim::traffic::Traffic;
-use drivekit::sim_config::SimConfig;
 use drivekit::state::SceneCtx;
 
 fn fixture_scenes(cfg: &SimConfig) -> Vec<SceneCtx> {
@@ -81,11 +81,9 @@ fn emulated_kernels_match_the_cpu_backend_on_nuplans_metric_cases() {
     let Some(dev) = emulator("cuda_backend: emulator on nuPlan's cases", false) else {
         return;
     };
-    let mut cfg = SimConfig {
-        time_start_offset_us: 0,
-        ..SimConfig::default()
-    };
-    cfg.evaluation.ttc_horizon_s = 5.0;
+    let mut cfg = SimConfig::default();
+    cfg.simulation.time_start_offset_us = 0;
+    cfg.drivekit.evaluation.ttc_horizon_s = 5.0;
     let scenes = nuplan_case_scenes(&cfg);
     assert_eq!(scenes.len(), 5);
     let members: Vec<(u32, u32)> = (0..scenes.len() as u32).map(|s| (s, 0)).collect();
@@ -165,7 +163,7 @@ fn emulated_kernels_match_the_cpu_backend_on_every_bundled_scene() {
 
 fn bundled_scenes_agree(dev: &Device) {
     let mut cfg = SimConfig::default();
-    cfg.perturbation.seed = 7;
+    cfg.drivekit.perturbation.seed = 7;
     let scenes = fixture_scenes(&cfg);
     let members: Vec<(u32, u32)> = (0..scenes.len() as u32)
         .flat_map(|s| (0..3).map(move |r| (s, r)))

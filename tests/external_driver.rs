@@ -139,9 +139,9 @@ fn example_server_and_driver_failures() {
         log.contains("driver rpc submit_image_observation:"),
         "{log}"
     );
-    // Without the camera (driver.camera_px: 0) the same server refuses to drive.
+    // Without the camera (drivekit.camera.size_px: 0) the same server refuses to drive.
     let cfg = d.path().join("nocam.yaml");
-    fs::write(&cfg, "driver:\n  camera_px: 0\n").unwrap();
+    fs::write(&cfg, "drivekit:\n  camera:\n    size_px: 0\n").unwrap();
     let out = simulate(
         &d.path().join("nocam"),
         server.port,

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use drivekit::config::SimConfig;
 use drivekit::rollout::encode::{encode_rollout_log, rollout_metadata, scene_metadata};
 use drivekit::rollout::replay::replay_log;
 use drivekit::rollout::sink::{LogCompression, LogSink};
@@ -14,7 +15,6 @@ use drivekit::sim::driver::Driver;
 use drivekit::sim::evaluation::score_trace;
 use drivekit::sim::stepper::ConfiguredServices;
 use drivekit::sim::traffic::Traffic;
-use drivekit::sim_config::SimConfig;
 use drivekit::state::{BatchState, SceneCtx};
 
 /// Bitwise equality of two f64 slices (NaN equals NaN).
@@ -54,11 +54,9 @@ fn a_trace_written_as_a_log_and_replayed_is_the_same_trace() {
     scene
         .save(&scenes_dir.join(format!("{scene_id}.dkscene")))
         .unwrap();
-    let mut cfg = SimConfig {
-        n_rollouts: 3,
-        ..SimConfig::default()
-    };
-    cfg.perturbation.seed = 11;
+    let mut cfg = SimConfig::default();
+    cfg.simulation.n_rollouts = 3;
+    cfg.drivekit.perturbation.seed = 11;
     let batch_uuid = "00000000-0000-4000-8000-000000000042".to_string();
     let ctxs = vec![SceneCtx::new(scene, &cfg, batch_uuid.clone()).unwrap()];
     let configured = ConfiguredServices::new(&cfg);

@@ -193,7 +193,7 @@ fn nuplan_collision_cases_overlap_where_nuplan_says_so() {
 fn check_config_prints_the_clock_table_or_names_the_broken_key() {
     let d = tempfile::tempdir().unwrap();
     let ok = d.path().join("ok.yaml");
-    std::fs::write(&ok, "control_timestep_us: 100002\nframe_interval_us: 33334\negopose_interval_us: 100002\ntime_start_offset_us: 300006\ndriver:\n  inference:\n    Cframes_subsample: 3\n").unwrap();
+    std::fs::write(&ok, "runtime:\n  simulation_config:\n    control_timestep_us: 100002\n    egopose_interval_us: 100002\n    time_start_offset_us: 300006\n    cameras: [{logical_id: front, frame_interval_us: 33334}]\ndriver:\n  inference:\n    subsample_factor: 3\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_simulate"))
         .arg("--check-config")
         .arg(&ok)
@@ -206,7 +206,11 @@ fn check_config_prints_the_clock_table_or_names_the_broken_key() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("the clocks line up"));
     let bad = d.path().join("bad.yaml");
-    std::fs::write(&bad, "time_start_offset_us: 250000\n").unwrap();
+    std::fs::write(
+        &bad,
+        "runtime:\n  simulation_config:\n    time_start_offset_us: 250000\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_simulate"))
         .arg("--check-config")
         .arg(&bad)

@@ -229,7 +229,7 @@ fn shards_resume_and_failures() {
     let cfg = d.path().join("wizard-config.yaml");
     fs::write(
         &cfg,
-        "n_rollouts: 2\nscenes:\n  scene_ids: [USA_US101-3_3_T-1, no-such-scene]\n",
+        "runtime:\n  simulation_config:\n    n_rollouts: 2\nscenes:\n  scene_ids: [USA_US101-3_3_T-1, no-such-scene]\n",
     )
     .unwrap();
     let failing = d.path().join("failing");
@@ -256,7 +256,7 @@ fn constant_velocity_driver_goes_straight_after_the_takeover() {
     let run = d.path().join("cv");
     let cfg = d.path().join("wizard-config.yaml");
     // The recording drives for the first second, the policy afterwards.
-    fs::write(&cfg, "force_gt_duration_us: 1000000\nscenes:\n  scene_ids: [0a1e6f0a-1817-4a98-b02e-db8c9327d151]\n").unwrap();
+    fs::write(&cfg, "runtime:\n  simulation_config:\n    force_gt_duration_us: 1000000\nscenes:\n  scene_ids: [0a1e6f0a-1817-4a98-b02e-db8c9327d151]\n").unwrap();
     let out = simulate(&[
         "run",
         "--scenes",
@@ -397,7 +397,7 @@ fn nuplan_cases_through_the_whole_pipeline() {
     let cfg = d.path().join("wizard-config.yaml");
     fs::write(
         &cfg,
-        "time_start_offset_us: 0\nevaluation:\n  ttc_horizon_s: 5.0\n",
+        "runtime:\n  simulation_config:\n    time_start_offset_us: 0\ndrivekit:\n  evaluation:\n    ttc_horizon_s: 5.0\n",
     )
     .unwrap();
     let run = d.path().join("run");

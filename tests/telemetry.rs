@@ -139,7 +139,7 @@ fn shards_write_worker_files_that_merge_plot_and_pass_promtool() {
 }
 
 /// Each rule fires when provoked: a slow external driver with one slot queues its calls and
-/// leaves the workers waiting on it; a deploy entry far below the others is named.
+/// leaves the workers waiting on it; a service capacity far below the others is named.
 #[test]
 fn advice_names_the_service_behind_each_bottleneck() {
     let d = tempfile::tempdir().unwrap();
@@ -150,7 +150,7 @@ fn advice_names_the_service_behind_each_bottleneck() {
     let cfg = d.path().join("slow.yaml");
     fs::write(
         &cfg,
-        "n_sim_steps: 8\nscenes:\n  scene_ids: [USA_Lanker-1_1_T-1, DEU_A9-3_1_T-1]\ndeploy:\n  driver: {n_concurrent_rollouts: 1}\n",
+        "runtime:\n  simulation_config:\n    n_sim_steps: 8\n  endpoints:\n    driver: {n_concurrent_rollouts: 1}\nscenes:\n  scene_ids: [USA_Lanker-1_1_T-1, DEU_A9-3_1_T-1]\n",
     )
     .unwrap();
     let run = d.path().join("slow");
@@ -181,15 +181,19 @@ fn advice_names_the_service_behind_each_bottleneck() {
     assert!(advice.contains("driver: calls queue"), "{advice}");
     assert!(advice.contains("wait on driver"), "{advice}");
     assert!(
-        advice.contains("driver: deploy capacity 1 is 64× below"),
+        advice.contains("driver: capacity 1 (gpus × replicas × concurrent) is 64× below"),
         "{advice}"
     );
     assert!(out.status.success());
     promtool_accepts(&run.join("telemetry/metrics.prom"));
 
-    // Unbalanced deploy: traffic's capacity limits the rest.
+    // Unbalanced: trafficsim's capacity limits the rest.
     let cfg = d.path().join("unbalanced.yaml");
-    fs::write(&cfg, "deploy:\n  traffic: {n_concurrent_rollouts: 4}\n").unwrap();
+    fs::write(
+        &cfg,
+        "runtime:\n  endpoints:\n    trafficsim: {n_concurrent_rollouts: 4}\n",
+    )
+    .unwrap();
     let run = d.path().join("unbalanced");
     let out = simulate(&[
         "run",
@@ -205,7 +209,7 @@ fn advice_names_the_service_behind_each_bottleneck() {
     telemetry(&run);
     let advice = fs::read_to_string(run.join("telemetry/bottlenecks.txt")).unwrap();
     assert!(
-        advice.contains("traffic: deploy capacity 4 is 16× below"),
+        advice.contains("trafficsim: capacity 4 (gpus × replicas × concurrent) is 16× below"),
         "{advice}"
     );
 }

@@ -161,7 +161,11 @@ fn the_violation_deviation_is_configured() {
     let d = tempfile::tempdir().unwrap();
     let count = |metres: &str| {
         let cfg = d.path().join(format!("w{metres}.yaml"));
-        std::fs::write(&cfg, format!("evaluation:\n  max_dist_to_gt_m: {metres}\n")).unwrap();
+        std::fs::write(
+            &cfg,
+            format!("drivekit:\n  evaluation:\n    max_dist_to_gt_m: {metres}\n"),
+        )
+        .unwrap();
         let run = d.path().join(format!("run{metres}"));
         simulate_with(
             &run,

@@ -91,7 +91,7 @@ pub struct ChainParams {
 impl Default for ChainParams {
     fn default() -> Self {
         ChainParams {
-            max_dist_to_gt_m: crate::sim_config::DEFAULT_MAX_DIST_TO_GT_M,
+            max_dist_to_gt_m: crate::config::DEFAULT_MAX_DIST_TO_GT_M,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! `simulate`: closed-loop simulation of scene shards: `run` (built-in drivers, log-replay or IDM
-//! traffic, or an external driver), `import` (public datasets → drivekit scenes), `generate`,
-//! `scene-info`, `--check-config`, and the CUDA backend's `gpu-check` and `bench-backends`.
+//! traffic, or an external driver), `check-config` (and the older `--check-config`), `config
+//! migrate`, `import` (public datasets → drivekit scenes), `generate`, `scene-info`, and the CUDA
+//! backend's `gpu-check` and `bench-backends`.
 //! Flags are parsed here; each command is one library call.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use drivekit::cuda::{self, Backend, KernelBackend};
 use drivekit::rollout::sink::LogCompression;
@@ -24,7 +26,8 @@ use drivekit::video::VideoMode;
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
-    /// Check a wizard-config.yaml against the clock rules, print its clock table and exit.
+    /// Check a wizard-config.yaml, print its clock and capacity tables and exit (the older
+    /// spelling of `simulate check-config CONFIG`).
     #[arg(long, value_name = "WIZARD_CONFIG")]
     check_config: Option<PathBuf>,
     #[command(subcommand)]
@@ -36,6 +39,28 @@ enum Command {
     /// Simulate this shard's scenes into a run dir (rollout.asl, metrics.parquet, _complete per
     /// batch). Rollouts of all scenes are stepped together in chunks across all cores.
     Run(RunArgs),
+    /// Compose and check a configuration (AlpaSim's wizard-config.yaml or config groups, as
+    /// Hydra does: CONFIG's directory holds the groups), then print the files composed, the clock
+    /// table per camera, the capacity table with its bottleneck and every warning. Nothing is
+    /// written. Example: `simulate check-config wizard/base_config.yaml deploy=local
+    /// topology=2gpu driver=vavam`.
+    CheckConfig {
+        /// The configuration file.
+        config: PathBuf,
+        /// Hydra-style overrides: `key=value`, `group=option`, `+key=value` (add),
+        /// `++key=value` (force), `~key` (delete).
+        overrides: Vec<String>,
+        /// Also list the keys drivekit does not read, with the file each came from.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Print the resolved configuration (AlpaSim's nesting, as a run's wizard-config.yaml)
+        /// instead of the tables.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Convert a public-dataset scene into drivekit's scene format (`<scene_id>.dkscene`).
     Import {
         /// Dataset format of INPUT.
@@ -112,6 +137,19 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Convert an older drivekit configuration (flat keys, `deploy:`) to AlpaSim's nesting with
+    /// drivekit's section; the result is checked to load. Prints to stdout without `--out`.
+    Migrate {
+        /// The older configuration.
+        old: PathBuf,
+        /// Where to write the converted file (written atomically; may be OLD itself).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Directory of .dkscene files.
@@ -120,57 +158,65 @@ struct RunArgs {
     /// Run directory to write (created; a rerun resumes).
     #[arg(short, long)]
     out: PathBuf,
-    /// wizard-config.yaml to use (default: the 10 Hz base config).
+    /// The configuration to compose: a wizard-config.yaml, or an AlpaSim config such as
+    /// wizard/base_config.yaml whose directory holds its groups (default: drivekit's defaults,
+    /// AlpaSim's 10 Hz clocks).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Hydra-style overrides after the flags: `key=value`, `group=option`, `+key=value` (add),
+    /// `++key=value` (force), `~key` (delete); e.g.
+    /// `runtime.simulation_config.control_timestep_us=200000 topology=8gpu_64rollouts`.
+    overrides: Vec<String>,
     /// Shard i/n of the sorted scene list; default: Slurm's array variables, else 0/1.
     #[arg(long)]
     shard: Option<String>,
-    /// Rollouts per scene (overrides the config).
+    /// Rollouts per scene [config: runtime.simulation_config.n_rollouts, default 1].
     #[arg(long)]
     rollouts: Option<u32>,
-    /// run_name for a new run dir.
-    #[arg(long, default_value = "drivekit")]
-    run_name: String,
-    /// The policy under test.
-    #[arg(long, value_enum, default_value = "log-replay")]
-    driver: Driver,
-    /// Address of an external driver server (host:port or unix:/path); repeat for several.
-    /// Overrides driver.addresses of the config.
+    /// run_name for a new run dir [config: wizard.run_name, default drivekit].
+    #[arg(long)]
+    run_name: Option<String>,
+    /// The policy under test [config: drivekit.driver, default log-replay].
+    #[arg(long, value_enum)]
+    driver: Option<Driver>,
+    /// Address of an external driver server (host:port or unix:/path); repeat for several
+    /// [config: drivekit.external_driver.addresses].
     #[arg(long = "driver-address", value_name = "ADDRESS")]
     driver_addresses: Vec<String>,
-    /// How the other agents move.
-    #[arg(long, value_enum, default_value = "log-replay")]
-    traffic: Traffic,
-    /// Seed mixed into every rollout's seed (overrides perturbation.seed of the config).
+    /// How the other agents move [config: drivekit.traffic, default log-replay].
+    #[arg(long, value_enum)]
+    traffic: Option<Traffic>,
+    /// Seed mixed into every rollout's seed [config: drivekit.perturbation.seed, default 0].
     #[arg(long)]
     seed: Option<u64>,
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
-    /// Store rollout logs as rollout.asl.xz (LZMA) instead of rollout.asl.
-    #[arg(long, value_enum, default_value = "none")]
-    log_compression: LogCompression,
+    /// Store rollout logs as rollout.asl.xz (LZMA) instead of rollout.asl
+    /// [config: drivekit.log_compression, default none].
+    #[arg(long, value_enum)]
+    log_compression: Option<LogCompression>,
     /// Evaluation videos (H.264 MP4 per rollout, bird's-eye view): for every rollout, only for
-    /// rollouts with a violation (at-fault collision, offroad, ≥ evaluation.max_dist_to_gt_m
-    /// off the recorded path), or none.
-    #[arg(long, value_enum, default_value = "violations")]
-    video: VideoMode,
-    /// Video frame size (px, square, even).
-    #[arg(long, default_value_t = 256)]
-    video_size: usize,
+    /// rollouts with a violation (at-fault collision, offroad, ≥
+    /// drivekit.evaluation.max_dist_to_gt_m off the recorded path), or none
+    /// [config: drivekit.video.mode, default violations].
+    #[arg(long, value_enum)]
+    video: Option<VideoMode>,
+    /// Video frame size (px, square, even) [config: drivekit.video.size_px, default 256].
+    #[arg(long)]
+    video_size: Option<usize>,
     /// Which backend steps the rollouts: auto (CUDA when a usable GPU, driver and NVRTC are
     /// found and a start-up self-check — one rollout on the GPU and on the CPU, compared —
     /// passes, else the CPU; the choice and why are printed, logged and written to
     /// run_metadata.yaml), cpu, cuda (fail without a GPU), or cuda-emulated (the CUDA kernels
     /// compiled as C++ on one core, for checking them without a GPU; needs g++). Note: the CUDA
     /// backend has not yet run on a real GPU; it is tested through the kernel emulator only
-    /// (docs/cuda.md).
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: Backend,
-    /// Video scale (metres per pixel).
-    #[arg(long, default_value_t = 0.25)]
-    video_scale: f64,
+    /// (docs/cuda.md) [config: drivekit.backend, default auto].
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    /// Video scale (metres per pixel) [config: drivekit.video.scale_m_per_px, default 0.25].
+    #[arg(long)]
+    video_scale: Option<f64>,
 }
 
 impl RunArgs {
@@ -179,6 +225,7 @@ impl RunArgs {
             scenes_dir: self.scenes,
             run_dir: self.out,
             config: self.config,
+            overrides: self.overrides,
             shard: self.shard,
             rollouts: self.rollouts,
             run_name: self.run_name,
@@ -206,12 +253,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Composes and checks a configuration and prints what `check-config` reports.
+fn check_config(
+    path: &std::path::Path,
+    overrides: &[String],
+    verbose: bool,
+    print: bool,
+) -> anyhow::Result<u8> {
+    let cfg = drivekit::config::SimConfig::compose(path, overrides)?;
+    if print {
+        for w in &cfg.warnings {
+            eprintln!("simulate: warning: {w}");
+        }
+        print!("{}", cfg.to_yaml());
+    } else {
+        print!("{}", cfg.check_report(verbose));
+        println!(
+            "{}: the clocks line up and every rule holds",
+            path.display()
+        );
+    }
+    Ok(0)
+}
+
 fn run(args: Args) -> anyhow::Result<u8> {
     if let Some(path) = &args.check_config {
-        let cfg = drivekit::sim_config::SimConfig::load(path)?;
-        print!("{}", cfg.clock_table());
-        println!("{}: the clocks line up", path.display());
-        return Ok(0);
+        return check_config(path, &[], false, false);
     }
     let Some(command) = args.command else {
         anyhow::bail!("nothing to do: give --check-config FILE or a subcommand (see --help)");
@@ -220,6 +287,9 @@ fn run(args: Args) -> anyhow::Result<u8> {
     match command {
         Command::Run(a) => {
             let opts = a.request().resolve(|k| std::env::var(k).ok())?;
+            for w in &opts.config.warnings {
+                eprintln!("simulate: warning: {w}");
+            }
             let started = std::time::Instant::now();
             let o = runner::run(&opts)?;
             print!("{}", o.summary(&opts, started.elapsed().as_secs_f64()));
@@ -233,6 +303,29 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 );
             }
             return Ok(o.exit_code());
+        }
+        Command::CheckConfig {
+            config,
+            overrides,
+            verbose,
+            print,
+        } => return check_config(&config, &overrides, verbose, print),
+        Command::Config(ConfigCommand::Migrate { old, out }) => {
+            let Some(yaml) = drivekit::config::migrate::migrate_file(&old)? else {
+                println!(
+                    "{}: already in AlpaSim's nesting; nothing to convert",
+                    old.display()
+                );
+                return Ok(0);
+            };
+            match out {
+                Some(out) => {
+                    drivekit::fsutil::write_atomic(&out, yaml.as_bytes())
+                        .with_context(|| format!("writing {}", out.display()))?;
+                    eprintln!("{} → {} (AlpaSim's nesting)", old.display(), out.display());
+                }
+                None => print!("{yaml}"),
+            }
         }
         Command::Import { kind, input, out } => {
             for (scene, path) in scene::import::import_to(kind, &input, &out)? {

@@ -11,11 +11,11 @@ use rayon::prelude::*;
 
 use super::device::Device;
 use super::stepper::DeviceSession;
+use crate::config::SimConfig;
 use crate::scene::procedural::{bench_scenes, BENCH_SCENES as SCENES};
 use crate::sim::driver::Driver;
 use crate::sim::stepper::ConfiguredServices;
 use crate::sim::traffic::Traffic;
-use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 
 /// One measurement.

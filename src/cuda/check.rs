@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::device::{CudaError, Device};
 use super::stepper::DeviceSession;
 use super::{Backend, Chosen, KernelBackend};
+use crate::config::SimConfig;
 use crate::metrics::table::{index, Kind, METRICS, N_METRICS};
 use crate::rollout::trace::RolloutTrace;
 use crate::scene::{Scene, SceneError};
@@ -15,7 +16,6 @@ use crate::sim::driver::Driver;
 use crate::sim::services::{DriverService, StepError};
 use crate::sim::stepper::ConfiguredServices;
 use crate::sim::traffic::Traffic;
-use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx, StateError};
 
 /// Why a comparison or a benchmark of the kernels could not run.

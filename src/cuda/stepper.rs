@@ -10,11 +10,11 @@
 use super::device::{CudaError, Device};
 use super::source::{DkArgs, Kernel};
 use super::tables::{bytes_u8, DeviceState, DeviceTables, SceneTables};
+use crate::config::SimConfig;
 use crate::rollout::trace::RolloutTrace;
 use crate::sim::evaluation::EvalParams;
 use crate::sim::services::{DeviceDriver, DriverService, Plans, StepError, TrafficService};
 use crate::sim::stepper::{run_chunk, Probe, ServiceTimes, Services, StepBackend, StepCounts};
-use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 
 fn dev_err(e: CudaError) -> StepError {
@@ -48,7 +48,7 @@ impl<'d> DeviceSession<'d> {
         let p = EvalParams::new(cfg);
         let base = DkArgs {
             dt_s: p.dt_s,
-            dt_us: cfg.control_timestep_us as i64,
+            dt_us: cfg.simulation.control_timestep_us as i64,
             ttc_step_s: p.ttc.step_s,
             ttc_horizon_s: p.ttc.horizon_s,
             ..tables.args

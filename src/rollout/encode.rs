@@ -7,8 +7,8 @@ use super::metadata::MetadataEncoder;
 use super::poses::{encode_actor_poses, encode_trajectory, pose_message, PoseRow};
 use super::proto;
 use super::trace::RolloutTrace;
+use crate::config::SimConfig;
 use crate::scene::Scene;
-use crate::sim_config::SimConfig;
 use crate::state::{BatchState, EgoPerturbation, SceneCtx};
 
 /// Encodes one rollout's log records (metadata, then one ActorPoses per step) into `out`;
@@ -122,12 +122,12 @@ pub fn rollout_metadata(
         session_metadata: Some(proto::SessionMetadata {
             session_uuid: format!("{}-{index}", ctx.batch_uuid),
             scene_id: ctx.scene.scene_id.clone(),
-            batch_size: cfg.n_rollouts,
+            batch_size: cfg.simulation.n_rollouts,
             n_sim_steps: ctx.n_steps,
             start_timestamp_us: ctx.start_us as u64,
-            control_timestep_us: cfg.control_timestep_us,
+            control_timestep_us: cfg.simulation.control_timestep_us,
         }),
-        force_gt_duration: cfg.force_gt_duration_us as u64,
+        force_gt_duration: cfg.simulation.force_gt_duration_us as u64,
         rollout_index: index as i32,
         drivekit_seed: seed,
         drivekit_perturbation: perturbation.to_string(),

@@ -16,8 +16,8 @@ use super::asl::{self, AslError, Record};
 use super::convert::yaw_of;
 use super::proto::{ActorPoses, Entry, RolloutMetadata};
 use super::trace::RolloutTrace;
+use crate::config::SimConfig;
 use crate::scene::{AgentClass, Map, Scene, SceneError, Track};
-use crate::sim_config::SimConfig;
 use crate::state::SceneCtx;
 
 /// Why a batch's log cannot be replayed at all (a log that ends early still replays what it

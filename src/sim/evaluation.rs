@@ -3,6 +3,7 @@
 //! path distances, progress). What a metric needs from earlier steps lives in [`EvalMemory`].
 
 use super::services::EvaluationService;
+use crate::config::SimConfig;
 use crate::geometry::OrientedBox;
 use crate::metrics::comfort::{ComfortLimits, ComfortTracker};
 use crate::metrics::direction::DirectionTracker;
@@ -10,7 +11,6 @@ use crate::metrics::ego_step::{self, ContactMemory, StepInput, TrackBox};
 use crate::metrics::table::{index, N_METRICS};
 use crate::metrics::ttc::TtcParams;
 use crate::rollout::trace::RolloutTrace;
-use crate::sim_config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 
 /// nuPlan's ego_is_making_progress threshold: progress along the expert route over the expert's.
@@ -45,12 +45,12 @@ impl EvalParams {
     pub fn new(cfg: &SimConfig) -> EvalParams {
         EvalParams {
             ttc: TtcParams {
-                step_s: cfg.evaluation.ttc_step_s,
-                horizon_s: cfg.evaluation.ttc_horizon_s,
+                step_s: cfg.drivekit.evaluation.ttc_step_s,
+                horizon_s: cfg.drivekit.evaluation.ttc_horizon_s,
                 ..TtcParams::default()
             },
             comfort: ComfortLimits::default(),
-            dt_s: cfg.control_timestep_us as f64 / 1e6,
+            dt_s: cfg.simulation.control_timestep_us as f64 / 1e6,
         }
     }
 }

@@ -6,14 +6,15 @@
 //! bird's-eye renderer's heading-up view, PNG-encoded, rendered for all rollouts on all cores.
 
 use super::services::{Observations, SensorService, StepError};
-use crate::sim_config::SimConfig;
+use crate::config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 use crate::video::render::View;
 
 /// The sensor with the configured clocks, and a camera when one renders.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClockedSensor {
-    frame_interval_us: i64,
+    /// Each camera's id and frame period (µs).
+    cameras: Vec<(String, i64)>,
     subsample: i64,
     egopose_interval_us: i64,
     assert_zero_delay: bool,
@@ -21,21 +22,28 @@ pub struct ClockedSensor {
 }
 
 impl ClockedSensor {
-    /// From the configuration's clocks.
+    /// From the configuration's clocks (`runtime.simulation_config.cameras`, the egopose
+    /// interval, `driver.inference.subsample_factor`).
     pub fn new(cfg: &SimConfig) -> ClockedSensor {
         ClockedSensor {
-            frame_interval_us: cfg.frame_interval_us as i64,
-            subsample: i64::from(cfg.driver.inference.cframes_subsample.max(1)),
-            egopose_interval_us: cfg.egopose_interval_us as i64,
-            assert_zero_delay: cfg.assert_zero_decision_delay,
+            cameras: cfg
+                .simulation
+                .cameras
+                .iter()
+                .zip(cfg.frame_intervals())
+                .map(|(c, f)| (c.logical_id.clone(), f as i64))
+                .collect(),
+            subsample: i64::from(cfg.subsample_factor.max(1)),
+            egopose_interval_us: cfg.simulation.egopose_interval_us as i64,
+            assert_zero_delay: cfg.simulation.assert_zero_decision_delay,
             camera: None,
         }
     }
 
-    /// The same clocks, rendering the configured camera (`driver.camera_px`; none when 0) at
+    /// The same clocks, rendering drivekit's camera (`drivekit.camera.size_px`; none when 0) at
     /// every decision into [`Observations::images`].
     pub fn with_camera(cfg: &SimConfig) -> ClockedSensor {
-        let px = cfg.driver.camera_px as usize;
+        let px = cfg.drivekit.camera.size_px as usize;
         ClockedSensor {
             camera: (px > 0).then(|| View {
                 size: px,
@@ -66,24 +74,37 @@ impl SensorService for ClockedSensor {
         obs.pose_us.resize(st.len(), 0);
         for r in (0..st.len()).filter(|&r| st.alive[r]) {
             let ctx = &scenes[st.scene[r] as usize];
-            let since = st.t_us[r] - ctx.start_us;
-            let frames = since / self.frame_interval_us;
-            let seen = frames / self.subsample * self.subsample;
-            let frame_us = ctx.start_us + seen * self.frame_interval_us;
+            let t = st.t_us[r];
+            let since = t - ctx.start_us;
             let pose_us =
                 ctx.start_us + since / self.egopose_interval_us * self.egopose_interval_us;
-            let prev = obs.frame_us[r];
-            obs.frames_rendered += if prev == 0 {
-                1
-            } else {
-                ((frame_us - prev) / self.frame_interval_us).max(0) as u64
-            };
-            obs.frame_us[r] = frame_us;
+            // Each camera's last frame completed by now (frames end at start + k·interval).
+            let mut stale: Option<(&str, i64)> = None;
+            for (k, (id, f)) in self.cameras.iter().enumerate() {
+                let last = ctx.start_us + since / f * f;
+                if k == 0 {
+                    // The frame the driver uses: every subsample-th of the first camera's.
+                    let seen = since / f / self.subsample * self.subsample;
+                    let frame_us = ctx.start_us + seen * f;
+                    let prev = obs.frame_us[r];
+                    obs.frames_rendered += if prev == 0 {
+                        1
+                    } else {
+                        ((frame_us - prev) / f).max(0) as u64
+                    };
+                    obs.frame_us[r] = frame_us;
+                }
+                if last != t && stale.is_none() {
+                    stale = Some((id, last));
+                }
+            }
             obs.pose_us[r] = pose_us;
-            if self.assert_zero_delay && (frame_us != st.t_us[r] || pose_us != st.t_us[r]) {
+            if self.assert_zero_delay && (stale.is_some() || pose_us != t) {
+                let (camera, frame_us) = stale.unwrap_or(("", t));
                 return Err(StepError::DecisionDelay {
                     scene: ctx.scene.scene_id.clone(),
-                    t_us: st.t_us[r],
+                    t_us: t,
+                    camera: camera.to_string(),
                     frame_us,
                     pose_us,
                 });
@@ -123,7 +144,7 @@ mod tests {
     fn every_decision_checks_the_frame_and_pose_clocks() {
         // 30 Hz camera, 10 Hz driver seeing every third frame: frames complete at decisions.
         let cfg = SimConfig::parse(
-            "control_timestep_us: 100002\nframe_interval_us: 33334\negopose_interval_us: 100002\ntime_start_offset_us: 300006\ndriver: {inference: {Cframes_subsample: 3}}\n",
+            "runtime:\n  simulation_config:\n    control_timestep_us: 100002\n    egopose_interval_us: 100002\n    time_start_offset_us: 300006\n    cameras:\n      - {logical_id: cam, frame_interval_us: 33334, shutter_duration_us: 1000, width: 8, height: 8}\ndriver: {inference: {subsample_factor: 3}}\n",
             std::path::Path::new("t"),
         )
         .unwrap();
@@ -136,10 +157,11 @@ mod tests {
             st.t_us[0] += 100_002;
         }
         assert_eq!(obs.frames_rendered, 13, "1 + 3 per later decision");
-        // Subsample 2 would leave the driver a frame 33 ms old: the first decision after the
-        // start fails with the times named (the config rules forbid this; the sensor re-checks).
+        // A 40 ms camera would leave the decision at 100 ms a frame 20 ms old: the first
+        // decision after the start fails with the camera and times named (the config rules
+        // forbid this; the sensor re-checks).
         let mut bad = cfg.clone();
-        bad.driver.inference.cframes_subsample = 2;
+        bad.simulation.cameras[0].frame_interval_us = 40_000;
         let sensor = ClockedSensor::new(&bad);
         let mut obs = Observations::default();
         st.t_us[0] = ctxs[0].start_us;
@@ -150,11 +172,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("sees the camera frame of") && e.contains("assert_zero_decision_delay"),
+            e.contains("sees camera cam's last frame of")
+                && e.contains(&(ctxs[0].start_us + 80_000).to_string())
+                && e.contains("assert_zero_decision_delay"),
             "{e}"
         );
         // With the assertion off the stale frame is accepted.
-        bad.assert_zero_decision_delay = false;
+        bad.simulation.assert_zero_decision_delay = false;
         let sensor = ClockedSensor::new(&bad);
         assert!(sensor.observe(&st, &ctxs, &mut obs).is_ok());
     }

@@ -10,19 +10,21 @@ use crate::state::{BatchState, SceneCtx};
 pub const PLAN_POINTS: usize = 10;
 
 /// Names of the services in step order (the deploy keys of wizard-config.yaml).
-pub use crate::sim_config::SERVICES;
+pub use crate::config::SERVICES;
 
 /// Why a chunk cannot step on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StepError {
     /// assert_zero_decision_delay: the driver would decide on stale inputs.
-    #[error("scene {scene}: decision at {t_us} µs sees the camera frame of {frame_us} µs and the ego pose of {pose_us} µs; with assert_zero_decision_delay both must complete at the decision (set control_timestep_us = Cframes_subsample × frame_interval_us and egopose_interval_us = control_timestep_us)")]
+    #[error("scene {scene}: decision at {t_us} µs sees camera {camera}'s last frame of {frame_us} µs and the ego pose of {pose_us} µs; with assert_zero_decision_delay both must complete at the decision (make control_timestep_us a multiple of every camera's frame_interval_us and the egopose interval the control step)")]
     DecisionDelay {
         /// scene id
         scene: String,
         /// decision time
         t_us: i64,
-        /// last frame the driver sees
+        /// the camera whose frame is stale ("" when only the pose is)
+        camera: String,
+        /// that camera's last frame
         frame_us: i64,
         /// last ego pose
         pose_us: i64,

@@ -208,12 +208,12 @@ pub struct ConfiguredServices {
 
 impl ConfiguredServices {
     /// The services of `cfg`.
-    pub fn new(cfg: &crate::sim_config::SimConfig) -> ConfiguredServices {
+    pub fn new(cfg: &crate::config::SimConfig) -> ConfiguredServices {
         ConfiguredServices {
             sensor: super::sensor::ClockedSensor::new(cfg),
             camera_sensor: super::sensor::ClockedSensor::with_camera(cfg),
             evaluator: super::evaluation::Evaluator::new(cfg),
-            dt_us: cfg.control_timestep_us as i64,
+            dt_us: cfg.simulation.control_timestep_us as i64,
         }
     }
 
@@ -349,10 +349,10 @@ impl Probe<'_> {
         self.step(
             &[
                 ("evaluation", "evaluate", t[1] - t[0]),
-                ("sensor", "observe", t[3] - t[2]),
+                ("renderer", "observe", t[3] - t[2]),
                 ("driver", "drive", t[4] - t[3]),
                 ("controller", "control", t[5] - t[4]),
-                ("traffic", "advance", t[6] - t[5]),
+                ("trafficsim", "advance", t[6] - t[5]),
             ],
             t[6] - t[0],
         );

@@ -2,7 +2,7 @@
 //! (DESIGN §8): a service whose calls queue needs more replicas or concurrency; a GPU under 50 %
 //! wants more concurrent rollouts, over 90 % is saturated; workers idle under 20 % of the time are
 //! the bottleneck themselves, over 80 % are waiting on a service (named); and a service whose
-//! deploy capacity is far below the others' limits them all. Every line names the service, the
+//! capacity (gpus × replicas × concurrent rollouts) is far below the others' limits them all. Every line names the service, the
 //! setting to change and the numbers behind it.
 
 use std::collections::BTreeMap;
@@ -30,7 +30,7 @@ pub struct Summary {
     pub rollouts: f64,
     /// Per GPU: mean utilisation (%).
     pub gpu_util_mean: BTreeMap<String, f64>,
-    /// Per service: deploy capacity (from wizard-config.yaml).
+    /// Per service: capacity (gpus × replicas × concurrent rollouts, from wizard-config.yaml).
     pub capacity: BTreeMap<String, u64>,
     /// Mean CPU use of the workers (percent of one core).
     pub cpu_mean_pct: Option<f64>,
@@ -48,7 +48,7 @@ impl Summary {
     }
 }
 
-/// Builds the summary from merged families and the run's deploy capacities.
+/// Builds the summary from merged families and the run's service capacities.
 pub fn summarize(
     families: &[(String, Family)],
     capacity: BTreeMap<String, u64>,
@@ -125,7 +125,7 @@ pub const QUEUE_MEAN: f64 = 1.0;
 pub const QUEUE_P95: f64 = 3.0;
 /// Share of all call time from which one service is named as dominant.
 pub const DOMINANT_SHARE: f64 = 0.6;
-/// Capacity ratio from which deploy entries count as unbalanced.
+/// Capacity ratio from which service capacities count as unbalanced.
 pub const UNBALANCED_RATIO: f64 = 4.0;
 
 /// The advice, one line per finding (a single "no bottleneck" line when nothing fires).
@@ -145,7 +145,7 @@ pub fn advise(s: &Summary) -> Vec<String> {
                 .map(|c| format!(" (capacity now {c})"))
                 .unwrap_or_default();
             out.push(format!(
-                "{svc}: calls queue (mean depth {mean:.1}, p95 {p95:.0}, p95 wait {:.1} ms) — raise deploy.{svc}.replicas_per_container or deploy.{svc}.n_concurrent_rollouts{cap}",
+                "{svc}: calls queue (mean depth {mean:.1}, p95 {p95:.0}, p95 wait {:.1} ms) — raise services.{svc}.replicas_per_container or runtime.endpoints.{svc}.n_concurrent_rollouts{cap}",
                 s.blocking_p95.get(svc).copied().unwrap_or(f64::NAN) * 1e3
             ));
         }
@@ -157,7 +157,7 @@ pub fn advise(s: &Summary) -> Vec<String> {
             ));
         } else if *u > 90.0 {
             out.push(format!(
-                "GPU {gpu}: mean utilisation {u:.0} % > 90 % — saturated; more concurrency will not help, add GPUs (deploy.<service>.gpus) or shards"
+                "GPU {gpu}: mean utilisation {u:.0} % > 90 % — saturated; more concurrency will not help, add GPUs (services.<service>.gpus) or shards"
             ));
         }
     }
@@ -179,7 +179,7 @@ pub fn advise(s: &Summary) -> Vec<String> {
                         )
                     } else {
                         format!(
-                            "{k}, whose calls take {share:.0} % of all call time — raise deploy.{k}.replicas_per_container or n_concurrent_rollouts, or run more replicas of its server"
+                            "{k}, whose calls take {share:.0} % of all call time — raise services.{k}.replicas_per_container or runtime.endpoints.{k}.n_concurrent_rollouts, or run more replicas of its server"
                         )
                     }
                 })
@@ -204,7 +204,7 @@ pub fn advise(s: &Summary) -> Vec<String> {
                 )
             } else {
                 format!(
-                    "{k}: {:.0} % of all call time — the service to speed up or give more replicas (deploy.{k})",
+                    "{k}: {:.0} % of all call time — the service to speed up or give more replicas (services.{k}.replicas_per_container)",
                     100.0 * share
                 )
             });
@@ -216,7 +216,7 @@ pub fn advise(s: &Summary) -> Vec<String> {
     ) {
         if *lo > 0 && *hi as f64 / *lo as f64 >= UNBALANCED_RATIO {
             out.push(format!(
-                "{lo_s}: deploy capacity {lo} is {:.0}× below the largest ({hi}) — it limits every service; raise deploy.{lo_s}.replicas_per_container or n_concurrent_rollouts",
+                "{lo_s}: capacity {lo} (gpus × replicas × concurrent) is {:.0}× below the largest ({hi}) — it limits every service; raise services.{lo_s}.replicas_per_container or runtime.endpoints.{lo_s}.n_concurrent_rollouts",
                 *hi as f64 / *lo as f64
             ));
         }
@@ -228,7 +228,7 @@ pub fn advise(s: &Summary) -> Vec<String> {
             if s.capacity.is_empty() {
                 String::new()
             } else {
-                ", deploy capacities balanced".into()
+                ", service capacities balanced".into()
             }
         ));
     }
@@ -265,7 +265,8 @@ mod tests {
         s.blocking_p95.insert("driver".into(), 0.05);
         let a = advise(&s);
         assert!(
-            a[0].starts_with("driver: calls queue") && a[0].contains("deploy.driver"),
+            a[0].starts_with("driver: calls queue")
+                && a[0].contains("services.driver.replicas_per_container"),
             "{a:?}"
         );
         let mut s = base();
@@ -293,10 +294,10 @@ mod tests {
         s.work_s = 9.5;
         assert!(advise(&s)[0].contains("simulation itself is the bottleneck"));
         let mut s = base();
-        s.capacity = [("driver".to_string(), 64), ("traffic".to_string(), 4)].into();
+        s.capacity = [("driver".to_string(), 64), ("trafficsim".to_string(), 4)].into();
         let a = advise(&s);
         assert!(
-            a[0].starts_with("traffic: deploy capacity 4 is 16×"),
+            a[0].starts_with("trafficsim: capacity 4 (gpus × replicas × concurrent) is 16×"),
             "{a:?}"
         );
     }

@@ -366,7 +366,7 @@ pub fn report(run: &std::path::Path) -> Result<Report, TelemetryError> {
     let prom_path = dir.join("metrics.prom");
     crate::fsutil::write_atomic(&prom_path, merged.as_bytes()).map_err(io(prom_path.clone()))?;
     let families = prom::parse(&merged, &prom_path).unwrap_or_default();
-    let cfg = crate::sim_config::SimConfig::load(&run.join(crate::run_dir::WIZARD_CONFIG)).ok();
+    let cfg = crate::config::SimConfig::load(&run.join(crate::run_dir::WIZARD_CONFIG)).ok();
     let mut capacity = BTreeMap::new();
     let mut table = Vec::new();
     if let Some(c) = &cfg {
@@ -374,20 +374,21 @@ pub fn report(run: &std::path::Path) -> Result<Report, TelemetryError> {
             "service".to_string(),
             "gpus · replicas · concurrent → capacity".to_string(),
         ));
-        for s in crate::sim_config::SERVICES {
-            if let Some(d) = c.deploy.get(s) {
-                capacity.insert(s.to_string(), d.capacity());
-                table.push((
-                    s.to_string(),
-                    format!(
-                        "{} · {} · {} → {}",
-                        d.gpus,
-                        d.replicas_per_container,
-                        d.n_concurrent_rollouts,
-                        d.capacity()
-                    ),
-                ));
+        for c in c.capacities() {
+            if !c.skipped {
+                capacity.insert(c.service.clone(), c.capacity);
             }
+            table.push((
+                c.service.clone(),
+                format!(
+                    "{} · {} · {} → {}{}",
+                    c.gpus,
+                    c.replicas,
+                    c.concurrent,
+                    c.capacity,
+                    if c.skipped { " (skip)" } else { "" }
+                ),
+            ));
         }
     }
     let run_name = std::fs::read_to_string(run.join(crate::run_dir::RUN_METADATA))

@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use super::services::{DriverService, Observations, Plans};
 use crate::alpasim_grpc::common;
 use crate::alpasim_grpc::egodriver::{self, egodriver_service_client::EgodriverServiceClient};
-use crate::sim_config::SimConfig;
+use crate::config::SimConfig;
 use crate::state::{BatchState, SceneCtx};
 use camera::camera;
 use client::{call, endpoint, record_wait, slot, Address};
@@ -91,9 +91,10 @@ pub struct ExternalDriver {
 }
 
 impl ExternalDriver {
-    /// Connects to every address of `cfg.driver` and checks each with `get_version`.
+    /// Connects to every address of `drivekit.external_driver` and checks each with
+    /// `get_version`.
     pub fn connect(cfg: &SimConfig) -> Result<ExternalDriver, ExternalError> {
-        let d = &cfg.driver;
+        let d = &cfg.drivekit.external_driver;
         if d.addresses.is_empty() {
             return Err(ExternalError::NoAddress);
         }
@@ -103,10 +104,7 @@ impl ExternalDriver {
             .build()
             .map_err(|e| ExternalError::Runtime(e.to_string()))?;
         let timeout = Duration::from_secs_f64(d.timeout_s);
-        let per_address = cfg
-            .deploy
-            .get("driver")
-            .map_or(64, |x| x.n_concurrent_rollouts.max(1) as usize);
+        let per_address = cfg.driver_concurrency();
         let stats = Arc::new(Mutex::new(RpcStats::new()));
         let mut addresses = Vec::new();
         let mut versions = Vec::new();
@@ -155,7 +153,8 @@ impl ExternalDriver {
             sessions: Mutex::new(HashMap::new()),
             stats,
             version: versions.join(", "),
-            camera_px: (d.camera_px > 0).then_some(d.camera_px as usize),
+            camera_px: (cfg.drivekit.camera.size_px > 0)
+                .then_some(cfg.drivekit.camera.size_px as usize),
         })
     }
 
