@@ -315,55 +315,6 @@ fn constant_velocity_driver_goes_straight_after_the_takeover() {
     );
 }
 
-/// (clipgt_id, rollout_id, name) → values in time order, from every metrics.parquet of a run.
-fn metric_values(run: &Path) -> std::collections::BTreeMap<(String, String, String), Vec<f64>> {
-    use arrow_array::Float64Array;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let mut out = std::collections::BTreeMap::new();
-    for f in batch_files(run) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let b = batch.unwrap();
-            let s = |n: &str| arrow_cast_utf8(b.column_by_name(n).unwrap().as_ref());
-            let (names, clips, rollouts) = (s("name"), s("clipgt_id"), s("rollout_id"));
-            let values = b
-                .column_by_name("values")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .unwrap()
-                .clone();
-            for i in 0..b.num_rows() {
-                out.entry((clips[i].clone(), rollouts[i].clone(), names[i].clone()))
-                    .or_insert_with(Vec::new)
-                    .push(values.value(i));
-            }
-        }
-    }
-    out
-}
-
-/// A string column (plain or dictionary-encoded) as owned strings.
-fn arrow_cast_utf8(a: &dyn arrow_array::Array) -> Vec<String> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::Int32Type;
-    if let Some(d) = a.as_dictionary_opt::<Int32Type>() {
-        let values = d.values().as_string::<i32>();
-        return d
-            .keys()
-            .iter()
-            .map(|k| values.value(k.unwrap() as usize).to_string())
-            .collect();
-    }
-    a.as_string::<i32>()
-        .iter()
-        .map(|s| s.unwrap().to_string())
-        .collect()
-}
-
 /// nuPlan's metric cases through import → simulate (log replay) → metrics.parquet reproduce
 /// nuPlan's expected values, read from each case's `expected.statistics` (motional/nuplan-devkit,
 /// `nuplan/planning/metrics/evaluation_metrics/common/test/json/…`, bundled in
@@ -415,7 +366,7 @@ fn nuplan_cases_through_the_whole_pipeline() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v = metric_values(&run);
+    let v = util::metric_values(&run);
     let values = |case: &str, name: &str| -> Vec<f64> {
         let key = v
             .keys()
@@ -526,7 +477,7 @@ fn idm_driver_and_traffic_with_seeded_rollouts() {
     };
     let run = |name: &str, seed: &str| run_threads(name, seed, None);
     let a = run("a", "1");
-    let v = metric_values(&a);
+    let v = util::metric_values(&a);
     for ((clip, rollout, name), values) in &v {
         if name == "collision_any" {
             assert!(

@@ -61,17 +61,24 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Convert a public-dataset scene into drivekit's scene format (`<scene_id>.dkscene`).
+    /// Convert public-dataset recordings into drivekit's scene format (`<scene_id>.dkscene`),
+    /// files in parallel on all cores. A file or scenario that cannot be imported is named and
+    /// skipped (exit 1); nothing imported is exit 2.
     Import {
-        /// Dataset format of INPUT.
+        /// Dataset format of the inputs.
         kind: ImportKind,
-        /// Input: for av2-forecasting, the directory holding scenario_<id>.parquet and
-        /// log_map_archive_<id>.json; for av2-sensor, the log directory; for nuplan-case, a case
-        /// JSON or a directory of them; for commonroad, an XML file or a directory of them.
-        input: PathBuf,
+        /// Inputs: for av2-forecasting, the directory holding scenario_<id>.parquet and
+        /// log_map_archive_<id>.json; for av2-sensor, the log directory; for the others files,
+        /// directories searched for the kind's files (womd: `*.tfrecord*`; gpudrive and
+        /// nuplan-case: `*.json`; commonroad: `*.xml`), or quoted globs.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
         /// Output directory.
         #[arg(short, long, default_value = "fixtures/scenes")]
         out: PathBuf,
+        /// Do not draw a progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Generate procedural scenes (a straight multi-lane road with traffic) for scale tests.
     Generate {
@@ -327,10 +334,18 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 None => print!("{yaml}"),
             }
         }
-        Command::Import { kind, input, out } => {
-            for (scene, path) in scene::import::import_to(kind, &input, &out)? {
-                println!("{}\n  written to {}", scene.summary(), path.display());
-            }
+        Command::Import {
+            kind,
+            inputs,
+            out,
+            quiet,
+        } => {
+            let opts = scene::import::ImportOptions { progress: !quiet };
+            let report = scene::import::import_to(kind, &inputs, &out, &opts)?;
+            let (stdout, stderr) = report.text(&out);
+            print!("{stdout}");
+            eprint!("{stderr}");
+            return Ok(report.exit_code());
         }
         Command::Generate {
             count,

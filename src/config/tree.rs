@@ -185,6 +185,8 @@ fn leaves(v: &Value, at: &str, out: &mut Vec<KeyPath>) {
                 leaves(v, &join(at, &i.to_string()), out);
             }
         }
+        // An empty document (or an empty root mapping) has no leaves.
+        _ if at.is_empty() => {}
         _ => out.push(at.to_string()),
     }
 }

@@ -160,6 +160,7 @@ mod tests {
                 right_neighbor: None,
                 is_intersection: false,
                 lane_type: "VEHICLE".into(),
+                speed_limit_mps: None,
             }],
             ..Map::default()
         }

@@ -123,6 +123,9 @@ fn scene_from_log(md: &RolloutMetadata) -> Scene {
         .collect();
     let session = md.session_metadata.clone().unwrap_or_default();
     Scene {
+        signals: Vec::new(),
+        tags: Vec::new(),
+        meta: Default::default(),
         scene_id: session.scene_id,
         source: "rebuilt from rollout.asl (no map)".into(),
         timestamps_us: traj.poses.iter().map(|p| p.timestamp_us as i64).collect(),

@@ -191,6 +191,7 @@ pub fn read_map(path: &Path) -> Result<Map, ImportError> {
         .lane_segments
         .into_values()
         .map(|l| Lane {
+            speed_limit_mps: None,
             id: l.id,
             centerline: match &l.centerline {
                 Some(c) => pts(c),
@@ -227,6 +228,11 @@ pub fn read_map(path: &Path) -> Result<Map, ImportError> {
         .collect();
     crosswalks.sort_by_key(|p| p.id);
     Ok(Map {
+        road_lines: Vec::new(),
+        road_edges: Vec::new(),
+        speed_bumps: Vec::new(),
+        driveways: Vec::new(),
+        stop_signs: Vec::new(),
         lanes,
         drivable_areas,
         crosswalks,
@@ -322,6 +328,9 @@ pub fn import_forecasting(scenario: &Path, map: &Path) -> Result<Scene, ImportEr
         file: file.to_path_buf(),
     })?;
     let scene = Scene {
+        signals: Vec::new(),
+        tags: Vec::new(),
+        meta: Default::default(),
         scene_id: scenario_id,
         source: format!(
             "Argoverse 2 motion forecasting (CC BY-NC-SA 4.0): {}",

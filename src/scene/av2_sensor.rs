@@ -241,6 +241,9 @@ pub fn import_sensor_log(
         .unwrap_or_default()
         .to_string();
     let scene = Scene {
+        signals: Vec::new(),
+        tags: Vec::new(),
+        meta: Default::default(),
         scene_id: log_id,
         source: format!(
             "Argoverse 2 sensor dataset (CC BY-NC-SA 4.0): {}",

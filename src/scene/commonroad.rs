@@ -203,6 +203,7 @@ pub fn import(path: &Path) -> Result<Scene, CommonRoadError> {
             });
         }
         lanes.push(Lane {
+            speed_limit_mps: None,
             id,
             centerline: midline(&left, &right),
             predecessors: refs(l, "predecessor"),
@@ -333,6 +334,9 @@ pub fn import(path: &Path) -> Result<Scene, CommonRoadError> {
     }
     drivable_areas.sort_by_key(|p| p.id);
     let scene = Scene {
+        signals: Vec::new(),
+        tags: Vec::new(),
+        meta: Default::default(),
         scene_id,
         source: format!(
             "CommonRoad scenario (BSD-3-Clause, TUM; source: {}): {}",
@@ -345,6 +349,11 @@ pub fn import(path: &Path) -> Result<Scene, CommonRoadError> {
             .map(|k| ((first_step + k) as f64 * dt * 1e6).round() as i64)
             .collect(),
         map: Map {
+            road_lines: Vec::new(),
+            road_edges: Vec::new(),
+            speed_bumps: Vec::new(),
+            driveways: Vec::new(),
+            stop_signs: Vec::new(),
             lanes,
             drivable_areas,
             crosswalks,

@@ -1,9 +1,14 @@
-//! `simulate import KIND INPUT -o DIR`: one entry point over the importers — which files of INPUT
-//! each dataset reads, converting them into scenes and writing `<scene_id>.dkscene` files.
+//! `simulate import KIND INPUT… -o DIR`: one entry point over the importers. The inputs' files
+//! (a file, a directory searched for the kind's files, or a glob) are read in parallel on all
+//! cores; every scene is written to `DIR/<scene_id>.dkscene` as soon as it is converted, so
+//! memory stays bounded however many shards there are. A file or scenario that cannot be
+//! imported is named with the problem and skipped; the others go on.
 
 use std::path::{Path, PathBuf};
 
-use super::{av2, av2_sensor, commonroad, nuplan_case, Scene, SceneError};
+use rayon::prelude::*;
+
+use super::{av2, av2_sensor, commonroad, gpudrive, nuplan_case, womd, Scene};
 
 /// The datasets `simulate import` reads (a command-line value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,26 +23,44 @@ pub enum ImportKind {
     NuplanCase,
     /// CommonRoad XML scenario (one file, or a directory searched for *.xml).
     Commonroad,
+    /// Waymo Open Motion Dataset: TFRecord files of Scenario protobufs (files, directories
+    /// searched for `*.tfrecord*`, or globs such as 'training/training.tfrecord-*').
+    Womd,
+    /// GPUDrive / Nocturne JSON scenes (files or directories searched for *.json).
+    Gpudrive,
 }
 
-/// Why an import did not happen; each names the file.
+impl ImportKind {
+    /// Whether `p` is an input file of this kind.
+    fn takes(self, p: &Path) -> bool {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        match self {
+            ImportKind::Womd => name.contains(".tfrecord") || name.starts_with("tfrecord"),
+            ImportKind::Gpudrive | ImportKind::NuplanCase => name.ends_with(".json"),
+            ImportKind::Commonroad => name.ends_with(".xml"),
+            ImportKind::Av2Forecasting | ImportKind::Av2Sensor => false,
+        }
+    }
+
+    /// The kind's inputs are directories (one scene per directory), not files.
+    fn per_directory(self) -> bool {
+        matches!(self, ImportKind::Av2Forecasting | ImportKind::Av2Sensor)
+    }
+}
+
+/// Settings of an import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Draw a progress bar (on a terminal only).
+    pub progress: bool,
+}
+
+/// Why nothing could be imported.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    /// Argoverse 2 forecasting.
-    #[error(transparent)]
-    Av2(#[from] av2::ImportError),
-    /// Argoverse 2 sensor log.
-    #[error(transparent)]
-    Av2Sensor(#[from] av2_sensor::SensorLogError),
-    /// nuPlan case.
-    #[error(transparent)]
-    NuplanCase(#[from] nuplan_case::CaseError),
-    /// CommonRoad.
-    #[error(transparent)]
-    CommonRoad(#[from] commonroad::CommonRoadError),
-    /// Writing a scene.
-    #[error(transparent)]
-    Scene(#[from] SceneError),
     /// The input cannot be listed.
     #[error("{path}: {source}")]
     Io {
@@ -47,66 +70,251 @@ pub enum ImportError {
         source: std::io::Error,
     },
     /// No input file of the kind.
-    #[error("{0}: no .{1} files found")]
+    #[error("{0}: no {1} files found")]
     NoFiles(PathBuf, &'static str),
+    /// A glob that does not parse.
+    #[error("{0}: not a valid glob pattern ({1})")]
+    Glob(String, String),
+    /// Every input failed; the reasons are in the report.
+    #[error("nothing imported: {} input(s) skipped; first: {}", .0.len(), .0.first().map(String::as_str).unwrap_or("-"))]
+    NothingImported(Vec<String>),
 }
 
-/// `input` itself when it is a file, else every `*.{ext}` below it, sorted.
-pub fn files_with(input: &Path, ext: &'static str) -> Result<Vec<PathBuf>, ImportError> {
-    if input.is_file() {
-        return Ok(vec![input.to_path_buf()]);
+/// A scene written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// Its id.
+    pub scene_id: String,
+    /// Its file.
+    pub path: PathBuf,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportReport {
+    /// Input files (or directories) read.
+    pub inputs: usize,
+    /// Scenes written, in input order.
+    pub written: Vec<Written>,
+    /// Summaries of the first scenes written (`simulate import` prints them for small imports).
+    pub summaries: Vec<String>,
+    /// What was skipped and why (file, byte offset or scenario, problem).
+    pub skipped: Vec<String>,
+}
+
+/// How many scene summaries a report keeps.
+pub const SUMMARIES: usize = 10;
+
+/// How many skip reasons `simulate import` prints before summarising the rest.
+pub const SKIPS_SHOWN: usize = 20;
+
+impl ImportReport {
+    /// The exit status `simulate import` uses: 0 all imported, 1 some skipped.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(!self.skipped.is_empty())
     }
-    let mut out = Vec::new();
-    let mut dirs = vec![input.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        let io = |e| ImportError::Io {
-            path: d.clone(),
-            source: e,
-        };
-        for e in std::fs::read_dir(&d).map_err(io)? {
-            let p = e.map_err(io)?.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == ext) {
-                out.push(p);
+
+    /// What `simulate import` prints: on stdout each scene's summary (for up to
+    /// [`SUMMARIES`] scenes) and the totals; on stderr what was skipped.
+    pub fn text(&self, out: &Path) -> (String, String) {
+        let mut o = String::new();
+        if self.written.len() <= SUMMARIES {
+            for (s, w) in self.summaries.iter().zip(&self.written) {
+                o.push_str(&format!("{s}\n  written to {}\n", w.path.display()));
             }
+        }
+        o.push_str(&format!(
+            "{} scene(s) from {} input(s) → {}; {} skipped\n",
+            self.written.len(),
+            self.inputs,
+            out.display(),
+            self.skipped.len()
+        ));
+        let mut e = String::new();
+        for s in self.skipped.iter().take(SKIPS_SHOWN) {
+            e.push_str(&format!("skipped: {s}\n"));
+        }
+        if self.skipped.len() > SKIPS_SHOWN {
+            e.push_str(&format!(
+                "… and {} more skipped\n",
+                self.skipped.len() - SKIPS_SHOWN
+            ));
+        }
+        (o, e)
+    }
+}
+
+fn kind_name(kind: ImportKind) -> &'static str {
+    match kind {
+        ImportKind::Womd => "TFRecord",
+        ImportKind::Gpudrive | ImportKind::NuplanCase => ".json",
+        ImportKind::Commonroad => ".xml",
+        ImportKind::Av2Forecasting | ImportKind::Av2Sensor => "input",
+    }
+}
+
+/// The input files of `kind` among `inputs`: each file itself, each directory searched
+/// recursively, each glob expanded; sorted and deduplicated.
+pub fn input_files(kind: ImportKind, inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let text = input.to_string_lossy();
+        if kind.per_directory() {
+            out.push(input.clone());
+            continue;
+        }
+        if !input.exists() && text.contains(['*', '?', '[']) {
+            let paths = glob::glob(&text)
+                .map_err(|e| ImportError::Glob(text.to_string(), e.to_string()))?;
+            let before = out.len();
+            out.extend(paths.flatten().filter(|p| p.is_file()));
+            if out.len() == before {
+                return Err(ImportError::NoFiles(input.clone(), kind_name(kind)));
+            }
+            continue;
+        }
+        if input.is_file() {
+            out.push(input.clone());
+            continue;
+        }
+        let before = out.len();
+        let mut dirs = vec![input.clone()];
+        while let Some(d) = dirs.pop() {
+            let io = |e| ImportError::Io {
+                path: d.clone(),
+                source: e,
+            };
+            for e in std::fs::read_dir(&d).map_err(io)? {
+                let p = e.map_err(io)?.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if kind.takes(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        if out.len() == before {
+            return Err(ImportError::NoFiles(input.clone(), kind_name(kind)));
         }
     }
     out.sort();
-    if out.is_empty() {
-        return Err(ImportError::NoFiles(input.to_path_buf(), ext));
-    }
+    out.dedup();
     Ok(out)
 }
 
-/// Converts `input` into scenes.
-pub fn import(kind: ImportKind, input: &Path) -> Result<Vec<Scene>, ImportError> {
-    Ok(match kind {
-        ImportKind::Av2Forecasting => vec![av2::import_forecasting_dir(input)?],
-        ImportKind::Av2Sensor => vec![av2_sensor::import_sensor_log_dir(input)?],
-        ImportKind::NuplanCase => files_with(input, "json")?
-            .iter()
-            .map(|f| nuplan_case::import_case(f))
-            .collect::<Result<_, _>>()?,
-        ImportKind::Commonroad => files_with(input, "xml")?
-            .iter()
-            .map(|f| commonroad::import(f))
-            .collect::<Result<_, _>>()?,
-    })
+/// `input` itself when it is a file, else every `*.{ext}` below it, sorted (kept for callers of
+/// the single-file importers).
+pub fn files_with(input: &Path, ext: &'static str) -> Result<Vec<PathBuf>, ImportError> {
+    let kind = match ext {
+        "xml" => ImportKind::Commonroad,
+        _ => ImportKind::NuplanCase,
+    };
+    input_files(kind, &[input.to_path_buf()])
 }
 
-/// Converts `input` and writes each scene to `out/<scene_id>.dkscene`; returns the scenes with
-/// the file each went to.
-pub fn import_to(
+/// Converts one input, handing each scene (or the reason it was skipped) to `emit`.
+fn read_input(
     kind: ImportKind,
     input: &Path,
-    out: &Path,
-) -> Result<Vec<(Scene, PathBuf)>, ImportError> {
-    let mut written = Vec::new();
-    for scene in import(kind, input)? {
-        let path = out.join(format!("{}.{}", scene.scene_id, super::EXTENSION));
-        scene.save(&path)?;
-        written.push((scene, path));
+    _opts: &ImportOptions,
+    emit: &mut dyn FnMut(Result<Scene, String>),
+) {
+    let one = |r: Result<Scene, String>, emit: &mut dyn FnMut(Result<Scene, String>)| emit(r);
+    match kind {
+        ImportKind::Av2Forecasting => one(
+            av2::import_forecasting_dir(input).map_err(|e| e.to_string()),
+            emit,
+        ),
+        ImportKind::Av2Sensor => one(
+            av2_sensor::import_sensor_log_dir(input).map_err(|e| e.to_string()),
+            emit,
+        ),
+        ImportKind::NuplanCase => one(
+            nuplan_case::import_case(input).map_err(|e| e.to_string()),
+            emit,
+        ),
+        ImportKind::Commonroad => one(commonroad::import(input).map_err(|e| e.to_string()), emit),
+        ImportKind::Gpudrive => one(gpudrive::import(input).map_err(|e| e.to_string()), emit),
+        ImportKind::Womd => womd::read_file(input, &mut |r| emit(r.map_err(|e| e.to_string()))),
     }
-    Ok(written)
+}
+
+/// Converts `inputs` and writes each scene to `out/<scene_id>.dkscene` as it comes.
+pub fn import_to(
+    kind: ImportKind,
+    inputs: &[PathBuf],
+    out: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportReport, ImportError> {
+    let files = input_files(kind, inputs)?;
+    std::fs::create_dir_all(out).map_err(|e| ImportError::Io {
+        path: out.to_path_buf(),
+        source: e,
+    })?;
+    let bar = crate::report::progress::bar(files.len() as u64, "importing", opts.progress);
+    let mut report = ImportReport {
+        inputs: files.len(),
+        ..ImportReport::default()
+    };
+    // Per file, its scenes in order; files in parallel, results merged in input order.
+    let per_file: Vec<(Vec<Written>, Vec<String>, Vec<String>)> = files
+        .par_iter()
+        .map(|f| {
+            let mut written = Vec::new();
+            let mut skipped = Vec::new();
+            let mut summaries = Vec::new();
+            read_input(kind, f, opts, &mut |r| match r {
+                Ok(scene) => {
+                    let path = out.join(format!("{}.{}", scene.scene_id, super::EXTENSION));
+                    match scene.save(&path) {
+                        Ok(()) => {
+                            if summaries.len() < SUMMARIES {
+                                summaries.push(scene.summary());
+                            }
+                            written.push(Written {
+                                scene_id: scene.scene_id.clone(),
+                                path,
+                            });
+                        }
+                        Err(e) => skipped.push(e.to_string()),
+                    }
+                }
+                Err(why) => skipped.push(why),
+            });
+            bar.inc(1);
+            (written, skipped, summaries)
+        })
+        .collect();
+    bar.finish_and_clear();
+    for (w, s, sum) in per_file {
+        report.written.extend(w);
+        report.skipped.extend(s);
+        for x in sum {
+            if report.summaries.len() < SUMMARIES {
+                report.summaries.push(x);
+            }
+        }
+    }
+    if report.written.is_empty() {
+        return Err(ImportError::NothingImported(report.skipped));
+    }
+    Ok(report)
+}
+
+/// Converts `input` into scenes in memory (for tests and small inputs): the scenes, and what was
+/// skipped.
+pub fn import(
+    kind: ImportKind,
+    input: &Path,
+    opts: &ImportOptions,
+) -> Result<(Vec<Scene>, Vec<String>), ImportError> {
+    let mut scenes = Vec::new();
+    let mut skipped = Vec::new();
+    for f in input_files(kind, &[input.to_path_buf()])? {
+        read_input(kind, &f, opts, &mut |r| match r {
+            Ok(s) => scenes.push(s),
+            Err(e) => skipped.push(e),
+        });
+    }
+    Ok((scenes, skipped))
 }

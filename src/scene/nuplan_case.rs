@@ -206,6 +206,9 @@ pub fn import_case(path: &Path) -> Result<Scene, CaseError> {
         }
     }
     let scene = Scene {
+        signals: Vec::new(),
+        tags: Vec::new(),
+        meta: Default::default(),
         scene_id: case_id(path),
         source: format!(
             "nuPlan devkit metric test case (Apache-2.0): {}",

@@ -50,6 +50,7 @@ pub fn generate(spec: &ProceduralSpec) -> Scene {
     let (x0, x1) = (-100.0, road_len);
     let lanes: Vec<Lane> = (0..n_lanes)
         .map(|i| Lane {
+            speed_limit_mps: None,
             id: i as i64,
             centerline: vec![[x0, lane_y(i)], [x1, lane_y(i)]],
             left_boundary: vec![
@@ -70,6 +71,11 @@ pub fn generate(spec: &ProceduralSpec) -> Scene {
         .collect();
     let half = n_lanes as f64 * LANE_WIDTH_M / 2.0;
     let map = Map {
+        road_lines: Vec::new(),
+        road_edges: Vec::new(),
+        speed_bumps: Vec::new(),
+        driveways: Vec::new(),
+        stop_signs: Vec::new(),
         lanes,
         drivable_areas: vec![Polygon {
             id: 0,
@@ -105,6 +111,9 @@ pub fn generate(spec: &ProceduralSpec) -> Scene {
         .map(|(i, &(lane, slot))| track(format!("veh-{i}"), lane, slot, &mut rng))
         .collect();
     Scene {
+        signals: Vec::new(),
+        tags: Vec::new(),
+        meta: Default::default(),
         scene_id: format!("procedural-{}-{}", spec.seed, n_agents),
         source: format!(
             "drivekit procedural generator (seed {}, {} lanes, {} actors, {} s)",

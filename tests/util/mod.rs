@@ -269,3 +269,52 @@ pub fn nuplan_parameter(case: &Path, key: &str) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_str(&text.replace("Infinity", "\"inf\"")).ok()?;
     v["metric_parameters"][key].as_f64()
 }
+
+/// (clipgt_id, rollout_id, name) → values in time order, from every metrics.parquet of a run.
+pub fn metric_values(run: &Path) -> std::collections::BTreeMap<(String, String, String), Vec<f64>> {
+    use arrow_array::Float64Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut out = std::collections::BTreeMap::new();
+    for f in files_named(&run.join("rollouts"), "metrics.parquet") {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let s = |n: &str| arrow_cast_utf8(b.column_by_name(n).unwrap().as_ref());
+            let (names, clips, rollouts) = (s("name"), s("clipgt_id"), s("rollout_id"));
+            let values = b
+                .column_by_name("values")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .clone();
+            for i in 0..b.num_rows() {
+                out.entry((clips[i].clone(), rollouts[i].clone(), names[i].clone()))
+                    .or_insert_with(Vec::new)
+                    .push(values.value(i));
+            }
+        }
+    }
+    out
+}
+
+/// A string column (plain or dictionary-encoded) as owned strings.
+fn arrow_cast_utf8(a: &dyn arrow_array::Array) -> Vec<String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int32Type;
+    if let Some(d) = a.as_dictionary_opt::<Int32Type>() {
+        let values = d.values().as_string::<i32>();
+        return d
+            .keys()
+            .iter()
+            .map(|k| values.value(k.unwrap() as usize).to_string())
+            .collect();
+    }
+    a.as_string::<i32>()
+        .iter()
+        .map(|s| s.unwrap().to_string())
+        .collect()
+}

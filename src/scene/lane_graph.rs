@@ -1,0 +1,362 @@
+//! Lane-graph helpers shared by the importers and the simulation: lane boundaries from the
+//! painted lines and road edges around a centerline (datasets such as WOMD and GPUDrive give
+//! lane centers, not lane polygons), drivable area from lanes, successors inferred from endpoints
+//! (GPUDrive's JSON has none), and shortest routes through the graph.
+
+use std::collections::{BinaryHeap, HashMap};
+
+use super::{Lane, Point, Polygon};
+use crate::geometry::norm;
+
+/// Half lane width (m) where no line or edge bounds a lane (WOMD's lanes are ~3.7 m wide).
+pub const DEFAULT_HALF_WIDTH_M: f64 = 1.85;
+/// Narrowest and widest half width (m) taken from a neighbouring line.
+pub const HALF_WIDTH_RANGE_M: (f64, f64) = (1.0, 3.0);
+/// Largest gap (m) between a lane's end and another's start for the second to succeed the first.
+pub const SUCCESSOR_GAP_M: f64 = 1.0;
+/// Largest heading change (rad) from a lane's end to a successor's start.
+pub const SUCCESSOR_TURN_RAD: f64 = 1.2;
+
+/// A segment (its ends) and the index of the polyline it belongs to.
+type Segment = (Point, Point, usize);
+
+/// Segments of many polylines in a uniform grid, for nearest-segment queries; each segment
+/// remembers the index of its polyline.
+pub struct SegmentGrid {
+    cell: f64,
+    cells: HashMap<(i64, i64), Vec<Segment>>,
+}
+
+impl SegmentGrid {
+    /// Indexes every segment of `lines` in cells of `cell` metres.
+    pub fn new<'a>(lines: impl IntoIterator<Item = &'a [Point]>, cell: f64) -> SegmentGrid {
+        let mut cells: HashMap<(i64, i64), Vec<Segment>> = HashMap::new();
+        for (k, line) in lines.into_iter().enumerate() {
+            for w in line.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let (x0, x1) = (a[0].min(b[0]), a[0].max(b[0]));
+                let (y0, y1) = (a[1].min(b[1]), a[1].max(b[1]));
+                for cx in (x0 / cell).floor() as i64..=(x1 / cell).floor() as i64 {
+                    for cy in (y0 / cell).floor() as i64..=(y1 / cell).floor() as i64 {
+                        cells.entry((cx, cy)).or_default().push((a, b, k));
+                    }
+                }
+            }
+        }
+        SegmentGrid { cell, cells }
+    }
+
+    /// The nearest distance from `p` to a segment lying on the side of direction `n` (the dot
+    /// product of the offset with `n` at least 70 % of the distance), within `max` metres,
+    /// leaving out the segments of polyline `skip`.
+    pub fn nearest_towards(
+        &self,
+        p: Point,
+        n: Point,
+        max: f64,
+        skip: Option<usize>,
+    ) -> Option<f64> {
+        let r = (max / self.cell).ceil() as i64;
+        let (cx, cy) = (
+            (p[0] / self.cell).floor() as i64,
+            (p[1] / self.cell).floor() as i64,
+        );
+        let mut best: Option<f64> = None;
+        for x in cx - r..=cx + r {
+            for y in cy - r..=cy + r {
+                let Some(segs) = self.cells.get(&(x, y)) else {
+                    continue;
+                };
+                for (a, b, k) in segs {
+                    if Some(*k) == skip {
+                        continue;
+                    }
+                    let (d, t) = crate::geometry::segment_distance(*a, *b, p);
+                    if d > max || d < 1e-6 || best.is_some_and(|b| d >= b) {
+                        continue;
+                    }
+                    let q = [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t];
+                    let along = ((q[0] - p[0]) * n[0] + (q[1] - p[1]) * n[1]) / d;
+                    if along >= 0.7 {
+                        best = Some(d);
+                    }
+                }
+            }
+        }
+        best
+    }
+}
+
+/// The unit left normal of `line` at vertex `i`.
+fn left_normal(line: &[Point], i: usize) -> Point {
+    let a = line[i.saturating_sub(1)];
+    let b = line[(i + 1).min(line.len() - 1)];
+    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+    let l = norm(dx, dy);
+    if l < 1e-9 {
+        [0.0, 1.0]
+    } else {
+        [-dy / l, dx / l]
+    }
+}
+
+/// Left and right boundaries of a lane from its centerline: at each vertex, on each side, the
+/// nearest painted line or road edge of `lines` (within [`HALF_WIDTH_RANGE_M`]) or half the way
+/// to the nearest other lane's centerline of `centers` (lane `me` left out), whichever is nearer;
+/// else [`DEFAULT_HALF_WIDTH_M`].
+pub fn boundaries(
+    centerline: &[Point],
+    lines: &SegmentGrid,
+    centers: &SegmentGrid,
+    me: usize,
+) -> (Vec<Point>, Vec<Point>) {
+    let (lo, hi) = HALF_WIDTH_RANGE_M;
+    let mut left = Vec::with_capacity(centerline.len());
+    let mut right = Vec::with_capacity(centerline.len());
+    for (i, p) in centerline.iter().enumerate() {
+        let n = left_normal(centerline, i);
+        let side = |n: Point| {
+            let line = lines.nearest_towards(*p, n, hi, None);
+            let lane = centers
+                .nearest_towards(*p, n, 2.0 * hi, Some(me))
+                .map(|d| d / 2.0);
+            match (line, lane) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .filter(|d| *d >= lo)
+            .unwrap_or(DEFAULT_HALF_WIDTH_M)
+        };
+        let wl = side(n);
+        let wr = side([-n[0], -n[1]]);
+        left.push([p[0] + n[0] * wl, p[1] + n[1] * wl]);
+        right.push([p[0] - n[0] * wr, p[1] - n[1] * wr]);
+    }
+    (left, right)
+}
+
+/// One drivable-area polygon per lane with at least two points: its left boundary, then its
+/// right boundary reversed.
+pub fn lane_polygons(lanes: &[Lane]) -> Vec<Polygon> {
+    lanes
+        .iter()
+        .filter(|l| l.left_boundary.len() >= 2 && l.right_boundary.len() >= 2)
+        .map(|l| Polygon {
+            id: l.id,
+            points: l
+                .left_boundary
+                .iter()
+                .chain(l.right_boundary.iter().rev())
+                .copied()
+                .collect(),
+        })
+        .collect()
+}
+
+fn heading(a: Point, b: Point) -> f64 {
+    (b[1] - a[1]).atan2(b[0] - a[0])
+}
+
+/// Successors and predecessors from geometry: lane B succeeds lane A when B starts within
+/// [`SUCCESSOR_GAP_M`] of A's end, heading on within [`SUCCESSOR_TURN_RAD`]. Existing links are
+/// kept.
+pub fn infer_links(lanes: &mut [Lane]) {
+    let cell = 4.0;
+    let key = |p: Point| ((p[0] / cell).floor() as i64, (p[1] / cell).floor() as i64);
+    let mut starts: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+    for (i, l) in lanes.iter().enumerate() {
+        if l.centerline.len() >= 2 {
+            starts.entry(key(l.centerline[0])).or_default().push(i);
+        }
+    }
+    let mut links = Vec::new();
+    for (i, l) in lanes.iter().enumerate() {
+        let n = l.centerline.len();
+        if n < 2 {
+            continue;
+        }
+        let end = l.centerline[n - 1];
+        let h_end = heading(l.centerline[n - 2], end);
+        let (kx, ky) = key(end);
+        for x in kx - 1..=kx + 1 {
+            for y in ky - 1..=ky + 1 {
+                for &j in starts.get(&(x, y)).into_iter().flatten() {
+                    if j == i {
+                        continue;
+                    }
+                    let c = &lanes[j].centerline;
+                    let gap = norm(c[0][0] - end[0], c[0][1] - end[1]);
+                    let turn = crate::geometry::wrap_angle(heading(c[0], c[1]) - h_end).abs();
+                    if gap <= SUCCESSOR_GAP_M && turn <= SUCCESSOR_TURN_RAD {
+                        links.push((i, j));
+                    }
+                }
+            }
+        }
+    }
+    for (i, j) in links {
+        let (a, b) = (lanes[i].id, lanes[j].id);
+        if !lanes[i].successors.contains(&b) {
+            lanes[i].successors.push(b);
+        }
+        if !lanes[j].predecessors.contains(&a) {
+            lanes[j].predecessors.push(a);
+        }
+    }
+}
+
+/// The lane a vehicle at `p` heading `yaw` is on: the nearest centerline among lanes whose
+/// direction there is within 90° of `yaw` (else the nearest of all), within `max` metres; with
+/// the arc length of the nearest point.
+pub fn lane_at(lanes: &[Lane], p: Point, yaw: f64, max: f64) -> Option<(usize, f64)> {
+    let mut best: Option<(f64, usize, f64)> = None;
+    let mut any: Option<(f64, usize, f64)> = None;
+    for (i, l) in lanes.iter().enumerate() {
+        let c = &l.centerline;
+        if c.len() < 2 {
+            continue;
+        }
+        let Some((d, s)) = crate::geometry::project_on_polyline(c, p) else {
+            continue;
+        };
+        if d > max {
+            continue;
+        }
+        if any.is_none_or(|a| d < a.0) {
+            any = Some((d, i, s));
+        }
+        // The direction of the segment holding the nearest point.
+        let mut acc = 0.0;
+        let mut h = heading(c[0], c[1]);
+        for w in c.windows(2) {
+            let seg = norm(w[1][0] - w[0][0], w[1][1] - w[0][1]);
+            if acc + seg >= s {
+                h = heading(w[0], w[1]);
+                break;
+            }
+            acc += seg;
+        }
+        let aligned = crate::geometry::wrap_angle(h - yaw).abs() < std::f64::consts::FRAC_PI_2;
+        if aligned && best.is_none_or(|b| d < b.0) {
+            best = Some((d, i, s));
+        }
+    }
+    best.or(any).map(|(_, i, s)| (i, s))
+}
+
+fn lane_length(l: &Lane) -> f64 {
+    l.centerline
+        .windows(2)
+        .map(|w| norm(w[1][0] - w[0][0], w[1][1] - w[0][1]))
+        .sum()
+}
+
+/// The shortest chain of lanes (indices) from lane `from` along successors to lane `to`, by
+/// centerline length (Dijkstra); `None` when `to` cannot be reached.
+pub fn route(lanes: &[Lane], from: usize, to: usize) -> Option<Vec<usize>> {
+    let index: HashMap<i64, usize> = lanes.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
+    let mut dist = vec![f64::INFINITY; lanes.len()];
+    let mut prev = vec![usize::MAX; lanes.len()];
+    #[derive(PartialEq)]
+    struct Item(f64, usize);
+    impl Eq for Item {}
+    impl Ord for Item {
+        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+            o.0.total_cmp(&self.0).then(o.1.cmp(&self.1))
+        }
+    }
+    impl PartialOrd for Item {
+        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    let mut heap = BinaryHeap::new();
+    dist[from] = 0.0;
+    heap.push(Item(0.0, from));
+    while let Some(Item(d, i)) = heap.pop() {
+        if i == to {
+            break;
+        }
+        if d > dist[i] {
+            continue;
+        }
+        let step = lane_length(&lanes[i]);
+        for s in &lanes[i].successors {
+            let Some(&j) = index.get(s) else { continue };
+            if d + step < dist[j] {
+                dist[j] = d + step;
+                prev[j] = i;
+                heap.push(Item(d + step, j));
+            }
+        }
+    }
+    if !dist[to].is_finite() {
+        return None;
+    }
+    let mut chain = vec![to];
+    while *chain.last().expect("non-empty") != from {
+        chain.push(prev[*chain.last().expect("non-empty")]);
+    }
+    chain.reverse();
+    Some(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(id: i64, pts: Vec<Point>) -> Lane {
+        Lane {
+            id,
+            centerline: pts,
+            left_boundary: vec![],
+            right_boundary: vec![],
+            predecessors: vec![],
+            successors: vec![],
+            left_neighbor: None,
+            right_neighbor: None,
+            is_intersection: false,
+            lane_type: String::new(),
+            speed_limit_mps: None,
+        }
+    }
+
+    #[test]
+    fn boundaries_follow_the_nearest_line_on_each_side() {
+        let c = vec![[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]];
+        let left_line = vec![[0.0, 1.6], [20.0, 1.6]];
+        let far_right = vec![[0.0, -7.0], [20.0, -7.0]];
+        let grid = SegmentGrid::new([left_line.as_slice(), far_right.as_slice()], 5.0);
+        let none = SegmentGrid::new([c.as_slice()], 5.0);
+        let (l, r) = boundaries(&c, &grid, &none, 0);
+        assert!(l.iter().all(|p| (p[1] - 1.6).abs() < 1e-9), "{l:?}");
+        assert!(
+            r.iter().all(|p| (p[1] + DEFAULT_HALF_WIDTH_M).abs() < 1e-9),
+            "a line 7 m away is another lane's: {r:?}"
+        );
+        // A parallel lane 4.4 m to the right with no line between: the boundary is half way.
+        let other = vec![[0.0, -4.4], [20.0, -4.4]];
+        let centers = SegmentGrid::new([c.as_slice(), other.as_slice()], 5.0);
+        let (_, r) = boundaries(&c, &grid, &centers, 0);
+        assert!(r.iter().all(|p| (p[1] + 2.2).abs() < 1e-9), "{r:?}");
+    }
+
+    #[test]
+    fn links_routes_and_lanes_at_a_point() {
+        let mut lanes = vec![
+            lane(1, vec![[0.0, 0.0], [10.0, 0.0]]),
+            lane(2, vec![[10.2, 0.0], [20.0, 0.0]]),
+            lane(3, vec![[10.0, 0.0], [15.0, 5.0], [15.0, 15.0]]),
+            lane(4, vec![[10.0, 0.0], [0.0, 0.0]]),
+            lane(5, vec![[15.0, 15.0], [15.0, 30.0]]),
+        ];
+        infer_links(&mut lanes);
+        assert_eq!(lanes[0].successors, vec![2, 3], "not the U-turn onto 4");
+        assert_eq!(lanes[2].successors, vec![5]);
+        assert_eq!(lanes[4].predecessors, vec![3]);
+        assert_eq!(route(&lanes, 0, 4), Some(vec![0, 2, 4]));
+        assert_eq!(route(&lanes, 1, 4), None);
+        assert_eq!(lane_at(&lanes, [5.0, 0.3], 0.0, 3.0), Some((0, 5.0)));
+        assert_eq!(lane_at(&lanes, [5.0, 0.3], 3.1, 3.0).map(|l| l.0), Some(3));
+    }
+}
