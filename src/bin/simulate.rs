@@ -79,6 +79,19 @@ enum Command {
         /// Do not draw a progress bar.
         #[arg(long)]
         quiet: bool,
+        /// nuplan-db: the maps' root (NUPLAN_MAPS_ROOT; `<location>/<version>/map.gpkg` below
+        /// it). Without it scenes have no map.
+        #[arg(long, env = "NUPLAN_MAPS_ROOT")]
+        map_root: Option<PathBuf>,
+        /// nuplan-db: scenario length (s).
+        #[arg(long, default_value_t = 15.0)]
+        duration: f64,
+        /// nuplan-db: scenario start relative to its tag (s; nuPlan's mapping starts 3 s before).
+        #[arg(long, default_value_t = -3.0, allow_hyphen_values = true)]
+        offset: f64,
+        /// nuplan-db: only these scenario types (comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        scenario_types: Vec<String>,
     },
     /// Generate procedural scenes (a straight multi-lane road with traffic) for scale tests.
     Generate {
@@ -339,8 +352,21 @@ fn run(args: Args) -> anyhow::Result<u8> {
             inputs,
             out,
             quiet,
+            map_root,
+            duration,
+            offset,
+            scenario_types,
         } => {
-            let opts = scene::import::ImportOptions { progress: !quiet };
+            let opts = scene::import::ImportOptions {
+                progress: !quiet,
+                nuplan: scene::nuplan_db::NuplanDbOptions {
+                    map_root,
+                    duration_s: duration,
+                    offset_s: offset,
+                    types: scenario_types,
+                    ..Default::default()
+                },
+            };
             let report = scene::import::import_to(kind, &inputs, &out, &opts)?;
             let (stdout, stderr) = report.text(&out);
             print!("{stdout}");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::{av2, av2_sensor, commonroad, gpudrive, nuplan_case, womd, Scene};
+use super::{av2, av2_sensor, commonroad, gpudrive, nuplan_case, nuplan_db, womd, Scene};
 
 /// The datasets `simulate import` reads (a command-line value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,6 +28,9 @@ pub enum ImportKind {
     Womd,
     /// GPUDrive / Nocturne JSON scenes (files or directories searched for *.json).
     Gpudrive,
+    /// nuPlan SQLite logs (*.db) with their GeoPackage maps (`--map-root`): one scene per
+    /// tagged lidar_pc (nuPlan's scenario token).
+    NuplanDb,
 }
 
 impl ImportKind {
@@ -41,6 +44,7 @@ impl ImportKind {
             ImportKind::Womd => name.contains(".tfrecord") || name.starts_with("tfrecord"),
             ImportKind::Gpudrive | ImportKind::NuplanCase => name.ends_with(".json"),
             ImportKind::Commonroad => name.ends_with(".xml"),
+            ImportKind::NuplanDb => name.ends_with(".db"),
             ImportKind::Av2Forecasting | ImportKind::Av2Sensor => false,
         }
     }
@@ -56,6 +60,8 @@ impl ImportKind {
 pub struct ImportOptions {
     /// Draw a progress bar (on a terminal only).
     pub progress: bool,
+    /// nuPlan DB: where the maps are, and how scenarios are cut.
+    pub nuplan: nuplan_db::NuplanDbOptions,
 }
 
 /// Why nothing could be imported.
@@ -149,6 +155,7 @@ fn kind_name(kind: ImportKind) -> &'static str {
         ImportKind::Womd => "TFRecord",
         ImportKind::Gpudrive | ImportKind::NuplanCase => ".json",
         ImportKind::Commonroad => ".xml",
+        ImportKind::NuplanDb => ".db",
         ImportKind::Av2Forecasting | ImportKind::Av2Sensor => "input",
     }
 }
@@ -207,6 +214,7 @@ pub fn input_files(kind: ImportKind, inputs: &[PathBuf]) -> Result<Vec<PathBuf>,
 pub fn files_with(input: &Path, ext: &'static str) -> Result<Vec<PathBuf>, ImportError> {
     let kind = match ext {
         "xml" => ImportKind::Commonroad,
+        "db" => ImportKind::NuplanDb,
         _ => ImportKind::NuplanCase,
     };
     input_files(kind, &[input.to_path_buf()])
@@ -216,7 +224,7 @@ pub fn files_with(input: &Path, ext: &'static str) -> Result<Vec<PathBuf>, Impor
 fn read_input(
     kind: ImportKind,
     input: &Path,
-    _opts: &ImportOptions,
+    opts: &ImportOptions,
     emit: &mut dyn FnMut(Result<Scene, String>),
 ) {
     let one = |r: Result<Scene, String>, emit: &mut dyn FnMut(Result<Scene, String>)| emit(r);
@@ -236,6 +244,9 @@ fn read_input(
         ImportKind::Commonroad => one(commonroad::import(input).map_err(|e| e.to_string()), emit),
         ImportKind::Gpudrive => one(gpudrive::import(input).map_err(|e| e.to_string()), emit),
         ImportKind::Womd => womd::read_file(input, &mut |r| emit(r.map_err(|e| e.to_string()))),
+        ImportKind::NuplanDb => nuplan_db::read_db(input, &opts.nuplan, &mut |r| {
+            emit(r.map_err(|e| e.to_string()))
+        }),
     }
 }
 

@@ -22,7 +22,7 @@ pub mod gpudrive;
 pub mod import;
 pub mod lane_graph;
 pub mod nuplan_case;
-// pub mod nuplan_db;
+pub mod nuplan_db;
 pub mod procedural;
 pub mod sampling;
 pub mod tfrecord;
