@@ -65,6 +65,9 @@ pub enum RunnerError {
     /// A video size or scale out of range.
     #[error(transparent)]
     View(#[from] crate::video::render::ViewError),
+    /// A `--split` file that cannot be used.
+    #[error(transparent)]
+    Split(#[from] crate::scene::catalogue::SplitError),
     /// I/O on the run dir.
     #[error("{path}: {source}")]
     Io {
@@ -88,6 +91,8 @@ pub struct RunRequest {
     pub config: Option<PathBuf>,
     /// Hydra-style overrides (`key=value`, `group=option`, `+key=value`, `~key`).
     pub overrides: Vec<String>,
+    /// A split file: the scene ids to run (`scenes.scene_ids`).
+    pub split: Option<PathBuf>,
     /// `i/n` (`None`: Slurm's array variables, else 0/1).
     pub shard: Option<String>,
     /// Rollouts per scene (`runtime.simulation_config.n_rollouts`).
@@ -203,6 +208,16 @@ impl RunRequest {
                 "drivekit.video.scale_m_per_px",
                 Value::Number(scale.into()),
                 "--video-scale",
+            ));
+        }
+        let split_origin;
+        if let Some(split) = &self.split {
+            let ids = crate::scene::catalogue::read_split(split)?;
+            split_origin = format!("--split {}", split.display());
+            sets.push((
+                "scenes.scene_ids",
+                Value::Sequence(ids.into_iter().map(str_value).collect()),
+                split_origin.as_str(),
             ));
         }
         if let Some(name) = &self.run_name {

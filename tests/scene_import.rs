@@ -443,3 +443,90 @@ fn nuplan_collision_classes_match_the_expected_fault() {
         "{rear:?}"
     );
 }
+
+/// `simulate scenes` lists what each scene carries; its `--ids` output is a split file that
+/// `simulate run --split` runs, and only those scenes.
+#[test]
+fn scene_catalogue_and_splits() {
+    let exe = env!("CARGO_BIN_EXE_simulate");
+    let scenes = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenes");
+    let out = std::process::Command::new(exe)
+        .args(["scenes", scenes.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("6 scenes in") && table.contains("DEU_A9-3_1_T-1"),
+        "{table}"
+    );
+    let out = std::process::Command::new(exe)
+        .args(["scenes", scenes.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r["duration_s"].as_f64().unwrap() > 0.0));
+    let out = std::process::Command::new(exe)
+        .args(["scenes", scenes.to_str().unwrap(), "--ids"])
+        .output()
+        .unwrap();
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids.len(), 6);
+    let d = tempfile::tempdir().unwrap();
+    let split = d.path().join("split.txt");
+    std::fs::write(&split, format!("# two of them\n{}\n{}\n", ids[1], ids[3])).unwrap();
+    let run = d.path().join("run");
+    let out = std::process::Command::new(exe)
+        .args([
+            "run",
+            "--scenes",
+            scenes.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--split",
+            split.to_str().unwrap(),
+            "--quiet",
+            "--video",
+            "none",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut ran: Vec<String> = std::fs::read_dir(run.join("rollouts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ran.sort();
+    let mut want = vec![ids[1].clone(), ids[3].clone()];
+    want.sort();
+    assert_eq!(ran, want);
+    let cfg = std::fs::read_to_string(run.join("wizard-config.yaml")).unwrap();
+    assert!(cfg.contains(&ids[1]) && !cfg.contains(&ids[0]), "{cfg}");
+    // An empty split is an error naming the file.
+    std::fs::write(&split, "# nothing\n").unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "run",
+            "--scenes",
+            scenes.to_str().unwrap(),
+            "--out",
+            d.path().join("r2").to_str().unwrap(),
+            "--split",
+            split.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("split.txt: no scene ids"));
+}

@@ -114,6 +114,19 @@ enum Command {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// List the scenes of a directory: dataset, duration, agents, lanes, signals, stop signs,
+    /// speed limits, tags.
+    Scenes {
+        /// Directory of .dkscene files.
+        #[arg(default_value = "fixtures/scenes")]
+        dir: PathBuf,
+        /// Print JSON lines (one object per scene) instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Print only the scene ids (a split file).
+        #[arg(long, conflicts_with = "json")]
+        ids: bool,
+    },
     /// Print a summary of a .dkscene file.
     SceneInfo {
         /// Scene file.
@@ -190,6 +203,10 @@ struct RunArgs {
     /// Shard i/n of the sorted scene list; default: Slurm's array variables, else 0/1.
     #[arg(long)]
     shard: Option<String>,
+    /// Run the scene ids listed in FILE (one per line, # comments), e.g. a benchmark split such
+    /// as nuPlan's Val14 or NAVSIM's navtest kept as text [config: scenes.scene_ids].
+    #[arg(long, value_name = "FILE")]
+    split: Option<PathBuf>,
     /// Rollouts per scene [config: runtime.simulation_config.n_rollouts, default 1].
     #[arg(long)]
     rollouts: Option<u32>,
@@ -246,6 +263,7 @@ impl RunArgs {
             run_dir: self.out,
             config: self.config,
             overrides: self.overrides,
+            split: self.split,
             shard: self.shard,
             rollouts: self.rollouts,
             run_name: self.run_name,
@@ -392,6 +410,29 @@ fn run(args: Args) -> anyhow::Result<u8> {
                 "{n} procedural scenes ({agents} actors, {lanes} lanes, {duration} s) → {}",
                 out.display()
             );
+        }
+        Command::Scenes { dir, json, ids } => {
+            let (entries, bad) = scene::catalogue::catalogue(&dir)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            if json {
+                for e in &entries {
+                    println!("{}", serde_json::to_string(e)?);
+                }
+            } else if ids {
+                for e in &entries {
+                    println!("{}", e.scene_id);
+                }
+            } else {
+                println!("{}", scene::catalogue::table(&entries));
+                println!("{} scenes in {}", entries.len(), dir.display());
+            }
+            for b in &bad {
+                eprintln!("simulate: unreadable: {b}");
+            }
+            if !bad.is_empty() {
+                eprintln!("simulate: {} file(s) could not be read", bad.len());
+                return Ok(1);
+            }
         }
         Command::SceneInfo { file } => println!("{}", Scene::load(&file)?.summary()),
         Command::GpuCheck {

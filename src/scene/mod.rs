@@ -15,7 +15,7 @@
 
 pub mod av2;
 pub mod av2_sensor;
-// pub mod catalogue;
+pub mod catalogue;
 pub mod columns;
 pub mod commonroad;
 pub mod gpudrive;
