@@ -82,33 +82,219 @@ pub struct SceneCtx {
     pub gt_start_m: f64,
     /// Drivable-area polygons.
     pub drivable: Vec<Vec<[f64; 2]>>,
-    /// Lanes for driving-direction compliance (`None`: the map has no lanes).
+    /// Lanes for driving-direction compliance and speed limits (`None`: the map has no lanes).
     pub lanes: Option<LaneIndex>,
+    /// Stop lines and signal states (red lights, stop signs).
+    pub rules: crate::metrics::traffic_rules::TrafficRules,
     /// The ego's vehicle limits.
     pub ego_params: VehicleParams,
-    /// The route the IDM driver follows: the recorded ego path, extended straight.
-    pub route: Option<Polyline>,
+    /// The route the IDM driver follows (and an external driver is sent): the lane-graph route
+    /// from the ego's start lane to the lane its recording ends on, else its recorded path;
+    /// extended straight.
+    pub route: Option<Route>,
     /// The ego's recorded top speed (m/s), the IDM driver's desired speed.
     pub ego_top_speed: f64,
-    /// Per agent: its recorded path from the start on (extended straight) and top speed, for
-    /// IDM traffic; `None` for agents that are not IDM-capable (see [`BatchState::new`]).
-    pub agent_paths: Vec<Option<(Polyline, f64)>>,
+    /// Per agent: its route (as the ego's), for IDM traffic; `None` for agents that are not
+    /// IDM-capable (see [`BatchState::new`]).
+    pub agent_paths: Vec<Option<Route>>,
 }
 
-/// The recorded path of `track` from `start_us` on, extended straight by
-/// [`PATH_EXTENSION_M`], with the recorded top speed; `None` when it is not observed at the start.
-fn path_from(track: &Track, ts: &[i64], start_us: i64) -> Option<(Polyline, f64)> {
-    let first = sample(track, ts, start_us)?;
-    let mut pts = vec![[first.x, first.y]];
-    let mut top: f64 = first.speed();
-    for i in (0..ts.len()).filter(|&i| ts[i] > start_us && track.valid[i]) {
-        let p = [track.x[i], track.y[i]];
-        let last = pts[pts.len() - 1];
-        if crate::geometry::norm(p[0] - last[0], p[1] - last[1]) > 0.05 {
-            pts.push(p);
+/// A traffic rule met along a route at arc length `s`: from there a speed limit (m/s), or a stop
+/// line (index into [`crate::metrics::traffic_rules::TrafficRules::lines`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PathRule {
+    /// The speed limit from `s` on.
+    Limit {
+        /// Arc length (m).
+        s: f64,
+        /// Limit (m/s).
+        mps: f64,
+    },
+    /// A stop line at `s`.
+    Stop {
+        /// Arc length (m).
+        s: f64,
+        /// The stop line.
+        line: usize,
+    },
+}
+
+impl PathRule {
+    /// Its arc length.
+    pub fn s(&self) -> f64 {
+        match *self {
+            PathRule::Limit { s, .. } | PathRule::Stop { s, .. } => s,
         }
-        top = top.max(crate::geometry::norm(track.vx[i], track.vy[i]));
     }
+}
+
+/// A path a vehicle drives under IDM: the polyline, the recorded top speed (the desired speed),
+/// and the rules along it in arc-length order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// The path.
+    pub line: Polyline,
+    /// Recorded top speed (m/s).
+    pub top_speed: f64,
+    /// Speed limits and stop lines along it.
+    pub rules: Vec<PathRule>,
+    /// Whether it follows the lane graph (else the recording).
+    pub on_lanes: bool,
+}
+
+/// A lane route joins the lane centerline this far (m) past the vehicle's projection onto it.
+pub const ROUTE_JOIN_M: f64 = 5.0;
+/// Start and end lanes must be this close (m) to the vehicle.
+pub const ROUTE_LANE_MAX_M: f64 = 3.0;
+/// Speed limits are looked up along a path every this many metres.
+pub const LIMIT_STEP_M: f64 = 2.0;
+/// A stop line applies to a path passing within its half width, heading this aligned (cos).
+pub const STOP_ALIGN_COS: f64 = 0.7;
+
+/// Lanes whose centerline passes within [`ROUTE_LANE_MAX_M`] of `p` heading within 60° of
+/// `yaw`, with the arc length of the nearest point, nearest first (at most 4).
+fn lane_candidates(lanes: &[crate::scene::Lane], p: [f64; 2], yaw: f64) -> Vec<(usize, f64)> {
+    let mut out: Vec<(f64, usize, f64)> = Vec::new();
+    for (i, l) in lanes.iter().enumerate() {
+        let Some(line) = Polyline::new(l.centerline.clone()) else {
+            continue;
+        };
+        let (d, s) = line.project(p);
+        let h = line.at(s).1;
+        if d <= ROUTE_LANE_MAX_M
+            && crate::geometry::wrap_angle(h - yaw).abs() < std::f64::consts::FRAC_PI_3
+        {
+            out.push((d, i, s));
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    out.into_iter().take(4).map(|(_, i, s)| (i, s)).collect()
+}
+
+/// The lane-graph route of `track` from `start` (x, y, yaw) towards its last recorded pose on a
+/// lane: among the start lanes and end lanes near the recording (see [`lane_candidates`]), the
+/// successor chain whose centerlines stay closest to the recorded path (smallest largest
+/// distance; ties: the shorter), drawn as the start lane's centerline joined [`ROUTE_JOIN_M`]
+/// ahead of the vehicle, then the chain's lanes, up to where the recording's last pose projects
+/// onto it. `None` when either end is off the lanes or no chain connects them.
+fn lane_route(
+    scene: &Scene,
+    track: &Track,
+    start: Sample,
+    recorded: &[[f64; 2]],
+) -> Option<Vec<[f64; 2]>> {
+    let lanes = &scene.map.lanes;
+    if lanes.is_empty() {
+        return None;
+    }
+    let froms = lane_candidates(lanes, [start.x, start.y], start.yaw);
+    // The last recorded pose on a lane (a recording may end past the mapped area).
+    let tos = (0..track.valid.len())
+        .rev()
+        .filter(|&i| track.valid[i])
+        .map(|i| lane_candidates(lanes, [track.x[i], track.y[i]], track.yaw[i]))
+        .find(|c| !c.is_empty())?;
+    let mut best: Option<(f64, f64, Vec<[f64; 2]>)> = None;
+    for &(from, s0) in &froms {
+        for &(to, _) in &tos {
+            let Some(chain) = crate::scene::lane_graph::route(lanes, from, to) else {
+                continue;
+            };
+            let mut pts = vec![[start.x, start.y]];
+            let mut acc = 0.0;
+            let first = &lanes[chain[0]].centerline;
+            for w in first.windows(2) {
+                acc += crate::geometry::norm(w[1][0] - w[0][0], w[1][1] - w[0][1]);
+                if acc > s0 + ROUTE_JOIN_M {
+                    pts.push(w[1]);
+                }
+            }
+            for &k in &chain[1..] {
+                for p in &lanes[k].centerline {
+                    let l = pts[pts.len() - 1];
+                    if crate::geometry::norm(p[0] - l[0], p[1] - l[1]) > 0.1 {
+                        pts.push(*p);
+                    }
+                }
+            }
+            let Some(line) = Polyline::new(pts.clone()) else {
+                continue;
+            };
+            let worst = recorded
+                .iter()
+                .map(|p| line.project(*p).0)
+                .fold(0.0, f64::max);
+            let len = line.length();
+            if best.as_ref().is_none_or(|b| (worst, len) < (b.0, b.1)) {
+                best = Some((worst, len, pts));
+            }
+        }
+    }
+    // The route ends where the recording's last pose on a lane projects onto it.
+    let (_, _, pts) = best?;
+    let line = Polyline::new(pts.clone())?;
+    let end = recorded.last().copied().unwrap_or([start.x, start.y]);
+    let s_end = line.project(end).1;
+    let mut cut: Vec<[f64; 2]> = pts
+        .iter()
+        .zip(line.cum())
+        .filter(|(_, c)| **c < s_end)
+        .map(|(p, _)| *p)
+        .collect();
+    cut.push(line.at(s_end).0);
+    (cut.len() >= 2).then_some(cut)
+}
+
+/// The rules along `line`: the speed limit of the lane it is on every [`LIMIT_STEP_M`] (a rule
+/// where it changes), and every stop line it passes within half the line's width, heading along
+/// it.
+fn rules_along(
+    line: &Polyline,
+    scene: &Scene,
+    rules: &crate::metrics::traffic_rules::TrafficRules,
+) -> Vec<PathRule> {
+    let lanes = &scene.map.lanes;
+    let mut out = Vec::new();
+    if lanes.iter().any(|l| l.speed_limit_mps.is_some()) {
+        let mut current: Option<f64> = None;
+        let mut s = 0.0;
+        while s <= line.length() {
+            let (p, h) = line.at(s);
+            let limit = crate::scene::lane_graph::lane_at(lanes, p, h, ROUTE_LANE_MAX_M)
+                .and_then(|(i, _)| lanes[i].speed_limit_mps);
+            if let Some(l) = limit.filter(|l| current != Some(*l)) {
+                out.push(PathRule::Limit { s, mps: l });
+                current = Some(l);
+            }
+            s += LIMIT_STEP_M;
+        }
+    }
+    for (k, l) in rules.lines.iter().enumerate() {
+        let (d, s) = line.project(l.p);
+        let (_, h) = line.at(s);
+        let aligned = h.cos() * l.dir[0] + h.sin() * l.dir[1] >= STOP_ALIGN_COS;
+        if d <= l.half_width && aligned && s > 0.0 && s < line.length() {
+            out.push(PathRule::Stop { s, line: k });
+        }
+    }
+    out.sort_by(|a, b| a.s().total_cmp(&b.s()));
+    out
+}
+
+/// `track`'s route from `start_us` (see [`SceneCtx::route`]): the lane route, else the recorded
+/// path; extended straight by [`PATH_EXTENSION_M`]; with its rules and the recorded top speed.
+fn route_of(
+    scene: &Scene,
+    track: &Track,
+    start_us: i64,
+    rules: &crate::metrics::traffic_rules::TrafficRules,
+) -> Option<Route> {
+    let ts = &scene.timestamps_us;
+    let first = sample(track, ts, start_us)?;
+    let (recorded, top) = path_points(track, ts, start_us, first);
+    let lane = lane_route(scene, track, first, &recorded);
+    let on_lanes = lane.is_some();
+    let mut pts = lane.unwrap_or(recorded);
     let end = pts[pts.len() - 1];
     let heading = if pts.len() >= 2 {
         let a = pts[pts.len() - 2];
@@ -120,7 +306,30 @@ fn path_from(track: &Track, ts: &[i64], start_us: i64) -> Option<(Polyline, f64)
         end[0] + heading.cos() * PATH_EXTENSION_M,
         end[1] + heading.sin() * PATH_EXTENSION_M,
     ]);
-    Polyline::new(pts).map(|p| (p, top))
+    let line = Polyline::new(pts)?;
+    let rules = rules_along(&line, scene, rules);
+    Some(Route {
+        line,
+        top_speed: top,
+        rules,
+        on_lanes,
+    })
+}
+
+/// The recorded positions of `track` from `start_us` on (from `first`, its sample then) and its
+/// recorded top speed.
+fn path_points(track: &Track, ts: &[i64], start_us: i64, first: Sample) -> (Vec<[f64; 2]>, f64) {
+    let mut pts = vec![[first.x, first.y]];
+    let mut top: f64 = first.speed();
+    for i in (0..ts.len()).filter(|&i| ts[i] > start_us && track.valid[i]) {
+        let p = [track.x[i], track.y[i]];
+        let last = pts[pts.len() - 1];
+        if crate::geometry::norm(p[0] - last[0], p[1] - last[1]) > 0.05 {
+            pts.push(p);
+        }
+        top = top.max(crate::geometry::norm(track.vx[i], track.vy[i]));
+    }
+    (pts, top)
 }
 
 impl SceneCtx {
@@ -146,16 +355,17 @@ impl SceneCtx {
             .as_ref()
             .and_then(|p| sample(&scene.ego, ts, start_us).map(|s| p.project([s.x, s.y]).1))
             .unwrap_or(0.0);
-        let route = path_from(&scene.ego, ts, start_us);
-        let ego_top_speed = route.as_ref().map_or(0.0, |r| r.1);
+        let rules = crate::metrics::traffic_rules::TrafficRules::new(&scene);
+        let route = route_of(&scene, &scene.ego, start_us, &rules);
+        let ego_top_speed = route.as_ref().map_or(0.0, |r| r.top_speed);
         let agent_paths = scene
             .agents
             .iter()
             .map(|a| {
                 (a.class == AgentClass::Vehicle)
-                    .then(|| path_from(a, ts, start_us))
+                    .then(|| route_of(&scene, a, start_us, &rules))
                     .flatten()
-                    .filter(|(_, top)| *top >= IDM_MIN_SPEED_MPS)
+                    .filter(|r| r.top_speed >= IDM_MIN_SPEED_MPS)
             })
             .collect();
         Ok(SceneCtx {
@@ -167,8 +377,9 @@ impl SceneCtx {
             gt_start_m,
             drivable: scene.map.drivable_polygons(),
             lanes: LaneIndex::new(&scene.map),
+            rules,
             ego_params: VehicleParams::for_length(scene.ego.length_m),
-            route: route.map(|r| r.0),
+            route,
             ego_top_speed,
             agent_paths,
             scene,
@@ -266,6 +477,9 @@ pub struct BatchState {
     pub a_v0: Vec<f64>,
     /// IDM time headway (s).
     pub a_headway: Vec<f64>,
+    /// Rules of its route whose stop signs the agent has stopped at (see `sim::idm`'s
+    /// `route_constraints`).
+    pub a_cleared: Vec<u32>,
 }
 
 impl BatchState {
@@ -356,12 +570,13 @@ impl BatchState {
                 st.a_static.push(a.class == AgentClass::Static);
                 st.a_idm.push(path.is_some());
                 st.a_s.push(0.0);
-                let top = path.map_or(0.0, |p| p.1);
+                let top = path.map_or(0.0, |p| p.top_speed);
                 st.a_v0
                     .push((top * (1.0 + fv * p.agent_speed_sigma_frac)).max(0.1 * top));
                 st.a_headway.push(
                     (idm_defaults::HEADWAY_S * (1.0 + fh * p.agent_headway_sigma_frac)).max(0.5),
                 );
+                st.a_cleared.push(0);
             }
             st.agent_start.push(st.a_track.len());
         }

@@ -478,11 +478,14 @@ fn idm_driver_and_traffic_with_seeded_rollouts() {
     let run = |name: &str, seed: &str| run_threads(name, seed, None);
     let a = run("a", "1");
     let v = util::metric_values(&a);
+    // No at-fault collision. (Vehicles that appear after the start replay their recording, so
+    // one may run into an ego that drives slower than its own recording did: a rear contact,
+    // not at fault — on the sensor-log scene a late arrival does.)
     for ((clip, rollout, name), values) in &v {
-        if name == "collision_any" {
+        if name == "collision_front" || name == "collision_lateral" {
             assert!(
                 values.iter().all(|x| *x == 0.0),
-                "{clip} {rollout} collides"
+                "{clip} {rollout}: at-fault {name}"
             );
         }
     }

@@ -110,6 +110,10 @@ enum Command {
         /// First seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Write the traffic-rules scene instead (a lane graph with a signal, a stop sign and
+        /// speed limits; `procedural-traffic-rules`).
+        #[arg(long)]
+        traffic_rules: bool,
         /// Output directory.
         #[arg(short, long)]
         out: PathBuf,
@@ -397,8 +401,18 @@ fn run(args: Args) -> anyhow::Result<u8> {
             lanes,
             duration,
             seed,
+            traffic_rules,
             out,
         } => {
+            if traffic_rules {
+                let scene = scene::procedural::traffic_rules_scene();
+                let path = out.join(format!("{}.{}", scene.scene_id, scene::EXTENSION));
+                std::fs::create_dir_all(&out)
+                    .with_context(|| format!("creating {}", out.display()))?;
+                scene.save(&path)?;
+                println!("{}\n  written to {}", scene.summary(), path.display());
+                return Ok(0);
+            }
             let spec = scene::procedural::ProceduralSpec {
                 seed,
                 agents,

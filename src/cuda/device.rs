@@ -90,9 +90,12 @@ struct EmuDev {
     launch: unsafe extern "C" fn(i32, *const std::ffi::c_void, u32, i32) -> i32,
     /// Threads run from the last to the first.
     reverse: bool,
-    /// The emulated thread index is a global of the library: one launch at a time.
-    lock: std::sync::Mutex<()>,
 }
+
+/// The emulated thread index is a global of the library, and every emulated device of a process
+/// loads the same library (the dynamic loader hands out one copy per path): one launch at a time
+/// in the whole process.
+static EMULATOR_LAUNCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 // SAFETY: the kernel structs are plain data (device addresses and numbers), passed by value.
 unsafe impl cudarc::driver::DeviceRepr for DkArgs {}
@@ -220,7 +223,6 @@ impl Device {
                 _lib: lib,
                 launch,
                 reverse,
-                lock: std::sync::Mutex::new(()),
             }),
         })
     }
@@ -340,7 +342,7 @@ impl Device {
                 unsafe { b.launch(cfg) }.map(|_| ()).map_err(drv)
             }
             Kind::Emulated(e) => {
-                let _one = e.lock.lock().unwrap_or_else(|p| p.into_inner());
+                let _one = EMULATOR_LAUNCH.lock().unwrap_or_else(|p| p.into_inner());
                 // SAFETY: as above, with host addresses; `args` is the struct the kernel's case
                 // of the emulator casts it to (Kernel::args_type).
                 let code = unsafe {

@@ -88,6 +88,22 @@ c_struct! {
         n_lanes: val i32,
         /// Steps to simulate.
         n_steps: val u32,
+        /// First rule of the IDM driver's route in `rule_*`.
+        route_rules_off: val i32,
+        /// Rules of the route.
+        route_rules_n: val i32,
+        /// First stop line in `sl`, `sl_idx`.
+        sl_off: val i32,
+        /// Stop lines.
+        n_sl: val i32,
+        /// First red flag in `red` (signal k at `red_off + k · n_ts + i`).
+        red_off: val i32,
+        /// Some stop line belongs to a signal (the red-light metric applies).
+        has_signals: val i32,
+        /// Some stop line belongs to a stop sign (the stop-sign metric applies).
+        has_stop_signs: val i32,
+        /// Padding to 8 bytes.
+        pad: val i32,
     }
 }
 
@@ -136,6 +152,22 @@ c_struct! {
         lane_poly: ptr i32,
         /// Lane bounding boxes (min x, min y, max x, max y).
         lane_bbox: ptr f64,
+        /// Lane speed limits (m/s, NaN: none).
+        lane_limit: ptr f64,
+        /// Route rules: arc length.
+        rule_s: ptr f64,
+        /// Route rules: speed limit (m/s; a stop line's: unused).
+        rule_v: ptr f64,
+        /// Route rules: stop line within the scene (−1: a speed limit).
+        rule_line: ptr i32,
+        /// Per scene and agent track: first rule and rule count of its route (2 each).
+        agent_rules: ptr i32,
+        /// Stop lines: point x, y, direction x, y, half width (5 each).
+        sl: ptr f64,
+        /// Stop lines: signal, stop sign (2 each, −1: none).
+        sl_idx: ptr i32,
+        /// Red flags of every signal at every timestamp.
+        red: ptr u8,
         /// State: see [`crate::state::BatchState`].
         scene_of: ptr u32,
         /// State.
@@ -226,6 +258,13 @@ c_struct! {
         prev: ptr f64,
         /// A previous position exists.
         has_prev: ptr u8,
+        /// Traffic-rule checks' memory: last red light run, stop sign approached, stopped there,
+        /// last stop sign run (4 per rollout).
+        rule_mem: ptr i32,
+        /// Stop signs passed along each agent's route (`BatchState::a_cleared`).
+        a_cleared: ptr u32,
+        /// Stop signs passed along the ego's route by the IDM driver (1 per rollout).
+        ego_cleared: ptr u32,
         /// Metric values, N_METRICS per rollout.
         metrics: ptr f64,
         /// Agent-steps of this step per rollout (0: not alive at the evaluation).
@@ -393,6 +432,22 @@ fn prelude() -> String {
         ("DK_MIN_LOOKAHEAD_M", controller::MIN_LOOKAHEAD_M),
         ("DK_LOOKAHEAD_S", controller::LOOKAHEAD_S),
         ("DK_VEHICLE_SUBSTEP_S", vehicle::SUBSTEP_S),
+        ("DK_STOP_CLEAR_M", idm::STOP_CLEAR_M),
+        ("DK_STOP_PASSED_M", idm::STOP_PASSED_M),
+        ("DK_STOP_HOLD_MPS", idm::STOP_HOLD_MPS),
+        (
+            "DK_STOP_SPEED_MPS",
+            crate::metrics::traffic_rules::STOP_SPEED_MPS,
+        ),
+        (
+            "DK_STOP_PROXIMITY_M",
+            crate::metrics::traffic_rules::STOP_PROXIMITY_M,
+        ),
+        ("DK_STOP_PAST_M", crate::metrics::traffic_rules::STOP_PAST_M),
+        (
+            "DK_RED_LIGHT_DISTANCE_M",
+            crate::metrics::traffic_rules::RED_LIGHT_DISTANCE_M,
+        ),
     ] {
         define(&mut s, name, v);
     }
@@ -451,7 +506,7 @@ mod tests {
         assert!(DkArgs::C_DECL.contains("  const DkScene* scenes;\n"));
         assert!(DkArgs::C_DECL.ends_with("  u32 idm_traffic;\n};\n"));
         // Every pointer is 8 bytes, like the Rust u64.
-        assert_eq!(std::mem::size_of::<DkScene>(), 12 * 8 + 12 * 4);
+        assert_eq!(std::mem::size_of::<DkScene>(), 12 * 8 + 20 * 4);
     }
 
     #[test]

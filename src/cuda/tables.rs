@@ -23,6 +23,14 @@ pub struct SceneTables {
     lane_center: Vec<i32>,
     lane_poly: Vec<i32>,
     lane_bbox: Vec<f64>,
+    lane_limit: Vec<f64>,
+    rule_s: Vec<f64>,
+    rule_v: Vec<f64>,
+    rule_line: Vec<i32>,
+    agent_rules: Vec<i32>,
+    sl: Vec<f64>,
+    sl_idx: Vec<i32>,
+    red: Vec<u8>,
 }
 
 impl SceneTables {
@@ -39,6 +47,22 @@ impl SceneTables {
 
     fn push_polyline(&mut self, p: &Polyline) -> i32 {
         self.push_points(p.points(), Some(p.cum()))
+    }
+
+    /// Appends a route's rules; returns (first, count).
+    fn push_rules(&mut self, r: &crate::state::Route) -> (i32, i32) {
+        use crate::state::PathRule;
+        let off = self.rule_s.len() as i32;
+        for rule in &r.rules {
+            let (s, v, line) = match *rule {
+                PathRule::Limit { s, mps } => (s, mps, -1),
+                PathRule::Stop { s, line } => (s, f64::NAN, line as i32),
+            };
+            self.rule_s.push(s);
+            self.rule_v.push(v);
+            self.rule_line.push(line);
+        }
+        (off, r.rules.len() as i32)
     }
 
     /// Packs `scenes`.
@@ -65,11 +89,22 @@ impl SceneTables {
             }
             let path_off = t.agent_path.len() as i32;
             for p in &ctx.agent_paths {
-                let id = p.as_ref().map_or(-1, |(line, _)| t.push_polyline(line));
+                let id = p.as_ref().map_or(-1, |r| t.push_polyline(&r.line));
                 t.agent_path.push(id);
+                let (off, n) = p.as_ref().map_or((0, 0), |r| t.push_rules(r));
+                t.agent_rules.extend([off, n]);
             }
             let gt_path = ctx.gt_path.as_ref().map_or(-1, |p| t.push_polyline(p));
-            let route = ctx.route.as_ref().map_or(-1, |p| t.push_polyline(p));
+            let route = ctx.route.as_ref().map_or(-1, |r| t.push_polyline(&r.line));
+            let (route_rules_off, route_rules_n) =
+                ctx.route.as_ref().map_or((0, 0), |r| t.push_rules(r));
+            let sl_off = t.sl_idx.len() as i32 / 2;
+            for l in &ctx.rules.lines {
+                t.sl.extend([l.p[0], l.p[1], l.dir[0], l.dir[1], l.half_width]);
+                t.sl_idx.extend([l.signal, l.sign]);
+            }
+            let red_off = t.red.len() as i32;
+            t.red.extend_from_slice(&ctx.rules.red);
             let drv_off = t.drivable.len() as i32;
             for poly in &ctx.drivable {
                 let id = t.push_points(poly, None);
@@ -77,7 +112,8 @@ impl SceneTables {
             }
             let lane_off = t.lane_center.len() as i32;
             if let Some(lanes) = ctx.lanes.as_ref() {
-                for (center, polygon, bbox) in lanes.lanes() {
+                for (i, (center, polygon, bbox)) in lanes.lanes().enumerate() {
+                    t.lane_limit.push(lanes.speed_limit(i).unwrap_or(f64::NAN));
                     let c = t.push_polyline(center);
                     let p = polygon.map_or(-1, |p| t.push_points(p, None));
                     t.lane_center.push(c);
@@ -111,6 +147,14 @@ impl SceneTables {
                 lane_off,
                 n_lanes: t.lane_center.len() as i32 - lane_off,
                 n_steps: ctx.n_steps,
+                route_rules_off,
+                route_rules_n,
+                sl_off,
+                n_sl: ctx.rules.lines.len() as i32,
+                red_off,
+                has_signals: i32::from(ctx.rules.has_signals()),
+                has_stop_signs: i32::from(ctx.rules.has_stop_signs()),
+                pad: 0,
             });
         }
         t
@@ -137,6 +181,14 @@ impl SceneTables {
             lane_center: held.keep(dev.upload_new(&self.lane_center)?),
             lane_poly: held.keep(dev.upload_new(&self.lane_poly)?),
             lane_bbox: held.keep(dev.upload_new(&self.lane_bbox)?),
+            lane_limit: held.keep(dev.upload_new(&self.lane_limit)?),
+            rule_s: held.keep(dev.upload_new(&self.rule_s)?),
+            rule_v: held.keep(dev.upload_new(&self.rule_v)?),
+            rule_line: held.keep(dev.upload_new(&self.rule_line)?),
+            agent_rules: held.keep(dev.upload_new(&self.agent_rules)?),
+            sl: held.keep(dev.upload_new(&self.sl)?),
+            sl_idx: held.keep(dev.upload_new(&self.sl_idx)?),
+            red: held.keep(dev.upload_new(&self.red)?),
             ..DkArgs::default()
         };
         Ok(DeviceTables { held, args })
@@ -290,6 +342,10 @@ impl DeviceState {
         a.traveled = h.keep(dev.alloc(8 * n)?);
         a.prev = h.keep(dev.alloc(8 * 2 * n)?);
         a.has_prev = h.keep(dev.alloc(n)?);
+        let rule_mem: Vec<i32> = (0..n).flat_map(|_| [-1, -1, 0, -1]).collect();
+        a.rule_mem = h.keep(dev.upload_new(&rule_mem)?);
+        a.a_cleared = h.keep(dev.upload_new(&st.a_cleared)?);
+        a.ego_cleared = h.keep(dev.upload_new(&vec![0u32; n])?);
         Ok(ds)
     }
 

@@ -24,6 +24,7 @@ struct IndexedLane {
     centerline: Polyline,
     polygon: Option<Vec<Point>>,
     bbox: [f64; 4],
+    speed_limit: Option<f64>,
 }
 
 /// The lanes of a map, ready for point look-ups.
@@ -65,6 +66,7 @@ impl LaneIndex {
                     centerline,
                     polygon,
                     bbox,
+                    speed_limit: l.speed_limit_mps,
                 })
             })
             .collect();
@@ -77,6 +79,11 @@ impl LaneIndex {
         self.lanes
             .iter()
             .map(|l| (&l.centerline, l.polygon.as_deref(), l.bbox))
+    }
+
+    /// The speed limit (m/s) of indexed lane `i`, when its map gives one.
+    pub fn speed_limit(&self, i: usize) -> Option<f64> {
+        self.lanes.get(i).and_then(|l| l.speed_limit)
     }
 
     /// The lane at `p` best aligned with `heading`: (lane index, arc length, lane heading there).

@@ -106,6 +106,12 @@ metric_table! {
         "nuPlan's driving direction score (1 / 0.5 / 0)";
     EGO_IS_MAKING_PROGRESS = "ego_is_making_progress", Last, "1", 1, Event,
         "1 while the ego moves or has moved";
+    SPEED_LIMIT_VIOLATION = "speed_limit_violation", Max, "m/s", 1, Continuous,
+        "speed over the limit of the lane the ego is on (nuPlan's speed_limit_compliance)";
+    RAN_RED_LIGHT = "ran_red_light", Max, "1", 1, Event,
+        "the ego's tail crosses a red light's stop line (CARLA's RunningRedLightTest)";
+    RAN_STOP_SIGN = "ran_stop_sign", Max, "1", 1, Event,
+        "the ego leaves a stop sign without stopping (CARLA's RunningStopTest)";
 }
 
 /// The definition of `name`.
@@ -151,7 +157,7 @@ mod tests {
             METRICS[index::EGO_IS_MAKING_PROGRESS].name,
             "ego_is_making_progress"
         );
-        assert_eq!(index::EGO_IS_MAKING_PROGRESS, N_METRICS - 1);
+        assert_eq!(index::RAN_STOP_SIGN, N_METRICS - 1);
         assert_eq!(aggregation_of("offroad"), "max");
         assert!(lookup("img_is_black").is_none());
         assert!(c_defines().contains("#define DK_M_TIME_TO_COLLISION_S 14\n"));

@@ -126,6 +126,120 @@ pub fn generate(spec: &ProceduralSpec) -> Scene {
     }
 }
 
+/// Timestamps of [`traffic_rules_scene`] with the signal red: from 6 s to 12 s.
+pub const RULES_RED_US: (i64, i64) = (6_000_000, 12_000_000);
+
+/// A scene with every traffic rule drivekit simulates and scores, for tests and examples
+/// (`procedural-traffic-rules`): an eastbound two-lane road split into a lane graph — lanes 1/2
+/// (x 0–100 m, limit 12 m/s), signal-controlled connectors 3/4 (x 100–110 m, red from 6 to 12 s,
+/// green before and after), lanes 5/6 (x 110–180 m, limit 8 m/s, a stop sign at their end),
+/// lanes 7/8 (x 180–300 m, limit 12 m/s). The recorded ego drives the right lane from x = 20 m at
+/// 9 m/s, crossing the stop line on red and rolling through the stop sign (the recording obeys no
+/// rule, so a policy has something to do better); a vehicle starts 40 m ahead of it at 9 m/s, and
+/// one in the left lane at 10 m/s. 40 s at 10 Hz.
+pub fn traffic_rules_scene() -> Scene {
+    let n_t = 401;
+    let timestamps_us: Vec<i64> = (0..n_t as i64).map(|k| k * SAMPLE_US).collect();
+    let w = LANE_WIDTH_M;
+    let lane = |id: i64,
+                y: f64,
+                x0: f64,
+                x1: f64,
+                limit: Option<f64>,
+                pred: Option<i64>,
+                succ: Option<i64>,
+                inter: bool| Lane {
+        id,
+        centerline: vec![[x0, y], [x1, y]],
+        left_boundary: vec![[x0, y + w / 2.0], [x1, y + w / 2.0]],
+        right_boundary: vec![[x0, y - w / 2.0], [x1, y - w / 2.0]],
+        predecessors: pred.into_iter().collect(),
+        successors: succ.into_iter().collect(),
+        left_neighbor: None,
+        right_neighbor: None,
+        is_intersection: inter,
+        lane_type: "VEHICLE".into(),
+        speed_limit_mps: limit,
+    };
+    let (yr, yl) = (0.0, w);
+    let lanes = vec![
+        lane(1, yr, 0.0, 100.0, Some(12.0), None, Some(3), false),
+        lane(2, yl, 0.0, 100.0, Some(12.0), None, Some(4), false),
+        lane(3, yr, 100.0, 110.0, Some(12.0), Some(1), Some(5), true),
+        lane(4, yl, 100.0, 110.0, Some(12.0), Some(2), Some(6), true),
+        lane(5, yr, 110.0, 180.0, Some(8.0), Some(3), Some(7), false),
+        lane(6, yl, 110.0, 180.0, Some(8.0), Some(4), Some(8), false),
+        lane(7, yr, 180.0, 300.0, Some(12.0), Some(5), None, false),
+        lane(8, yl, 180.0, 300.0, Some(12.0), Some(6), None, false),
+    ];
+    let red = |t: i64| (RULES_RED_US.0..RULES_RED_US.1).contains(&t);
+    let signal = |lane: i64| super::LaneSignal {
+        lane,
+        states: timestamps_us
+            .iter()
+            .map(|&t| {
+                if red(t) {
+                    super::SignalState::Stop
+                } else {
+                    super::SignalState::Go
+                }
+            })
+            .collect(),
+        stop_point: Some([100.0, if lane == 3 { yr } else { yl }]),
+    };
+    let map = Map {
+        lanes,
+        drivable_areas: vec![Polygon {
+            id: 0,
+            points: vec![
+                [-50.0, -w / 2.0 - 0.5],
+                [400.0, -w / 2.0 - 0.5],
+                [400.0, yl + w / 2.0 + 0.5],
+                [-50.0, yl + w / 2.0 + 0.5],
+            ],
+        }],
+        crosswalks: vec![],
+        road_lines: vec![super::MapLine {
+            id: 100,
+            kind: "TYPE_BROKEN_SINGLE_WHITE".into(),
+            points: vec![[0.0, w / 2.0], [300.0, w / 2.0]],
+        }],
+        road_edges: vec![],
+        speed_bumps: vec![],
+        driveways: vec![],
+        stop_signs: vec![super::StopSign {
+            id: 200,
+            position: [179.0, -w / 2.0 - 0.5],
+            lanes: vec![5, 6],
+        }],
+    };
+    let track = |id: &str, x0: f64, y: f64, v: f64| {
+        let mut t = Track::empty(id.into(), AgentClass::Vehicle, (4.6, 1.9, 1.5), n_t);
+        for (k, ts) in timestamps_us.iter().enumerate() {
+            t.valid[k] = true;
+            t.x[k] = x0 + v * *ts as f64 / 1e6;
+            t.y[k] = y;
+            t.vx[k] = v;
+        }
+        t
+    };
+    let ego = track("EGO", 20.0, yr, 9.0);
+    let agents = vec![track("lead", 60.0, yr, 9.0), track("left", 0.0, yl, 10.0)];
+    let signals = vec![signal(3), signal(4)];
+    Scene {
+        scene_id: "procedural-traffic-rules".into(),
+        source: "drivekit procedural generator (traffic rules: signal, stop sign, speed limits)"
+            .into(),
+        timestamps_us,
+        map,
+        ego,
+        agents,
+        signals,
+        tags: vec!["procedural".into(), "traffic-rules".into()],
+        meta: Default::default(),
+    }
+}
+
 /// Why procedural scenes could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {

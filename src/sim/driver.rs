@@ -1,8 +1,10 @@
 //! Built-in drivers (the policy under test): log replay (the expert: the ego is its recording),
 //! constant velocity (after the takeover the ego keeps its heading and speed, nuPlan's simplest
-//! baseline) and an IDM lane follower (keeps to the route — the recorded ego path, extended
-//! straight past its end — at the recording's top speed, braking for whatever is ahead in its
-//! lane, as nuPlan's IDM planner does along its route). Drivers return planned trajectories; the
+//! baseline) and an IDM lane follower (keeps to its route — the lane-graph route from its start
+//! lane to the lane its recording ends on, else the recorded path, extended straight past its
+//! end — at the recording's top speed capped by the lanes' speed limits, braking for whatever is
+//! ahead in its lane, for red lights and for stop signs until it has stopped, as nuPlan's IDM
+//! planner does along its route). Drivers return planned trajectories; the
 //! controller tracks them with the vehicle model.
 
 use super::idm::{self, Body};
@@ -135,20 +137,32 @@ impl DriverService for IdmDriver {
                 .filter(|&a| st.a_valid[a])
                 .map(|a| idm::agent_body(st, a))
                 .collect();
-            let lead = idm::leader(&me, others.iter());
+            let mut s = route.line.project([me.x, me.y]).1;
+            let ti = crate::metrics::traffic_rules::ts_index(&ctx.scene.timestamps_us, st.t_us[r]);
+            let mut cleared = plans.cleared[r];
+            let (limit, stop) = idm::route_constraints(
+                route,
+                &ctx.rules,
+                s,
+                me.len / 2.0,
+                me.speed,
+                ti,
+                &mut cleared,
+            );
+            plans.cleared[r] = cleared;
+            let lead = idm::nearest_leader(idm::leader(&me, others.iter()), stop);
             let a = idm::acceleration(
                 me.speed,
-                ctx.ego_top_speed,
+                ctx.ego_top_speed.min(limit),
                 crate::state::idm_defaults::HEADWAY_S,
                 lead,
             );
-            let mut s = route.project([me.x, me.y]).1;
             let mut v = me.speed;
             for k in 0..PLAN_POINTS {
                 let v_next = (v + a * dt_s).max(0.0);
                 s += (v + v_next) / 2.0 * dt_s;
                 v = v_next;
-                let (p, _) = route.at(s);
+                let (p, _) = route.line.at(s);
                 plans.x[r * PLAN_POINTS + k] = p[0];
                 plans.y[r * PLAN_POINTS + k] = p[1];
                 plans.v[r * PLAN_POINTS + k] = v;

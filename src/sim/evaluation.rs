@@ -1,6 +1,6 @@
 //! The evaluation service: every metric of DESIGN §3 per rollout and step, from the batch state
 //! and the scene (collisions with nuPlan's classes, offroad, TTC, comfort, driving direction,
-//! path distances, progress). What a metric needs from earlier steps lives in [`EvalMemory`].
+//! path distances, progress, speed over the lane's limit, red lights and stop signs run). What a metric needs from earlier steps lives in [`EvalMemory`].
 
 use super::services::EvaluationService;
 use crate::config::SimConfig;
@@ -26,6 +26,7 @@ pub struct EvalMemory {
     direction: DirectionTracker,
     traveled_m: f64,
     prev: Option<[f64; 2]>,
+    rules: crate::metrics::traffic_rules::RuleMemory,
 }
 
 /// The evaluation settings of a configuration, for every backend (the CPU [`Evaluator`] and the
@@ -147,6 +148,22 @@ impl EvaluationService for Evaluator {
                 mem.direction
                     .push(lanes, [ego.x, ego.y], ego.yaw, self.dt_s)
             });
+            let ti = crate::metrics::traffic_rules::ts_index(&ctx.scene.timestamps_us, t);
+            let (ran_red, ran_stop) = crate::metrics::traffic_rules::check(
+                &ctx.rules,
+                &mut mem.rules,
+                [ego.x, ego.y],
+                ego.yaw,
+                ego.length,
+                st.ego_speed[r],
+                ti,
+            );
+            let over_limit = ctx.lanes.as_ref().and_then(|lanes| {
+                let (i, _, _) = lanes.locate([ego.x, ego.y], ego.yaw)?;
+                lanes
+                    .speed_limit(i)
+                    .map(|limit| (st.ego_speed[r] - limit).max(0.0))
+            });
             let making_progress = match (progress, gt_traveled) {
                 (Some(p), Some(g)) if g >= MAKING_PROGRESS_MIN_EXPERT_M => {
                     p / g >= MAKING_PROGRESS_RATIO
@@ -175,6 +192,17 @@ impl EvaluationService for Evaluator {
             row[index::EGO_IS_COMFORTABLE] = flag(comfortable);
             row[index::DRIVING_DIRECTION_COMPLIANCE] = direction.unwrap_or(nan);
             row[index::EGO_IS_MAKING_PROGRESS] = flag(making_progress);
+            row[index::SPEED_LIMIT_VIOLATION] = over_limit.unwrap_or(nan);
+            row[index::RAN_RED_LIGHT] = if ctx.rules.has_signals() {
+                flag(ran_red)
+            } else {
+                nan
+            };
+            row[index::RAN_STOP_SIGN] = if ctx.rules.has_stop_signs() {
+                flag(ran_stop)
+            } else {
+                nan
+            };
         }
     }
 }

@@ -34,6 +34,76 @@ pub fn acceleration(v: f64, v0: f64, headway_s: f64, leader: Option<(f64, f64)>)
     a.clamp(-MAX_BRAKE_MPS2, ACCEL_MPS2)
 }
 
+/// A stop sign is passed once the vehicle has stood (below
+/// [`crate::metrics::traffic_rules::STOP_SPEED_MPS`]) with its front within this far (m) of the
+/// line — its centre then within CARLA's 4 m for a car.
+pub const STOP_CLEAR_M: f64 = 1.5;
+/// Slower than this (m/s) within [`STOP_CLEAR_M`] of a stop sign's line, the vehicle brakes to
+/// a standstill (IDM alone only creeps up to a standing obstacle).
+pub const STOP_HOLD_MPS: f64 = 2.0;
+/// Stop lines this far (m) behind the front bumper are behind the vehicle: it goes on.
+pub const STOP_PASSED_M: f64 = 0.5;
+
+/// What the rules of a route ask of a vehicle whose centre is at arc length `s` (front bumper
+/// at `s + half_len`) at timestamp index `ti`: the speed limit in force (∞: none), and the gap
+/// (m, front bumper to the line) to the first stop line ahead that holds it — a red signal, or a
+/// stop sign it has not yet stopped at (0 within [`STOP_CLEAR_M`] of it below
+/// [`STOP_HOLD_MPS`]: full braking). `cleared` counts the rules whose stop signs are done
+/// (updated here: a sign is done once the vehicle stands within [`STOP_CLEAR_M`] of it).
+pub fn route_constraints(
+    route: &crate::state::Route,
+    traffic: &crate::metrics::traffic_rules::TrafficRules,
+    s: f64,
+    half_len: f64,
+    speed: f64,
+    ti: usize,
+    cleared: &mut u32,
+) -> (f64, Option<f64>) {
+    use crate::state::PathRule;
+    let mut limit = f64::INFINITY;
+    let mut stop = None;
+    let front = s + half_len;
+    for (i, rule) in route.rules.iter().enumerate() {
+        match *rule {
+            PathRule::Limit { s: at, mps } => {
+                if at <= s {
+                    limit = mps;
+                }
+            }
+            PathRule::Stop { s: at, line } => {
+                let gap = at - front;
+                if stop.is_some() || !(-STOP_PASSED_M..=LOOKAHEAD_M).contains(&gap) {
+                    continue;
+                }
+                let l = &traffic.lines[line];
+                if l.signal >= 0 {
+                    if traffic.red_at(l.signal, ti) {
+                        stop = Some(gap);
+                    }
+                } else if (i as u32) >= *cleared {
+                    if speed < crate::metrics::traffic_rules::STOP_SPEED_MPS && gap < STOP_CLEAR_M {
+                        *cleared = i as u32 + 1;
+                    } else if speed < STOP_HOLD_MPS && gap < STOP_CLEAR_M {
+                        stop = Some(0.0);
+                    } else {
+                        stop = Some(gap);
+                    }
+                }
+            }
+        }
+    }
+    (limit, stop)
+}
+
+/// The nearer of a leader and a stop line (a standing leader).
+pub fn nearest_leader(leader: Option<(f64, f64)>, stop_gap: Option<f64>) -> Option<(f64, f64)> {
+    match (leader, stop_gap) {
+        (Some(l), Some(g)) if g < l.0 => Some((g, 0.0)),
+        (None, Some(g)) => Some((g, 0.0)),
+        (l, _) => l,
+    }
+}
+
 /// A box moving along its heading, as the leader search sees it (with its heading's cosine and
 /// sine, computed once per step rather than once per pair).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -66,6 +66,9 @@ pub struct Plans {
     pub failed: Vec<Option<String>>,
     /// The driver ended the session (AlpaSim's `terminate_session`): the rollout stops here.
     pub terminate: Vec<bool>,
+    /// The driver's memory per rollout, kept from step to step of a chunk (the IDM driver: the
+    /// rules of its route whose stop signs it has stopped at).
+    pub cleared: Vec<u32>,
 }
 
 impl Plans {
@@ -78,6 +81,7 @@ impl Plans {
             v: vec![0.0; n * PLAN_POINTS],
             failed: vec![None; n],
             terminate: vec![false; n],
+            cleared: vec![0; n],
         }
     }
 }

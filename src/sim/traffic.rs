@@ -1,7 +1,9 @@
 //! The traffic service: the other agents. Log replay puts every agent where its recording says;
-//! IDM traffic drives the vehicles observed at the start along their recorded paths under the
-//! Intelligent Driver Model (as Waymax's IDM route policy does), reacting to the ego and to each
-//! other, while pedestrians, cyclists, static objects, parked cars and late arrivals replay.
+//! IDM traffic drives the vehicles observed at the start along their routes — the lane-graph
+//! route from their start lane to the lane their recording ends on, else their recorded path —
+//! under the Intelligent Driver Model (as Waymax's IDM route policy does), reacting to the ego
+//! and to each other, keeping to the lanes' speed limits and stopping for red lights and at stop
+//! signs, while pedestrians, cyclists, static objects, parked cars and late arrivals replay.
 
 use super::idm::{self, Body};
 use super::services::TrafficService;
@@ -101,6 +103,7 @@ impl TrafficService for IdmTraffic {
             }
             bodies.push(idm::ego_body(st, r, ctx));
             accel.clear();
+            let ti = crate::metrics::traffic_rules::ts_index(&ctx.scene.timestamps_us, st.t_us[r]);
             for (i, a) in agents.clone().enumerate() {
                 if !(st.a_idm[a] && st.a_valid[a]) {
                     accel.push(0.0);
@@ -112,10 +115,22 @@ impl TrafficService for IdmTraffic {
                     .enumerate()
                     .filter(|(j, _)| *j != index[i])
                     .map(|(_, b)| b);
-                let lead = idm::leader(me, others);
+                let (mut limit, mut stop) = (f64::INFINITY, None);
+                if let Some(route) = ctx.agent_paths[st.a_track[a] as usize].as_ref() {
+                    (limit, stop) = idm::route_constraints(
+                        route,
+                        &ctx.rules,
+                        st.a_s[a],
+                        me.len / 2.0,
+                        me.speed,
+                        ti,
+                        &mut st.a_cleared[a],
+                    );
+                }
+                let lead = idm::nearest_leader(idm::leader(me, others), stop);
                 accel.push(idm::acceleration(
                     me.speed,
-                    st.a_v0[a],
+                    st.a_v0[a].min(limit),
                     st.a_headway[a],
                     lead,
                 ));
@@ -126,7 +141,10 @@ impl TrafficService for IdmTraffic {
                     replay(st, ctx, a, t);
                     continue;
                 }
-                let Some((path, _)) = ctx.agent_paths[st.a_track[a] as usize].as_ref() else {
+                let Some(path) = ctx.agent_paths[st.a_track[a] as usize]
+                    .as_ref()
+                    .map(|r| &r.line)
+                else {
                     continue;
                 };
                 let v = st.a_speed[a];

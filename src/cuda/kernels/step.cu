@@ -290,6 +290,136 @@ DK_DEV double dk_direction_push(const DkArgs& a, const DkScene& sc, u32 r, doubl
   return 0.0;
 }
 
+// ---- traffic rules (metrics::traffic_rules) ------------------------------------------------
+
+// traffic_rules::ts_index: the last timestamp at or before t (0 before the first).
+DK_DEV int dk_ts_index(const DkArgs& a, const DkScene& sc, i64 t) {
+  int lo = 0, hi = sc.n_ts;
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    if (a.ts[sc.ts_off + mid] <= t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo > 0 ? lo - 1 : 0;
+}
+
+// TrafficRules::red_at.
+DK_DEV bool dk_red(const DkArgs& a, const DkScene& sc, int signal, int ti) {
+  return signal >= 0 && a.red[sc.red_off + signal * sc.n_ts + ti] != 0;
+}
+
+// traffic_rules::segments_intersect.
+DK_DEV double dk_cross(double ox, double oy, double ax, double ay, double bx, double by) {
+  return (ax - ox) * (by - oy) - (ay - oy) * (bx - ox);
+}
+DK_DEV bool dk_segments_intersect(double p1x, double p1y, double p2x, double p2y, double q1x,
+                                  double q1y, double q2x, double q2y) {
+  double d1 = dk_cross(q1x, q1y, q2x, q2y, p1x, p1y);
+  double d2 = dk_cross(q1x, q1y, q2x, q2y, p2x, p2y);
+  double d3 = dk_cross(p1x, p1y, p2x, p2y, q1x, q1y);
+  double d4 = dk_cross(p1x, p1y, p2x, p2y, q2x, q2y);
+  return (d1 * d2 <= 0.0) && (d3 * d4 <= 0.0);
+}
+
+// traffic_rules::at_sign.
+DK_DEV bool dk_at_sign(const DkArgs& a, const DkScene& sc, int sign, double cx, double cy,
+                       double fx, double fy) {
+  for (int q = sc.sl_off; q < sc.sl_off + sc.n_sl; q++) {
+    const double* l = a.sl + 5 * q;
+    if (a.sl_idx[2 * q + 1] != sign || fx * l[2] + fy * l[3] < -0.17) continue;
+    double dx = l[0] - cx, dy = l[1] - cy;
+    double ahead = dx * l[2] + dy * l[3];
+    double side = -dx * l[3] + dy * l[2];
+    if (ahead >= -DK_STOP_PAST_M && ahead <= DK_STOP_PROXIMITY_M && fabs(side) <= l[4]) return true;
+  }
+  return false;
+}
+
+// traffic_rules::check. mem: red_last, stop_target, stop_done, stop_failed.
+DK_DEV void dk_rules_check(const DkArgs& a, const DkScene& sc, int* mem, double cx, double cy,
+                           double yaw, double len, double speed, int ti, bool* red, bool* ran_stop) {
+  double fx = cos(yaw), fy = sin(yaw);
+  double ext = len / 2.0;
+  double tcx = cx - 0.8 * ext * fx, tcy = cy - 0.8 * ext * fy;
+  double tfx = cx - (ext + 1.0) * fx, tfy = cy - (ext + 1.0) * fy;
+  *red = false;
+  for (int q = sc.sl_off; q < sc.sl_off + sc.n_sl; q++) {
+    int signal = a.sl_idx[2 * q];
+    if (signal < 0) continue;
+    const double* l = a.sl + 5 * q;
+    if (signal == mem[0] || dk_norm(l[0] - cx, l[1] - cy) > DK_RED_LIGHT_DISTANCE_M ||
+        !dk_red(a, sc, signal, ti) || fx * l[2] + fy * l[3] <= 0.0)
+      continue;
+    double nx = -l[3], ny = l[2];
+    double ax = l[0] - nx * l[4], ay = l[1] - ny * l[4];
+    double bx = l[0] + nx * l[4], by = l[1] + ny * l[4];
+    if (dk_segments_intersect(tcx, tcy, tfx, tfy, ax, ay, bx, by)) {
+      *red = true;
+      mem[0] = signal;
+      break;
+    }
+  }
+  *ran_stop = false;
+  if (mem[1] < 0) {
+    for (int q = sc.sl_off; q < sc.sl_off + sc.n_sl; q++) {
+      int sign = a.sl_idx[2 * q + 1];
+      if (sign >= 0 && dk_at_sign(a, sc, sign, cx, cy, fx, fy)) {
+        mem[1] = sign;
+        mem[2] = 0;
+        break;
+      }
+    }
+  } else {
+    if (speed < DK_STOP_SPEED_MPS) mem[2] = 1;
+    if (!dk_at_sign(a, sc, mem[1], cx, cy, fx, fy)) {
+      if (!mem[2] && mem[1] != mem[3]) {
+        *ran_stop = true;
+        mem[3] = mem[1];
+      }
+      mem[1] = -1;
+      mem[2] = 0;
+    }
+  }
+}
+
+// sim::idm::route_constraints: the speed limit in force and the nearest stop line that holds
+// the vehicle (has_stop, stop_gap); `cleared` counts the rules whose stop signs are done.
+DK_DEV void dk_route_constraints(const DkArgs& a, const DkScene& sc, int off, int n, double s,
+                                 double half_len, double speed, int ti, u32* cleared,
+                                 double* limit, bool* has_stop, double* stop_gap) {
+  *limit = DK_INF;
+  *has_stop = false;
+  double front = s + half_len;
+  for (int i = 0; i < n; i++) {
+    int q = off + i;
+    double at = a.rule_s[q];
+    int line = a.rule_line[q];
+    if (line < 0) {
+      if (at <= s) *limit = a.rule_v[q];
+      continue;
+    }
+    double gap = at - front;
+    if (*has_stop || gap < -DK_STOP_PASSED_M || gap > DK_IDM_LOOKAHEAD_M) continue;
+    int signal = a.sl_idx[2 * (sc.sl_off + line)];
+    if (signal >= 0) {
+      if (dk_red(a, sc, signal, ti)) {
+        *has_stop = true;
+        *stop_gap = gap;
+      }
+    } else if ((u32)i >= *cleared) {
+      if (speed < DK_STOP_SPEED_MPS && gap < DK_STOP_CLEAR_M) {
+        *cleared = (u32)i + 1;
+      } else if (speed < DK_STOP_HOLD_MPS && gap < DK_STOP_CLEAR_M) {
+        *has_stop = true;
+        *stop_gap = 0.0;
+      } else {
+        *has_stop = true;
+        *stop_gap = gap;
+      }
+    }
+  }
+}
+
 // ---- the takeover the stepper decided (sim::stepper::CpuBackend::take_over) ----------------
 
 DK_KERNEL void dk_takeover(const DkArgs a) {
@@ -441,6 +571,19 @@ DK_KERNEL void dk_evaluate(const DkArgs a) {
   bool comfortable =
       dk_comfort_push(a.comfort + 5 * DK_COMFORT_WINDOW * r, a.comfort_n + 5 * r, espeed, eyaw, a.dt_s);
   double direction = sc.n_lanes > 0 ? dk_direction_push(a, sc, r, ex, ey, eyaw) : DK_NAN;
+  // Speed over the lane's limit; red lights and stop signs run.
+  double over_limit = DK_NAN;
+  if (sc.n_lanes > 0) {
+    double ls, lh;
+    int here = dk_locate(a, sc, ex, ey, eyaw, &ls, &lh);
+    if (here >= 0) {
+      double lim = a.lane_limit[sc.lane_off + here];
+      if (lim == lim) over_limit = dk_max(espeed - lim, 0.0);
+    }
+  }
+  bool ran_red = false, ran_stop = false;
+  dk_rules_check(a, sc, a.rule_mem + 4 * r, ex, ey, eyaw, elen, espeed, dk_ts_index(a, sc, t),
+                 &ran_red, &ran_stop);
   bool making_progress = true;
   if (!(progress != progress) && !(gt_traveled != gt_traveled) &&
       gt_traveled >= DK_MAKING_PROGRESS_MIN_EXPERT_M) {
@@ -465,6 +608,9 @@ DK_KERNEL void dk_evaluate(const DkArgs a) {
   m[DK_M_EGO_IS_COMFORTABLE] = comfortable ? 1.0 : 0.0;
   m[DK_M_DRIVING_DIRECTION_COMPLIANCE] = direction;
   m[DK_M_EGO_IS_MAKING_PROGRESS] = making_progress ? 1.0 : 0.0;
+  m[DK_M_SPEED_LIMIT_VIOLATION] = over_limit;
+  m[DK_M_RAN_RED_LIGHT] = sc.has_signals ? (ran_red ? 1.0 : 0.0) : DK_NAN;
+  m[DK_M_RAN_STOP_SIGN] = sc.has_stop_signs ? (ran_stop ? 1.0 : 0.0) : DK_NAN;
 }
 
 // ---- IDM (sim::idm) -------------------------------------------------------------------------
@@ -579,9 +725,20 @@ DK_KERNEL void dk_drive(const DkArgs a) {
     DkBody o = dk_agent_body(a, k);
     dk_leader_consider(&me, &o, &has, &gap, &vl);
   }
-  double acc = dk_idm_acceleration(me.speed, sc.ego_top_speed, DK_IDM_HEADWAY_S, has, gap, vl);
   double s;
   dk_poly_project(a, sc.route, me.x, me.y, &s);
+  double limit, stop_gap = 0.0;
+  bool has_stop;
+  dk_route_constraints(a, sc, sc.route_rules_off, sc.route_rules_n, s, me.len / 2.0, me.speed,
+                       dk_ts_index(a, sc, a.t_us[r]), a.ego_cleared + r, &limit, &has_stop,
+                       &stop_gap);
+  if (has_stop && (!has || stop_gap < gap)) {
+    has = true;
+    gap = stop_gap;
+    vl = 0.0;
+  }
+  double acc = dk_idm_acceleration(me.speed, dk_min(sc.ego_top_speed, limit), DK_IDM_HEADWAY_S,
+                                   has, gap, vl);
   double v = me.speed;
   for (int k = 0; k < DK_PLAN_POINTS; k++) {
     double v_next = dk_max(v + acc * a.dt_s, 0.0);
@@ -676,7 +833,21 @@ DK_KERNEL void dk_traffic_accel(const DkArgs a) {
   }
   DkBody ego = dk_body(a.ego_x[r], a.ego_y[r], a.ego_yaw[r], a.ego_speed[r], sc.ego_len, sc.ego_wid);
   dk_leader_consider(&me, &ego, &has, &gap, &vl);
-  a.a_accel[k] = dk_idm_acceleration(me.speed, a.a_v0[k], a.a_headway[k], has, gap, vl);
+  double limit = DK_INF, stop_gap = 0.0;
+  bool has_stop = false;
+  int track = sc.path_off + (int)a.a_track[k];
+  if (a.agent_path[track] >= 0) {
+    dk_route_constraints(a, sc, a.agent_rules[2 * track], a.agent_rules[2 * track + 1], a.a_s[k],
+                         me.len / 2.0, me.speed, dk_ts_index(a, sc, a.t_us[r]), a.a_cleared + k,
+                         &limit, &has_stop, &stop_gap);
+  }
+  if (has_stop && (!has || stop_gap < gap)) {
+    has = true;
+    gap = stop_gap;
+    vl = 0.0;
+  }
+  a.a_accel[k] = dk_idm_acceleration(me.speed, dk_min(a.a_v0[k], limit), a.a_headway[k], has,
+                                     gap, vl);
 }
 
 // Moves every agent to t + dt: IDM along its path, or its recording.

@@ -69,16 +69,17 @@ pub(super) fn step_work(
     let waypoints = ctx.route.as_ref().map_or_else(Vec::new, |route| {
         // From the rig's own projection on, so the first waypoint is where the rig is.
         let s0 = route
+            .line
             .project([rig[0] + s.origin[0], rig[1] + s.origin[1]])
             .1;
         // The route ends where the recording ends (the straight extension the IDM driver
         // uses is not sent): a route follower stops there instead of leaving the road.
-        let end = route.length() - crate::state::PATH_EXTENSION_M;
+        let end = route.line.length() - crate::state::PATH_EXTENSION_M;
         (0..ROUTE_POINTS)
             .map(|k| s0 + k as f64 * ROUTE_SPACING_M)
             .take_while(|&a| a <= end.max(s0))
             .map(|a| {
-                let (p, _) = route.at(a);
+                let (p, _) = route.line.at(a);
                 let (dx, dy) = (p[0] - s.origin[0] - rig[0], p[1] - s.origin[1] - rig[1]);
                 vec3(dx * cs + dy * sn, -dx * sn + dy * cs)
             })
