@@ -80,6 +80,7 @@ bench:
 	$(BENCH_PATH) $(CARGO) bench --bench evaluate
 	$(BENCH_PATH) $(CARGO) bench --bench video
 	$(BENCH_PATH) $(CARGO) bench --bench aggregate
+	$(BENCH_PATH) $(CARGO) bench --bench import
 
 ## fixtures: regenerate the bundled demo run with the fixture generator
 fixtures:

@@ -9,13 +9,25 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// The temporary sibling used while `path` is being written (`.name.tmp-<pid>`).
+/// A number no other write of this process uses, for temporary names: two threads writing the
+/// same target must not share a temporary file.
+fn next_serial() -> u64 {
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The temporary sibling used while `path` is being written (`.name.tmp-<pid>-<serial>`, unique
+/// per write of the process).
 pub fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".to_string());
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    path.with_file_name(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        next_serial()
+    ))
 }
 
 /// How far a write must reach before it is renamed into place.
@@ -68,7 +80,7 @@ where
 }
 
 /// A temporary file that is removed when dropped, unless [`persist`](TempFile::persist) renamed
-/// it into place first: an early return never leaves `.name.tmp-<pid>` files behind.
+/// it into place first: an early return never leaves `.name.tmp-<pid>-<serial>` files behind.
 #[derive(Debug)]
 pub struct TempFile {
     path: PathBuf,
@@ -96,7 +108,11 @@ impl TempFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        TempFile::at(target.with_file_name(format!(".tmp-{}-{name}", std::process::id())))
+        TempFile::at(target.with_file_name(format!(
+            ".tmp-{}-{}-{name}",
+            std::process::id(),
+            next_serial()
+        )))
     }
 
     /// The temporary path.

@@ -11,6 +11,7 @@ use crate::config::SimConfig;
 use crate::geometry::Polyline;
 use crate::metrics::direction::LaneIndex;
 use crate::rng::{derive_seed, SplitMix64};
+use crate::scene::lane_graph::LaneLocator;
 use crate::scene::sampling::{sample, Sample};
 use crate::scene::{AgentClass, Scene, Track};
 
@@ -153,22 +154,13 @@ pub const STOP_ALIGN_COS: f64 = 0.7;
 
 /// Lanes whose centerline passes within [`ROUTE_LANE_MAX_M`] of `p` heading within 60° of
 /// `yaw`, with the arc length of the nearest point, nearest first (at most 4).
-fn lane_candidates(lanes: &[crate::scene::Lane], p: [f64; 2], yaw: f64) -> Vec<(usize, f64)> {
-    let mut out: Vec<(f64, usize, f64)> = Vec::new();
-    for (i, l) in lanes.iter().enumerate() {
-        let Some(line) = Polyline::new(l.centerline.clone()) else {
-            continue;
-        };
-        let (d, s) = line.project(p);
-        let h = line.at(s).1;
-        if d <= ROUTE_LANE_MAX_M
-            && crate::geometry::wrap_angle(h - yaw).abs() < std::f64::consts::FRAC_PI_3
-        {
-            out.push((d, i, s));
-        }
-    }
-    out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    out.into_iter().take(4).map(|(_, i, s)| (i, s)).collect()
+fn lane_candidates(locator: &LaneLocator, p: [f64; 2], yaw: f64) -> Vec<(usize, f64)> {
+    locator
+        .candidates(p, yaw, ROUTE_LANE_MAX_M, std::f64::consts::FRAC_PI_3)
+        .into_iter()
+        .take(4)
+        .map(|(i, _, s)| (i, s))
+        .collect()
 }
 
 /// The lane-graph route of `track` from `start` (x, y, yaw) towards its last recorded pose on a
@@ -179,6 +171,7 @@ fn lane_candidates(lanes: &[crate::scene::Lane], p: [f64; 2], yaw: f64) -> Vec<(
 /// onto it. `None` when either end is off the lanes or no chain connects them.
 fn lane_route(
     scene: &Scene,
+    locator: &LaneLocator,
     track: &Track,
     start: Sample,
     recorded: &[[f64; 2]],
@@ -187,17 +180,22 @@ fn lane_route(
     if lanes.is_empty() {
         return None;
     }
-    let froms = lane_candidates(lanes, [start.x, start.y], start.yaw);
+    let froms = lane_candidates(locator, [start.x, start.y], start.yaw);
+    if froms.is_empty() {
+        return None;
+    }
     // The last recorded pose on a lane (a recording may end past the mapped area).
     let tos = (0..track.valid.len())
         .rev()
         .filter(|&i| track.valid[i])
-        .map(|i| lane_candidates(lanes, [track.x[i], track.y[i]], track.yaw[i]))
+        .map(|i| lane_candidates(locator, [track.x[i], track.y[i]], track.yaw[i]))
         .find(|c| !c.is_empty())?;
     let mut best: Option<(f64, f64, Vec<[f64; 2]>)> = None;
     for &(from, s0) in &froms {
         for &(to, _) in &tos {
-            let Some(chain) = crate::scene::lane_graph::route(lanes, from, to) else {
+            let Some(chain) =
+                crate::scene::lane_graph::route_indexed(lanes, &locator.index, from, to)
+            else {
                 continue;
             };
             let mut pts = vec![[start.x, start.y]];
@@ -220,10 +218,25 @@ fn lane_route(
             let Some(line) = Polyline::new(pts.clone()) else {
                 continue;
             };
-            let worst = recorded
-                .iter()
-                .map(|p| line.project(*p).0)
-                .fold(0.0, f64::max);
+            // The largest distance of the recorded path (a point every 2 m) from this route,
+            // given up once it exceeds the best route's.
+            let bound = best.as_ref().map_or(f64::INFINITY, |b| b.0);
+            let mut worst: f64 = 0.0;
+            let mut since = f64::INFINITY;
+            for (i, p) in recorded.iter().enumerate() {
+                if i > 0 {
+                    let q = recorded[i - 1];
+                    since += crate::geometry::norm(p[0] - q[0], p[1] - q[1]);
+                }
+                if since < 2.0 && i + 1 < recorded.len() {
+                    continue;
+                }
+                since = 0.0;
+                worst = worst.max(line.project(*p).0);
+                if worst > bound {
+                    break;
+                }
+            }
             let len = line.length();
             if best.as_ref().is_none_or(|b| (worst, len) < (b.0, b.1)) {
                 best = Some((worst, len, pts));
@@ -251,6 +264,7 @@ fn lane_route(
 fn rules_along(
     line: &Polyline,
     scene: &Scene,
+    locator: &LaneLocator,
     rules: &crate::metrics::traffic_rules::TrafficRules,
 ) -> Vec<PathRule> {
     let lanes = &scene.map.lanes;
@@ -260,8 +274,10 @@ fn rules_along(
         let mut s = 0.0;
         while s <= line.length() {
             let (p, h) = line.at(s);
-            let limit = crate::scene::lane_graph::lane_at(lanes, p, h, ROUTE_LANE_MAX_M)
-                .and_then(|(i, _)| lanes[i].speed_limit_mps);
+            let limit = locator
+                .candidates(p, h, ROUTE_LANE_MAX_M, std::f64::consts::FRAC_PI_2)
+                .first()
+                .and_then(|c| lanes[c.0].speed_limit_mps);
             if let Some(l) = limit.filter(|l| current != Some(*l)) {
                 out.push(PathRule::Limit { s, mps: l });
                 current = Some(l);
@@ -285,6 +301,7 @@ fn rules_along(
 /// path; extended straight by [`PATH_EXTENSION_M`]; with its rules and the recorded top speed.
 fn route_of(
     scene: &Scene,
+    locator: &LaneLocator,
     track: &Track,
     start_us: i64,
     rules: &crate::metrics::traffic_rules::TrafficRules,
@@ -292,7 +309,7 @@ fn route_of(
     let ts = &scene.timestamps_us;
     let first = sample(track, ts, start_us)?;
     let (recorded, top) = path_points(track, ts, start_us, first);
-    let lane = lane_route(scene, track, first, &recorded);
+    let lane = lane_route(scene, locator, track, first, &recorded);
     let on_lanes = lane.is_some();
     let mut pts = lane.unwrap_or(recorded);
     let end = pts[pts.len() - 1];
@@ -307,7 +324,7 @@ fn route_of(
         end[1] + heading.sin() * PATH_EXTENSION_M,
     ]);
     let line = Polyline::new(pts)?;
-    let rules = rules_along(&line, scene, rules);
+    let rules = rules_along(&line, scene, locator, rules);
     Some(Route {
         line,
         top_speed: top,
@@ -356,14 +373,19 @@ impl SceneCtx {
             .and_then(|p| sample(&scene.ego, ts, start_us).map(|s| p.project([s.x, s.y]).1))
             .unwrap_or(0.0);
         let rules = crate::metrics::traffic_rules::TrafficRules::new(&scene);
-        let route = route_of(&scene, &scene.ego, start_us, &rules);
+        let locator = LaneLocator::new(&scene.map.lanes);
+        let route = route_of(&scene, &locator, &scene.ego, start_us, &rules);
         let ego_top_speed = route.as_ref().map_or(0.0, |r| r.top_speed);
         let agent_paths = scene
             .agents
             .iter()
             .map(|a| {
-                (a.class == AgentClass::Vehicle)
-                    .then(|| route_of(&scene, a, start_us, &rules))
+                // Parked vehicles (recorded top speed below IDM_MIN_SPEED_MPS) replay: no route.
+                let moving = (0..ts.len())
+                    .filter(|&i| ts[i] >= start_us && a.valid[i])
+                    .any(|i| crate::geometry::norm(a.vx[i], a.vy[i]) >= IDM_MIN_SPEED_MPS);
+                (a.class == AgentClass::Vehicle && moving)
+                    .then(|| route_of(&scene, &locator, a, start_us, &rules))
                     .flatten()
                     .filter(|r| r.top_speed >= IDM_MIN_SPEED_MPS)
             })

@@ -102,8 +102,8 @@ c_struct! {
         has_signals: val i32,
         /// Some stop line belongs to a stop sign (the stop-sign metric applies).
         has_stop_signs: val i32,
-        /// Padding to 8 bytes.
-        pad: val i32,
+        /// Some lane has a speed limit (the speed-limit metric applies).
+        has_limits: val i32,
     }
 }
 

@@ -154,7 +154,7 @@ impl SceneTables {
                 red_off,
                 has_signals: i32::from(ctx.rules.has_signals()),
                 has_stop_signs: i32::from(ctx.rules.has_stop_signs()),
-                pad: 0,
+                has_limits: i32::from(ctx.lanes.as_ref().is_some_and(|l| l.has_speed_limits())),
             });
         }
         t

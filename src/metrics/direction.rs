@@ -81,6 +81,11 @@ impl LaneIndex {
             .map(|l| (&l.centerline, l.polygon.as_deref(), l.bbox))
     }
 
+    /// Whether any lane has a speed limit (the speed-limit metric applies).
+    pub fn has_speed_limits(&self) -> bool {
+        self.lanes.iter().any(|l| l.speed_limit.is_some())
+    }
+
     /// The speed limit (m/s) of indexed lane `i`, when its map gives one.
     pub fn speed_limit(&self, i: usize) -> Option<f64> {
         self.lanes.get(i).and_then(|l| l.speed_limit)

@@ -277,7 +277,7 @@ pub fn import_to(
             read_input(kind, f, opts, &mut |r| match r {
                 Ok(scene) => {
                     let path = out.join(format!("{}.{}", scene.scene_id, super::EXTENSION));
-                    match scene.save(&path) {
+                    match scene.save_as(&path, crate::fsutil::Durability::Renamed) {
                         Ok(()) => {
                             if summaries.len() < SUMMARIES {
                                 summaries.push(scene.summary());

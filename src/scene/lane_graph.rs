@@ -12,6 +12,8 @@ use crate::geometry::norm;
 pub const DEFAULT_HALF_WIDTH_M: f64 = 1.85;
 /// Narrowest and widest half width (m) taken from a neighbouring line.
 pub const HALF_WIDTH_RANGE_M: (f64, f64) = (1.0, 3.0);
+/// Lane boundaries get a point every this many metres of centerline (and at both ends).
+pub const BOUNDARY_STEP_M: f64 = 2.0;
 /// Largest gap (m) between a lane's end and another's start for the second to succeed the first.
 pub const SUCCESSOR_GAP_M: f64 = 1.0;
 /// Largest heading change (rad) from a lane's end to a successor's start.
@@ -20,30 +22,69 @@ pub const SUCCESSOR_TURN_RAD: f64 = 1.2;
 /// A segment (its ends) and the index of the polyline it belongs to.
 type Segment = (Point, Point, usize);
 
-/// Segments of many polylines in a uniform grid, for nearest-segment queries; each segment
-/// remembers the index of its polyline.
+/// Segments of many polylines in a uniform grid over their bounding box, for nearest-segment
+/// queries; each segment remembers the index of its polyline.
 pub struct SegmentGrid {
     cell: f64,
-    cells: HashMap<(i64, i64), Vec<Segment>>,
+    x0: f64,
+    y0: f64,
+    nx: i64,
+    ny: i64,
+    cells: Vec<Vec<Segment>>,
 }
 
 impl SegmentGrid {
     /// Indexes every segment of `lines` in cells of `cell` metres.
-    pub fn new<'a>(lines: impl IntoIterator<Item = &'a [Point]>, cell: f64) -> SegmentGrid {
-        let mut cells: HashMap<(i64, i64), Vec<Segment>> = HashMap::new();
+    pub fn new<'a>(lines: impl IntoIterator<Item = &'a [Point]> + Clone, cell: f64) -> SegmentGrid {
+        let (mut x0, mut y0, mut x1, mut y1) = (
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        );
+        for line in lines.clone() {
+            for p in line {
+                x0 = x0.min(p[0]);
+                y0 = y0.min(p[1]);
+                x1 = x1.max(p[0]);
+                y1 = y1.max(p[1]);
+            }
+        }
+        if !(x0.is_finite() && y0.is_finite()) {
+            return SegmentGrid {
+                cell,
+                x0: 0.0,
+                y0: 0.0,
+                nx: 0,
+                ny: 0,
+                cells: Vec::new(),
+            };
+        }
+        let nx = ((x1 - x0) / cell).floor() as i64 + 1;
+        let ny = ((y1 - y0) / cell).floor() as i64 + 1;
+        let mut cells: Vec<Vec<Segment>> = vec![Vec::new(); (nx * ny) as usize];
         for (k, line) in lines.into_iter().enumerate() {
             for w in line.windows(2) {
                 let (a, b) = (w[0], w[1]);
-                let (x0, x1) = (a[0].min(b[0]), a[0].max(b[0]));
-                let (y0, y1) = (a[1].min(b[1]), a[1].max(b[1]));
-                for cx in (x0 / cell).floor() as i64..=(x1 / cell).floor() as i64 {
-                    for cy in (y0 / cell).floor() as i64..=(y1 / cell).floor() as i64 {
-                        cells.entry((cx, cy)).or_default().push((a, b, k));
+                let cx0 = ((a[0].min(b[0]) - x0) / cell).floor() as i64;
+                let cx1 = ((a[0].max(b[0]) - x0) / cell).floor() as i64;
+                let cy0 = ((a[1].min(b[1]) - y0) / cell).floor() as i64;
+                let cy1 = ((a[1].max(b[1]) - y0) / cell).floor() as i64;
+                for cx in cx0..=cx1 {
+                    for cy in cy0..=cy1 {
+                        cells[(cy * nx + cx) as usize].push((a, b, k));
                     }
                 }
             }
         }
-        SegmentGrid { cell, cells }
+        SegmentGrid {
+            cell,
+            x0,
+            y0,
+            nx,
+            ny,
+            cells,
+        }
     }
 
     /// The nearest distance from `p` to a segment lying on the side of direction `n` (the dot
@@ -56,18 +97,17 @@ impl SegmentGrid {
         max: f64,
         skip: Option<usize>,
     ) -> Option<f64> {
-        let r = (max / self.cell).ceil() as i64;
-        let (cx, cy) = (
-            (p[0] / self.cell).floor() as i64,
-            (p[1] / self.cell).floor() as i64,
-        );
+        if self.cells.is_empty() {
+            return None;
+        }
+        let cx0 = (((p[0] - max - self.x0) / self.cell).floor() as i64).max(0);
+        let cx1 = (((p[0] + max - self.x0) / self.cell).floor() as i64).min(self.nx - 1);
+        let cy0 = (((p[1] - max - self.y0) / self.cell).floor() as i64).max(0);
+        let cy1 = (((p[1] + max - self.y0) / self.cell).floor() as i64).min(self.ny - 1);
         let mut best: Option<f64> = None;
-        for x in cx - r..=cx + r {
-            for y in cy - r..=cy + r {
-                let Some(segs) = self.cells.get(&(x, y)) else {
-                    continue;
-                };
-                for (a, b, k) in segs {
+        for y in cy0..=cy1 {
+            for x in cx0..=cx1 {
+                for (a, b, k) in &self.cells[(y * self.nx + x) as usize] {
                     if Some(*k) == skip {
                         continue;
                     }
@@ -100,7 +140,8 @@ fn left_normal(line: &[Point], i: usize) -> Point {
     }
 }
 
-/// Left and right boundaries of a lane from its centerline: at each vertex, on each side, the
+/// Left and right boundaries of a lane from its centerline: at its vertices (one per
+/// [`BOUNDARY_STEP_M`], and both ends), on each side, the
 /// nearest painted line or road edge of `lines` (within [`HALF_WIDTH_RANGE_M`]) or half the way
 /// to the nearest other lane's centerline of `centers` (lane `me` left out), whichever is nearer;
 /// else [`DEFAULT_HALF_WIDTH_M`].
@@ -113,7 +154,17 @@ pub fn boundaries(
     let (lo, hi) = HALF_WIDTH_RANGE_M;
     let mut left = Vec::with_capacity(centerline.len());
     let mut right = Vec::with_capacity(centerline.len());
+    let mut since = f64::INFINITY;
     for (i, p) in centerline.iter().enumerate() {
+        // Boundary points every BOUNDARY_STEP_M along the centerline, and at both ends.
+        if i > 0 {
+            let q = centerline[i - 1];
+            since += norm(p[0] - q[0], p[1] - q[1]);
+        }
+        if since < BOUNDARY_STEP_M && i + 1 < centerline.len() {
+            continue;
+        }
+        since = 0.0;
         let n = left_normal(centerline, i);
         let side = |n: Point| {
             let line = lines.nearest_towards(*p, n, hi, None);
@@ -244,6 +295,94 @@ pub fn lane_at(lanes: &[Lane], p: Point, yaw: f64, max: f64) -> Option<(usize, f
     best.or(any).map(|(_, i, s)| (i, s))
 }
 
+/// The lanes of a map indexed for "which lane is this point on": every centerline as a
+/// [`crate::geometry::Polyline`] and its segments in a uniform grid, so a query looks at the
+/// lanes nearby only.
+pub struct LaneLocator {
+    lines: Vec<Option<crate::geometry::Polyline>>,
+    cell: f64,
+    cells: HashMap<(i64, i64), Vec<usize>>,
+    /// Lane id → index.
+    pub index: HashMap<i64, usize>,
+}
+
+impl LaneLocator {
+    /// Indexes `lanes` (cells of 10 m).
+    pub fn new(lanes: &[Lane]) -> LaneLocator {
+        let cell = 10.0;
+        let mut cells: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+        for (i, l) in lanes.iter().enumerate() {
+            for w in l.centerline.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                for cx in
+                    (a[0].min(b[0]) / cell).floor() as i64..=(a[0].max(b[0]) / cell).floor() as i64
+                {
+                    for cy in (a[1].min(b[1]) / cell).floor() as i64
+                        ..=(a[1].max(b[1]) / cell).floor() as i64
+                    {
+                        let v = cells.entry((cx, cy)).or_default();
+                        if v.last() != Some(&i) {
+                            v.push(i);
+                        }
+                    }
+                }
+            }
+        }
+        for v in cells.values_mut() {
+            v.sort_unstable();
+            v.dedup();
+        }
+        LaneLocator {
+            lines: lanes
+                .iter()
+                .map(|l| crate::geometry::Polyline::new(l.centerline.clone()))
+                .collect(),
+            cell,
+            cells,
+            index: lanes.iter().enumerate().map(|(i, l)| (l.id, i)).collect(),
+        }
+    }
+
+    /// The lanes whose centerline passes within `max` m of `p` with a direction there within
+    /// `max_angle` rad of `yaw`: (lane index, distance, arc length), nearest first (ties: the
+    /// lower index).
+    pub fn candidates(
+        &self,
+        p: Point,
+        yaw: f64,
+        max: f64,
+        max_angle: f64,
+    ) -> Vec<(usize, f64, f64)> {
+        let r = (max / self.cell).ceil() as i64;
+        let (cx, cy) = (
+            (p[0] / self.cell).floor() as i64,
+            (p[1] / self.cell).floor() as i64,
+        );
+        let mut near: Vec<usize> = Vec::new();
+        for x in cx - r..=cx + r {
+            for y in cy - r..=cy + r {
+                if let Some(v) = self.cells.get(&(x, y)) {
+                    near.extend(v);
+                }
+            }
+        }
+        near.sort_unstable();
+        near.dedup();
+        let mut out: Vec<(usize, f64, f64)> = near
+            .into_iter()
+            .filter_map(|i| {
+                let line = self.lines[i].as_ref()?;
+                let (d, s) = line.project(p);
+                let h = line.at(s).1;
+                (d <= max && crate::geometry::wrap_angle(h - yaw).abs() < max_angle)
+                    .then_some((i, d, s))
+            })
+            .collect();
+        out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        out
+    }
+}
+
 fn lane_length(l: &Lane) -> f64 {
     l.centerline
         .windows(2)
@@ -255,6 +394,19 @@ fn lane_length(l: &Lane) -> f64 {
 /// centerline length (Dijkstra); `None` when `to` cannot be reached.
 pub fn route(lanes: &[Lane], from: usize, to: usize) -> Option<Vec<usize>> {
     let index: HashMap<i64, usize> = lanes.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
+    route_indexed(lanes, &index, from, to)
+}
+
+/// [`route`] with the lane-id index given (built once per map).
+pub fn route_indexed(
+    lanes: &[Lane],
+    index: &HashMap<i64, usize>,
+    from: usize,
+    to: usize,
+) -> Option<Vec<usize>> {
+    if from == to {
+        return Some(vec![from]);
+    }
     let mut dist = vec![f64::INFINITY; lanes.len()];
     let mut prev = vec![usize::MAX; lanes.len()];
     #[derive(PartialEq)]

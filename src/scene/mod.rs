@@ -515,8 +515,15 @@ impl Scene {
         out
     }
 
-    /// Writes the scene to `path` atomically.
+    /// Writes the scene to `path` atomically (and durably: fsynced before the rename).
     pub fn save(&self, path: &Path) -> Result<(), SceneError> {
+        self.save_as(path, fsutil::Durability::Synced)
+    }
+
+    /// Writes the scene to `path` atomically, fsyncing only with [`fsutil::Durability::Synced`]
+    /// (importers write with `Renamed`: a crash mid-import leaves whole files or none, and the
+    /// input is still there to import again).
+    pub fn save_as(&self, path: &Path, durability: fsutil::Durability) -> Result<(), SceneError> {
         let io = |e| SceneError::Io {
             file: path.to_path_buf(),
             source: e,
@@ -526,7 +533,7 @@ impl Scene {
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&body);
-        fsutil::write_atomic(path, &bytes).map_err(io)
+        fsutil::write_atomic_as(path, durability, &bytes).map_err(io)
     }
 
     /// Reads and validates a scene file.

@@ -303,9 +303,9 @@ pub fn finish_map(map: &mut Map) {
             .iter()
             .chain(&map.road_edges)
             .map(|l| l.points.as_slice()),
-        8.0,
+        3.0,
     );
-    let centers = SegmentGrid::new(map.lanes.iter().map(|l| l.centerline.as_slice()), 8.0);
+    let centers = SegmentGrid::new(map.lanes.iter().map(|l| l.centerline.as_slice()), 3.0);
     for (k, lane) in map.lanes.iter_mut().enumerate() {
         if lane.centerline.len() >= 2 && lane.left_boundary.is_empty() {
             let (l, r) = lane_graph::boundaries(&lane.centerline, &grid, &centers, k);

@@ -158,12 +158,16 @@ impl EvaluationService for Evaluator {
                 st.ego_speed[r],
                 ti,
             );
-            let over_limit = ctx.lanes.as_ref().and_then(|lanes| {
-                let (i, _, _) = lanes.locate([ego.x, ego.y], ego.yaw)?;
-                lanes
-                    .speed_limit(i)
-                    .map(|limit| (st.ego_speed[r] - limit).max(0.0))
-            });
+            let over_limit = ctx
+                .lanes
+                .as_ref()
+                .filter(|l| l.has_speed_limits())
+                .and_then(|lanes| {
+                    let (i, _, _) = lanes.locate([ego.x, ego.y], ego.yaw)?;
+                    lanes
+                        .speed_limit(i)
+                        .map(|limit| (st.ego_speed[r] - limit).max(0.0))
+                });
             let making_progress = match (progress, gt_traveled) {
                 (Some(p), Some(g)) if g >= MAKING_PROGRESS_MIN_EXPERT_M => {
                     p / g >= MAKING_PROGRESS_RATIO

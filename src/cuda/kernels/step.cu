@@ -573,7 +573,7 @@ DK_KERNEL void dk_evaluate(const DkArgs a) {
   double direction = sc.n_lanes > 0 ? dk_direction_push(a, sc, r, ex, ey, eyaw) : DK_NAN;
   // Speed over the lane's limit; red lights and stop signs run.
   double over_limit = DK_NAN;
-  if (sc.n_lanes > 0) {
+  if (sc.n_lanes > 0 && sc.has_limits) {
     double ls, lh;
     int here = dk_locate(a, sc, ex, ey, eyaw, &ls, &lh);
     if (here >= 0) {
