@@ -21,6 +21,7 @@ use rayon::prelude::*;
 
 use crate::config::SimConfig;
 use crate::fsutil;
+use crate::metrics::rollout_table::ROLLOUT_METRICS;
 use crate::metrics::table::{self, N_METRICS};
 use crate::metrics_file::{self, MetricsBuilder};
 use crate::rollout::replay::replay_log;
@@ -49,7 +50,7 @@ pub enum EvaluateError {
         source: std::io::Error,
     },
     /// `--metrics` names a metric drivekit does not compute.
-    #[error("--metrics: unknown metric `{0}` (known: {known})", known = table::names().join(", "))]
+    #[error("--metrics: unknown metric `{0}` (known: {known})", known = table::all_names().join(", "))]
     UnknownMetric(String),
 }
 
@@ -114,6 +115,7 @@ fn evaluate_batch(
     let rollouts = b.rollouts.len();
     for (index, mut trace) in b.rollouts {
         score_trace(&b.ctx, cfg, index, &mut trace);
+        trace.rollout_metrics = crate::sim::rollout_metrics::rollout_metrics(&b.ctx, &trace);
         // Metrics not selected do not apply (their rows come from the previous file).
         for row in trace.metrics.chunks_exact_mut(N_METRICS) {
             for (v, m) in row.iter_mut().zip(table::names()) {
@@ -122,12 +124,17 @@ fn evaluate_batch(
                 }
             }
         }
+        for (v, m) in trace.rollout_metrics.iter_mut().zip(ROLLOUT_METRICS.iter()) {
+            if !selected.contains(m.name) {
+                *v = f64::NAN;
+            }
+        }
         let rid = format!("{}-{index}", b.ctx.batch_uuid);
         push_trace_rows(&mut rows, &b.ctx, &rid, meta, &trace);
     }
     let (warning, read, exact) = (b.warnings.into_iter().last(), b.read, b.exact);
     let mut batches = vec![rows.finish()];
-    if selected.len() < N_METRICS {
+    if selected.len() < table::all_names().len() {
         // The metrics not recomputed keep their previous rows.
         batches.push(kept_rows(&dir.join(run_dir::METRICS), selected)?);
     }
@@ -180,7 +187,7 @@ fn scored_metrics(dir: &Path) -> BTreeSet<&'static str> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|m| table::lookup(m.as_str()?).map(|d| d.name))
+        .filter_map(|m| table::canonical(m.as_str()?))
         .collect()
 }
 
@@ -247,14 +254,10 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateOutcome, EvaluateError> {
     let cfg = SimConfig::load(&cfg_file)?;
     let meta = RunMetadata::load(&opts.run_dir.join(run_dir::RUN_METADATA))?;
     let selected: BTreeSet<&'static str> = match &opts.metrics {
-        None => table::names().into_iter().collect(),
+        None => table::all_names().into_iter().collect(),
         Some(list) => list
             .iter()
-            .map(|m| {
-                table::lookup(m)
-                    .map(|d| d.name)
-                    .ok_or_else(|| EvaluateError::UnknownMetric(m.clone()))
-            })
+            .map(|m| table::canonical(m).ok_or_else(|| EvaluateError::UnknownMetric(m.clone())))
             .collect::<Result<_, _>>()?,
     };
     let rollouts_dir = opts.run_dir.join(run_dir::ROLLOUTS);

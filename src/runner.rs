@@ -652,8 +652,11 @@ fn deliver(
 ) -> (ServiceTimes, StepCounts) {
     match result {
         Ok((traces, times, counts)) => {
-            for (r, trace) in traces.into_iter().enumerate() {
+            for (r, mut trace) in traces.into_iter().enumerate() {
                 let scene = st.scene[r] as usize;
+                // The whole-rollout metrics, on this worker (the writer only encodes).
+                trace.rollout_metrics =
+                    crate::sim::rollout_metrics::rollout_metrics(&ctxs[scene], &trace);
                 let _ = tx.send(ToWriter::Done(Box::new(Finished {
                     scene,
                     rollout: st.rollout[r],

@@ -422,6 +422,40 @@ fn nuplan_cases_through_the_whole_pipeline() {
         );
         assert_eq!(expected[1], ("COUNT".into(), onsets as f64), "{case}");
     }
+    // The rollout metrics nuPlan scores with: no_ego_at_fault_collisions from the case's own
+    // counts by class (BOOLEAN, COUNT all, VRU, vehicles, objects) with nuPlan's
+    // `max(0, 1 − n/(threshold + 1))` per class (thresholds 0, 0, 1), and
+    // time_to_collision_within_bound equal to the case's BOOLEAN.
+    for case in [
+        "no_ego_at_fault_collision/active_front_collision",
+        "no_ego_at_fault_collision/active_rear_collision",
+        "no_ego_at_fault_collision/no_collision",
+    ] {
+        let e = util::nuplan_expected(&cases.join(format!("{case}.json")));
+        let class = |n: f64, threshold: f64| (1.0 - n / (threshold + 1.0)).max(0.0);
+        let want = if e[0].1 == 1.0 {
+            1.0
+        } else {
+            class(e[2].1, 0.0) * class(e[3].1, 0.0) * class(e[4].1, 1.0)
+        };
+        assert_eq!(
+            values(case, "nuplan_no_ego_at_fault_collisions"),
+            vec![want],
+            "{case}"
+        );
+    }
+    for case in [
+        "time_to_collision_within_bound/in_collision",
+        "time_to_collision_within_bound/no_collisions",
+    ] {
+        let e = util::nuplan_expected(&cases.join(format!("{case}.json")));
+        assert_eq!(e[1].0, "BOOLEAN");
+        assert_eq!(
+            values(case, "nuplan_time_to_collision_within_bound"),
+            vec![e[1].1],
+            "{case}"
+        );
+    }
     // The rear-ended ego's contact is there, in the not-at-fault class.
     assert_eq!(
         values(

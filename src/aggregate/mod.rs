@@ -53,6 +53,9 @@ pub struct Options {
     pub use_cache: bool,
     /// Show a progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// The benchmark score profiles to report (default: all; a profile whose metrics the run
+    /// lacks is left out with its reason).
+    pub profiles: Vec<crate::metrics::profiles::Profile>,
     /// Compute the results without writing anything into the run dir (its aggregate/ and cache
     /// are read, never replaced): how `--compare` reads its baseline.
     pub read_only: bool,
@@ -68,6 +71,7 @@ impl Options {
             use_cache: true,
             progress: true,
             read_only: false,
+            profiles: crate::metrics::profiles::Profile::ALL.to_vec(),
         }
     }
 }
@@ -285,7 +289,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         .iter()
         .map(|(r, _, red)| (r.clone(), red))
         .collect();
-    let results = summary::merge(&pairs);
+    let results = summary::merge(&pairs, &opts.profiles);
     let rejected: BTreeSet<String> = results.problems.iter().map(|p| p.batch.clone()).collect();
     for p in &results.problems {
         problems.push(Problem {

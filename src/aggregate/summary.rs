@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::load::{BatchReduction, TrajectoryResult};
 use super::trajectory::names;
+use crate::metrics::profiles::Profile;
 use crate::metrics::stats::Summary;
 use crate::metrics::TimeAggregation;
 
@@ -94,7 +95,8 @@ pub struct RunResults {
     pub run_uuid: String,
     /// Run name(s), sorted unique, joined by ", ".
     pub run_name: String,
-    /// Metric columns (sorted by name) including the derived ones.
+    /// Metric columns (sorted by name) including the derived ones, then the score columns of
+    /// the profiles (`crate::metrics::profiles`).
     pub metric_columns: Vec<Column>,
     /// `metric_columns` followed by the km-per-incident columns when `dist_traveled_m` exists.
     pub columns: Vec<Column>,
@@ -110,6 +112,36 @@ pub struct RunResults {
     pub offroad_defaulted: bool,
     /// Batches rejected while merging.
     pub problems: Vec<MergeProblem>,
+    /// The benchmark score profiles asked for: scored, or left out with the reason.
+    pub profiles: Vec<ProfileResult>,
+}
+
+/// One benchmark profile of the run (`crate::metrics::profiles`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileResult {
+    /// Its name (`nuplan`, `navsim`, …).
+    pub profile: &'static str,
+    /// Why it was left out (a metric it needs is not in the run), `None` when scored.
+    pub left_out: Option<String>,
+    /// What it did without (optional metrics the run lacks).
+    pub notes: Vec<String>,
+    /// One per score column.
+    pub scores: Vec<ScoreResult>,
+}
+
+/// One score column of a profile over the kept trajectories.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreResult {
+    /// Column name.
+    pub name: &'static str,
+    /// Its index in [`RunResults::metric_columns`].
+    pub column: usize,
+    /// Trajectories with a score.
+    pub n_scored: usize,
+    /// Sum of their scores (the peers' conventions are means over different counts).
+    pub sum: f64,
+    /// Trajectories without one, as `scene/rollout: missing metric`.
+    pub unscored: Vec<String>,
 }
 
 /// Merges batch reductions (in sorted batch order) into run results.
@@ -117,7 +149,7 @@ pub struct RunResults {
 /// `batches` pairs each batch's relative path with its reduction. A batch whose rollout already
 /// appeared in an earlier batch, or whose metric has another time aggregation than in an
 /// earlier batch, is rejected whole and reported.
-pub fn merge(batches: &[(String, &BatchReduction)]) -> RunResults {
+pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> RunResults {
     let mut problems = Vec::new();
     let mut agg: BTreeMap<String, (TimeAggregation, usize)> = BTreeMap::new();
     let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
@@ -159,7 +191,7 @@ pub fn merge(batches: &[(String, &BatchReduction)]) -> RunResults {
     }
 
     let offroad_defaulted = !accepted.iter().any(|&b| batches[b].1.has_offroad());
-    let metric_columns: Vec<Column> = agg
+    let mut metric_columns: Vec<Column> = agg
         .iter()
         .map(|(n, (a, _))| Column {
             name: n.clone(),
@@ -204,6 +236,7 @@ pub fn merge(batches: &[(String, &BatchReduction)]) -> RunResults {
     assign_rollout_uids(&mut trajectories);
 
     let dist = index.get(names::DIST_TRAVELED_M).copied();
+    let profiles = score_profiles(&mut trajectories, &mut metric_columns, profiles);
     let mut columns = metric_columns.clone();
     if dist.is_some() {
         for n in [AVG_DIST, AVG_DIST_AT_FAULT] {
@@ -242,7 +275,118 @@ pub fn merge(batches: &[(String, &BatchReduction)]) -> RunResults {
         by_scene,
         offroad_defaulted,
         problems,
+        profiles,
     }
+}
+
+/// Adds each profile's score columns (those that are not already metric columns) and every kept
+/// trajectory's scores; a profile whose required metrics are not all in the run is left out.
+fn score_profiles(
+    trajectories: &mut [Trajectory],
+    metric_columns: &mut Vec<Column>,
+    profiles: &[Profile],
+) -> Vec<ProfileResult> {
+    let index: HashMap<String, usize> = metric_columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), i))
+        .collect();
+    let mut out = Vec::new();
+    for &p in profiles {
+        let missing: Vec<&str> = p
+            .required()
+            .into_iter()
+            .filter(|m| !index.contains_key(*m))
+            .collect();
+        if !missing.is_empty() {
+            out.push(ProfileResult {
+                profile: p.name(),
+                left_out: Some(format!(
+                    "needs {} (not in this run's metrics; `evaluate` re-scores a run written by an older drivekit)",
+                    missing.join(", ")
+                )),
+                notes: Vec::new(),
+                scores: Vec::new(),
+            });
+            continue;
+        }
+        let notes = p
+            .optional()
+            .iter()
+            .filter(|(m, _)| !index.contains_key(*m))
+            .map(|(_, what)| what.to_string())
+            .collect();
+        let columns: Vec<(usize, bool)> = p
+            .scores()
+            .iter()
+            .map(|&name| match index.get(name) {
+                Some(&i) => (i, false),
+                None => {
+                    metric_columns.push(Column {
+                        name: name.to_string(),
+                        time_aggregation: None,
+                    });
+                    (metric_columns.len() - 1, true)
+                }
+            })
+            .collect();
+        let mut scores: Vec<ScoreResult> = p
+            .scores()
+            .iter()
+            .zip(&columns)
+            .map(|(&name, &(column, _))| ScoreResult {
+                name,
+                column,
+                n_scored: 0,
+                sum: 0.0,
+                unscored: Vec::new(),
+            })
+            .collect();
+        for t in trajectories.iter_mut() {
+            let values = {
+                let get = |n: &str| index.get(n).and_then(|&i| t.values[i]);
+                if t.kept {
+                    p.score(&get)
+                } else {
+                    vec![None; columns.len()]
+                }
+            };
+            for ((v, &(column, new)), sr) in values.iter().zip(&columns).zip(&mut scores) {
+                if new {
+                    t.values.push(*v);
+                } else {
+                    debug_assert_eq!(t.values[column], *v);
+                }
+                if !t.kept {
+                    continue;
+                }
+                match v {
+                    Some(v) => {
+                        sr.n_scored += 1;
+                        sr.sum += v;
+                    }
+                    None => {
+                        let get = |n: &str| index.get(n).and_then(|&i| t.values[i]);
+                        let why = p
+                            .required()
+                            .into_iter()
+                            .chain(p.optional().iter().map(|(m, _)| *m))
+                            .find(|m| get(m).is_none_or(f64::is_nan))
+                            .unwrap_or("an input");
+                        sr.unscored
+                            .push(format!("{}/{}: missing {why}", t.clipgt_id, t.rollout_id));
+                    }
+                }
+            }
+        }
+        out.push(ProfileResult {
+            profile: p.name(),
+            left_out: None,
+            notes,
+            scores,
+        });
+    }
+    out
 }
 
 fn place(
@@ -349,67 +493,7 @@ fn stats(rows: &[RolloutRow], width: usize) -> Stats {
     }
 }
 
-/// AlpaSim's scene score of one trajectory (DESIGN §4.9, `scene_score.py`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SceneScore {
-    /// 0 on failure, else the progress score.
-    pub score: f64,
-    /// 1.0 under 5 m of recorded motion, else min(clamp(progress, 0, 1) / 0.8, 1).
-    pub progress_score: f64,
-    /// `collision_at_fault`, `offroad` or `left_corridor_laterally`; `None` when passed.
-    pub failure_reason: Option<&'static str>,
-}
-
-/// Recorded ego motion under which a scene always scores full progress (m).
-pub const MIN_GT_DISTANCE_FOR_FULL_SCORE_M: f64 = 5.0;
-/// Progress at which the progress score saturates.
-pub const PROGRESS_SATURATION: f64 = 0.8;
-
-/// Why a trajectory has no scene score.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ScoreError {
-    /// A metric the score needs is absent.
-    #[error("metric `{0}` is missing")]
-    Missing(&'static str),
-    /// A metric the score needs is NaN or infinite.
-    #[error("metric `{0}` is not finite ({1})")]
-    NotFinite(&'static str, f64),
-}
-
-/// Scores one trajectory from its values; `Err` names the metric that is missing or not finite.
-pub fn scene_score(get: impl Fn(&str) -> Option<f64>) -> Result<SceneScore, ScoreError> {
-    let need = |n: &'static str| -> Result<f64, ScoreError> {
-        match get(n) {
-            Some(v) if v.is_finite() => Ok(v),
-            Some(v) => Err(ScoreError::NotFinite(n, v)),
-            None => Err(ScoreError::Missing(n)),
-        }
-    };
-    let gt = need(names::GT_DIST_TRAVELED_M)?;
-    let progress_score = if gt < MIN_GT_DISTANCE_FOR_FULL_SCORE_M {
-        1.0
-    } else {
-        (need(names::PROGRESS_CLIPPED_REL)?.clamp(0.0, 1.0) / PROGRESS_SATURATION).min(1.0)
-    };
-    let failure_reason = if need(names::COLLISION_AT_FAULT)? != 0.0 {
-        Some("collision_at_fault")
-    } else if need(names::OFFROAD)? != 0.0 {
-        Some("offroad")
-    } else if get("left_corridor_laterally").is_some_and(|v| v != 0.0) {
-        Some("left_corridor_laterally")
-    } else {
-        None
-    };
-    Ok(SceneScore {
-        score: if failure_reason.is_some() {
-            0.0
-        } else {
-            progress_score
-        },
-        progress_score,
-        failure_reason,
-    })
-}
+pub use crate::metrics::profiles::{scene_score, SceneScore, ScoreError};
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,11 @@ struct Args {
     /// (METRIC=VALUE, repeatable; default 0).
     #[arg(long, value_name = "METRIC=VALUE")]
     tolerance: Vec<String>,
+    /// Benchmark score profiles to report, comma-separated: nuplan (CLS), navsim (PDMS, EPDMS),
+    /// carla (driving score), waymax (its metrics), alpasim (scene score); `all` or `none`.
+    /// A profile whose metrics the run lacks is left out with the reason (docs/scores.md).
+    #[arg(long, value_name = "LIST", default_value = "all")]
+    profiles: String,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +97,8 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         use_cache: !args.no_cache,
         progress: !args.quiet && !args.json,
         read_only: false,
+        profiles: drivekit::metrics::profiles::Profile::parse_list(&args.profiles)
+            .context("--profiles")?,
     };
     let outcome = aggregate::run(&opts)?;
     let mut stdout = std::io::stdout().lock();

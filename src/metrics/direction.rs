@@ -25,6 +25,10 @@ struct IndexedLane {
     polygon: Option<Vec<Point>>,
     bbox: [f64; 4],
     speed_limit: Option<f64>,
+    id: i64,
+    /// Lanes it leads into and lanes leading into it (dataset ids).
+    neighbours: Vec<i64>,
+    is_intersection: bool,
 }
 
 /// The lanes of a map, ready for point look-ups.
@@ -67,6 +71,14 @@ impl LaneIndex {
                     polygon,
                     bbox,
                     speed_limit: l.speed_limit_mps,
+                    id: l.id,
+                    neighbours: l
+                        .successors
+                        .iter()
+                        .chain(&l.predecessors)
+                        .copied()
+                        .collect(),
+                    is_intersection: l.is_intersection,
                 })
             })
             .collect();
@@ -89,6 +101,46 @@ impl LaneIndex {
     /// The speed limit (m/s) of indexed lane `i`, when its map gives one.
     pub fn speed_limit(&self, i: usize) -> Option<f64> {
         self.lanes.get(i).and_then(|l| l.speed_limit)
+    }
+
+    /// Every indexed lane containing `p` (its polygon, or within 2 m of a centre line without
+    /// boundaries).
+    pub fn containing(&self, p: Point) -> Vec<usize> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                let b = l.bbox;
+                p[0] >= b[0] && p[0] <= b[2] && p[1] >= b[1] && p[1] <= b[3]
+            })
+            .filter(|(_, l)| match &l.polygon {
+                Some(poly) => contains(poly, p),
+                None => l.centerline.project(p).0 <= DEFAULT_HALF_WIDTH_M,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Whether indexed lane `i` lies in an intersection.
+    pub fn is_intersection(&self, i: usize) -> bool {
+        self.lanes.get(i).is_some_and(|l| l.is_intersection)
+    }
+
+    /// nuPlan's "in common or connected route objects" (`EgoLaneChangeStatistics`): every one of
+    /// `corners` lies in one lane, or in that lane and lanes connected to it (successors,
+    /// predecessors). False when a corner is in no lane: the ego is between lanes or off them.
+    pub fn in_common_or_connected(&self, corners: &[Point]) -> bool {
+        let sets: Vec<Vec<usize>> = corners.iter().map(|&c| self.containing(c)).collect();
+        if sets.iter().any(|s| s.is_empty()) {
+            return false;
+        }
+        sets[0].iter().any(|&base| {
+            let l = &self.lanes[base];
+            sets.iter().all(|s| {
+                s.iter()
+                    .any(|&i| i == base || l.neighbours.contains(&self.lanes[i].id))
+            })
+        })
     }
 
     /// The lane at `p` best aligned with `heading`: (lane index, arc length, lane heading there).

@@ -6,10 +6,15 @@
 pub mod comfort;
 pub mod direction;
 pub mod ego_step;
+pub mod nuplan_comfort;
+pub mod profiles;
+pub mod rollout_table;
+pub mod savgol;
 pub mod stats;
 pub mod table;
 pub mod time_aggregation;
 pub mod traffic_rules;
 pub mod ttc;
+pub mod waymax;
 
 pub use time_aggregation::TimeAggregation;

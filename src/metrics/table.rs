@@ -132,11 +132,34 @@ pub fn names() -> [&'static str; N_METRICS] {
     METRICS.map(|m| m.name)
 }
 
-/// The version of the metric definitions (`evaluate`'s `_evaluated` marker): drivekit's version
-/// and the highest metric version, so bumping any metric's version changes it.
+/// Every metric drivekit writes: the per-step ones, then the rollout metrics
+/// ([`super::rollout_table`]).
+pub fn all_names() -> Vec<&'static str> {
+    METRICS
+        .iter()
+        .map(|m| m.name)
+        .chain(super::rollout_table::ROLLOUT_METRICS.iter().map(|m| m.name))
+        .collect()
+}
+
+/// `name` as drivekit spells it, when it is a per-step or a rollout metric.
+pub fn canonical(name: &str) -> Option<&'static str> {
+    lookup(name)
+        .map(|m| m.name)
+        .or_else(|| super::rollout_table::lookup(name).map(|m| m.name))
+}
+
+/// The version of the metric definitions (`evaluate`'s `_evaluated` marker): drivekit's version,
+/// the highest per-step metric version and the rollout table's, so bumping any metric's version
+/// (or adding the rollout table, `r` in the marker) changes it.
 pub fn metrics_version() -> String {
     let v = METRICS.iter().map(|m| m.version).max().unwrap_or(0);
-    format!("{}+metrics.{v}", env!("CARGO_PKG_VERSION"))
+    let r = super::rollout_table::ROLLOUT_METRICS
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
+    format!("{}+metrics.{v}.r{r}", env!("CARGO_PKG_VERSION"))
 }
 
 #[cfg(test)]
@@ -163,7 +186,7 @@ mod tests {
         assert!(c_defines().contains("#define DK_M_TIME_TO_COLLISION_S 14\n"));
         assert_eq!(
             metrics_version(),
-            concat!(env!("CARGO_PKG_VERSION"), "+metrics.1")
+            concat!(env!("CARGO_PKG_VERSION"), "+metrics.1.r1")
         );
     }
 }

@@ -9,9 +9,11 @@
 //! the ego's heading seen from the rear axle; static objects have speed 0; only tracks whose boxes
 //! swept over the horizon overlap the ego's swept box are projected step by step.
 //!
-//! One difference: nuPlan also admits tracks beside the ego (not behind it) while the ego is off
-//! its route's lanes or inside an intersection, which needs its map API; drivekit admits the tracks
-//! ahead only.
+//! The per-step metric (`time_to_collision_s`, computed by the CPU and CUDA backends alike)
+//! admits the tracks ahead only; nuPlan also admits tracks beside the ego (not behind it) while the
+//! ego is between or off its lanes or inside an intersection, which
+//! [`time_to_collision_admitting`] does for the rollout metric
+//! `nuplan_time_to_collision_within_bound`.
 
 use crate::geometry::{BoxFrame, OrientedBox};
 
@@ -96,6 +98,20 @@ pub fn time_to_collision<'a>(
     at_fault_now: bool,
     p: &TtcParams,
 ) -> f64 {
+    time_to_collision_admitting(ego, rear_axle, tracks, at_fault_now, false, p)
+}
+
+/// [`time_to_collision`] with nuPlan's full admission: with `admit_beside`, tracks that are not
+/// behind the ego count too (nuPlan admits them while the ego is off its route's lanes, between
+/// lanes or in an intersection: `extract_tracks_info_excluding_collided_tracks`).
+pub fn time_to_collision_admitting<'a>(
+    ego: &Mover,
+    rear_axle: [f64; 2],
+    tracks: impl IntoIterator<Item = &'a Mover>,
+    at_fault_now: bool,
+    admit_beside: bool,
+    p: &TtcParams,
+) -> f64 {
     if at_fault_now {
         return 0.0;
     }
@@ -106,7 +122,11 @@ pub fn time_to_collision<'a>(
     let ego_swept = ego.swept(p.step_s, n);
     let relevant: Vec<(BoxFrame, [f64; 2])> = tracks
         .into_iter()
-        .filter(|t| is_ahead(rear_axle, ego.bx.yaw, [t.bx.x, t.bx.y]))
+        .filter(|t| {
+            let c = [t.bx.x, t.bx.y];
+            is_ahead(rear_axle, ego.bx.yaw, c)
+                || (admit_beside && !is_behind(rear_axle, ego.bx.yaw, c))
+        })
         .filter(|t| ego_swept.overlaps(&t.swept(p.step_s, n)))
         .map(|t| (t.bx.frame(), t.step(p.step_s)))
         .collect();

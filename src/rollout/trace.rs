@@ -26,6 +26,9 @@ pub struct RolloutTrace {
     pub failure: Option<String>,
     /// The driver ended the session early (`terminate_session`).
     pub terminated: bool,
+    /// The rollout metrics ([`crate::metrics::rollout_table`], NaN: absent), once the rollout
+    /// has ended (`sim::rollout_metrics`); empty before.
+    pub rollout_metrics: Vec<f64>,
 }
 
 impl RolloutTrace {

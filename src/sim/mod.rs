@@ -7,6 +7,7 @@ pub mod driver;
 pub mod evaluation;
 pub mod external;
 pub mod idm;
+pub mod rollout_metrics;
 pub mod sensor;
 pub mod services;
 pub mod stepper;

@@ -1,4 +1,4 @@
-//! metrics_results.png: one panel per metric with the distribution of its per-trajectory values
+//! metrics_results.png: one panel per benchmark score, then per metric, with the distribution of its per-trajectory values
 //! (histogram), and the run's statistics over rollouts marked on top — mean (red line), p25–p75
 //! (blue band), p05–p95 (whiskers) and median (tick) — so the spread reads at a glance.
 
@@ -23,7 +23,22 @@ pub use crate::report::plot::register_font;
 pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
     register_font();
     let r = &o.results;
-    let n = r.columns.len().max(1);
+    // The benchmark scores first, then the per-step metrics and km per incident; the rollout
+    // metrics (the scores' inputs) stay in the table and Parquet files.
+    let scores: Vec<usize> = r
+        .profiles
+        .iter()
+        .flat_map(|p| p.scores.iter().map(|s| s.column))
+        .collect();
+    let panels_of: Vec<usize> = scores
+        .iter()
+        .copied()
+        .chain((0..r.columns.len()).filter(|c| {
+            !scores.contains(c)
+                && crate::metrics::rollout_table::lookup(&r.columns[*c].name).is_none()
+        }))
+        .collect();
+    let n = panels_of.len().max(1);
     let cols = 4usize.min(n);
     let rows = n.div_ceil(cols);
     let (w, h) = (PANEL_W * cols as u32, PANEL_H * rows as u32 + 60);
@@ -51,8 +66,8 @@ pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
             )
             .map_err(io)?;
         let panels = body.split_evenly((rows, cols));
-        for (i, panel) in panels.iter().enumerate().take(r.columns.len()) {
-            draw_panel(panel, o, i).map_err(io)?;
+        for (panel, &c) in panels.iter().zip(&panels_of) {
+            draw_panel(panel, o, c).map_err(io)?;
         }
         Ok(())
     })

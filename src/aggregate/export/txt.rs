@@ -94,6 +94,7 @@ pub fn render(o: &Outcome, opts: &Options) -> String {
     }
     let _ = writeln!(out, "{table}");
     let _ = writeln!(out, "Std deviation and quantiles are over rollouts (each the mean over its clips). km-per-incident columns: inf = no incident.");
+    benchmark_scores(&mut out, o);
     let warnings: Vec<_> = o
         .problems
         .iter()
@@ -144,6 +145,111 @@ pub fn render(o: &Outcome, opts: &Options) -> String {
         }
     }
     out
+}
+
+/// The "Benchmark scores" section: each profile's scores over rollouts, its peer's own failure
+/// convention beside drivekit's counts, and the profiles left out with the reason.
+fn benchmark_scores(out: &mut String, o: &Outcome) {
+    let r = &o.results;
+    if r.profiles.is_empty() {
+        return;
+    }
+    out.push('\n');
+    rule(out, "Benchmark scores");
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(vec![
+            "Score",
+            "mean ± std",
+            "p05",
+            "p50",
+            "p95",
+            "peer's convention",
+            "scored / unscored / failed",
+        ]);
+    let failed = o.failed_rollouts.len();
+    let mut notes = Vec::new();
+    for p in &r.profiles {
+        let Some(profile) = crate::metrics::profiles::Profile::parse(p.profile) else {
+            continue;
+        };
+        if let Some(why) = &p.left_out {
+            notes.push(format!("  {}: left out — {why}", p.profile));
+            continue;
+        }
+        for n in &p.notes {
+            notes.push(format!("  {}: without {n}", p.profile));
+        }
+        for sc in &p.scores {
+            let s = &r.run.columns[sc.column];
+            let ms = match s.std {
+                Some(sd) => format!("{} ± {}", num(s.mean), num(Some(sd))),
+                None => num(s.mean),
+            };
+            let unscored = sc.unscored.len();
+            let denom = if profile.counts_failures_as_zero() {
+                sc.n_scored + unscored + failed
+            } else {
+                sc.n_scored
+            };
+            let peer = (denom > 0).then(|| sc.sum / denom as f64);
+            table.add_row(vec![
+                sc.name.to_string(),
+                ms,
+                num(s.quantiles[0]),
+                num(s.quantiles[2]),
+                num(s.quantiles[4]),
+                format!("{} ({})", num(peer), profile.convention()),
+                format!("{} / {unscored} / {failed}", sc.n_scored),
+            ]);
+            for u in sc.unscored.iter().take(5) {
+                notes.push(format!("  {}: unscored {u}", sc.name));
+            }
+            if unscored > 5 {
+                notes.push(format!(
+                    "  {}: … and {} more unscored",
+                    sc.name,
+                    unscored - 5
+                ));
+            }
+        }
+    }
+    for i in 1..=4 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let _ = writeln!(out, "{table}");
+    let _ = writeln!(out, "Each score per trajectory (docs/scores.md); mean ± std and quantiles over rollouts as above. The peer's convention averages the");
+    let _ = writeln!(out, "trajectories its own way: nuPlan drops failed scenarios, NAVSIM and Waymax average the valid ones, CARLA and AlpaSim count failed as 0.");
+    for n in notes {
+        wrapped(out, &n);
+    }
+}
+
+/// Writes `line` wrapped at word boundaries to [`WIDTH`] columns, continuation lines indented
+/// under the first.
+fn wrapped(out: &mut String, line: &str) {
+    let body = line.trim_start();
+    let indent = &line[..line.len() - body.len()];
+    let mut current = indent.to_string();
+    let mut empty = true;
+    for word in body.split_whitespace() {
+        if !empty && current.chars().count() + 1 + word.chars().count() > WIDTH as usize {
+            let _ = writeln!(out, "{current}");
+            current = format!("{indent}    ");
+            empty = true;
+        }
+        if !empty {
+            current.push(' ');
+        }
+        current.push_str(word);
+        empty = false;
+    }
+    let _ = writeln!(out, "{current}");
 }
 
 /// Writes the report atomically.
