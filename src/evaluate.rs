@@ -146,7 +146,15 @@ fn evaluate_batch(
             .or_else(|_| fs::copy(&target, &prev).map(|_| ()))
             .map_err(|e| format!("{}: {e}", prev.display()))?;
     }
-    metrics_file::write_metrics_file(&target, &batches).map_err(|e| e.to_string())?;
+    // The scene's tags: from the scene file when given, else kept from the previous file.
+    let tags = if b.ctx.scene.tags.is_empty() {
+        metrics_file::open_metrics_file(&target)
+            .map(|r| r.scene_tags().to_vec())
+            .unwrap_or_default()
+    } else {
+        b.ctx.scene.tags.clone()
+    };
+    metrics_file::write_metrics_file_tagged(&target, &batches, &tags).map_err(|e| e.to_string())?;
     let _ = fs::remove_file(&prev);
     // The metrics this version has scored: those of an earlier `--metrics` pass stay current.
     let mut scored = scored_metrics(dir);

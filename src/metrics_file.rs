@@ -90,12 +90,15 @@ pub fn compression() -> Compression {
 /// Writer settings for metrics files: dictionary encoding on (every string column is highly
 /// repetitive), Snappy compression (fast to write and read), large row groups.
 pub fn writer_properties() -> WriterProperties {
+    properties_builder().build()
+}
+
+fn properties_builder() -> parquet::file::properties::WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(compression())
         .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("drivekit {}", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// Builds the columns of a metrics file row by row.
@@ -229,13 +232,35 @@ impl MetricsBuilder {
 
 /// Writes record batches of [`arrow_schema`] to `path` atomically.
 pub fn write_metrics_file(path: &Path, batches: &[RecordBatch]) -> Result<(), MetricsFileError> {
+    write_metrics_file_tagged(path, batches, &[])
+}
+
+/// Key of the footer metadata holding the scene's tags (a JSON array of strings): AlpaSim's
+/// readers ignore it; `aggregate` groups the scores by it.
+pub const SCENE_TAGS_KEY: &str = "drivekit:scene_tags";
+
+/// [`write_metrics_file`] with the scene's tags in the footer ([`SCENE_TAGS_KEY`]; none: no key).
+pub fn write_metrics_file_tagged(
+    path: &Path,
+    batches: &[RecordBatch],
+    tags: &[String],
+) -> Result<(), MetricsFileError> {
     let io = |e: std::io::Error| MetricsFileError::Io {
         file: path.to_path_buf(),
         source: e,
     };
+    let mut props = properties_builder();
+    if !tags.is_empty() {
+        let value = serde_json::to_string(tags).expect("strings serialise");
+        props = props.set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            SCENE_TAGS_KEY.to_string(),
+            value,
+        )]));
+    }
+    let props = props.build();
     fsutil::write_atomic_with(path, |w| {
         let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
-            .with_properties(writer_properties())
+            .with_properties(props)
             .with_skip_arrow_metadata(true);
         let mut writer = ArrowWriter::try_new_with_options(w, arrow_schema(), opts)
             .map_err(std::io::Error::other)?;
@@ -348,6 +373,14 @@ pub fn open_metrics_file(path: &Path) -> Result<MetricsFileReader, MetricsFileEr
         }
         roots[i] = idx;
     }
+    let tags: Vec<String> = plain
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == SCENE_TAGS_KEY))
+        .and_then(|k| k.value.as_deref())
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
     let opts = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(supplied)));
     let meta = ArrowReaderMetadata::try_new(plain.metadata().clone(), opts).map_err(pq)?;
     let mask = ProjectionMask::roots(meta.parquet_schema(), roots.iter().copied());
@@ -368,6 +401,7 @@ pub fn open_metrics_file(path: &Path) -> Result<MetricsFileReader, MetricsFileEr
         reader,
         order,
         path: path.to_path_buf(),
+        tags,
     })
 }
 
@@ -376,6 +410,14 @@ pub struct MetricsFileReader {
     reader: ParquetRecordBatchReader,
     order: [usize; 9],
     path: PathBuf,
+    tags: Vec<String>,
+}
+
+impl MetricsFileReader {
+    /// The scene's tags from the footer ([`SCENE_TAGS_KEY`]; empty when absent or unreadable).
+    pub fn scene_tags(&self) -> &[String] {
+        &self.tags
+    }
 }
 
 impl Iterator for MetricsFileReader {

@@ -918,7 +918,11 @@ fn write_batch(
                 .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
         }
     }
-    metrics_file::write_metrics_file(&dir.join(run_dir::METRICS), &[rows.finish()])
-        .map_err(std::io::Error::other)?;
+    metrics_file::write_metrics_file_tagged(
+        &dir.join(run_dir::METRICS),
+        &[rows.finish()],
+        &ctx.scene.tags,
+    )
+    .map_err(std::io::Error::other)?;
     fsutil::write_atomic_as(&dir.join(run_dir::COMPLETE), Durability::Synced, b"")
 }

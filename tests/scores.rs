@@ -196,3 +196,182 @@ fn navsim_v2_result_rows_reproduce() {
     assert_eq!(n, 12146, "every token row of the file");
     assert!(worst <= 1e-12, "largest difference {worst}");
 }
+
+/// A simulated run through `aggregate`: every profile scored, each score column equal to the
+/// profile's formula applied to the rollout metrics in results-summary.json (recomputed here), the
+/// peers' conventions in the report, the scores per scene tag, and a run without rollout metrics
+/// (the bundled synthetic one) leaving those profiles out with the reason.
+#[test]
+fn simulated_run_gets_every_profile() {
+    use drivekit::scene::Scene;
+    let d = tempfile::tempdir().unwrap();
+    let scenes = d.path().join("scenes");
+    fs::create_dir_all(&scenes).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenes");
+    let mut tagged = 0;
+    for (i, e) in fs::read_dir(&fixtures).unwrap().enumerate() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "dkscene") {
+            continue;
+        }
+        let mut s = Scene::load(&p).unwrap();
+        s.tags = if i % 2 == 0 {
+            tagged += 1;
+            vec!["even".into(), "all".into()]
+        } else {
+            vec!["all".into()]
+        };
+        s.save(&scenes.join(p.file_name().unwrap())).unwrap();
+    }
+    let run = d.path().join("run");
+    let out = util::bin(
+        "simulate",
+        &[
+            "run",
+            "--scenes",
+            scenes.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--rollouts",
+            "2",
+            "--driver",
+            "idm",
+            "--traffic",
+            "idm",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = util::bin("aggregate", &[run.to_str().unwrap(), "-q"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agg = run.join("aggregate");
+    let txt = fs::read_to_string(agg.join("metrics_results.txt")).unwrap();
+    assert!(txt.contains("Benchmark scores"), "{txt}");
+    for s in [
+        "nuplan_cls",
+        "navsim_pdms",
+        "navsim_epdms",
+        "carla_ds",
+        "alpasim_score",
+        "waymax_log_divergence",
+    ] {
+        assert!(txt.contains(s), "{s} in the report");
+    }
+    assert!(txt.contains("nuPlan: failed dropped") && txt.contains("CARLA: failed = 0"));
+    assert!(txt.contains("Benchmark scores by scene tag"));
+    assert!(txt.lines().all(|l| l.chars().count() <= 160));
+
+    // Each trajectory's scores from its rollout metrics, by the peers' formulas written out here.
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(agg.join("results-summary.json")).unwrap())
+            .unwrap();
+    let rollouts = summary["rollouts"].as_array().unwrap();
+    assert_eq!(rollouts.len(), 12);
+    for r in rollouts {
+        let m = &r["metrics"];
+        let g = |k: &str| m[k].as_f64().unwrap_or_else(|| panic!("{k} in {m}"));
+        let mut mult = g("nuplan_no_ego_at_fault_collisions")
+            * g("nuplan_drivable_area_compliance")
+            * g("nuplan_ego_is_making_progress");
+        if m.get("nuplan_driving_direction_compliance")
+            .is_some_and(|v| !v.is_null())
+        {
+            mult *= g("nuplan_driving_direction_compliance");
+        }
+        let cls = mult
+            * (5.0 * g("nuplan_ego_progress_along_expert_route")
+                + 5.0 * g("nuplan_time_to_collision_within_bound")
+                + 2.0 * g("nuplan_ego_is_comfortable"))
+            / 12.0;
+        assert!((g("nuplan_cls") - cls).abs() < 1e-12, "{m}");
+        let nc_dac = g("navsim_no_at_fault_collisions") * g("nuplan_drivable_area_compliance");
+        let (ego, expert) = (
+            g("ego_route_progress_m").max(0.0),
+            g("expert_route_progress_m"),
+        );
+        let max = (ego * nc_dac).max(expert);
+        let ep = if max > 5.0 { ego * nc_dac / max } else { 1.0 };
+        let pdms = nc_dac
+            * (5.0 * ep
+                + 5.0 * g("navsim_time_to_collision_within_bound")
+                + 2.0 * g("nuplan_ego_is_comfortable"))
+            / 12.0;
+        assert!((g("navsim_pdms") - pdms).abs() < 1e-12, "{m}");
+        let penalty = 0.5f64.powf(g("carla_collisions_pedestrian"))
+            * 0.6f64.powf(g("carla_collisions_vehicle"))
+            * 0.65f64.powf(g("carla_collisions_layout"))
+            * 0.7f64.powf(g("carla_red_light"))
+            * 0.8f64.powf(g("carla_stop_sign"))
+            * (1.0 - g("carla_outside_route_lanes") / 100.0);
+        assert!(
+            (g("carla_ds") - g("carla_route_completion") * penalty).abs() < 1e-9,
+            "{m}"
+        );
+        assert_eq!(g("alpasim_score"), r["score"].as_f64().unwrap());
+    }
+
+    // Per tag: "all" holds every trajectory, "even" the tagged scenes' ones.
+    let by_tag = agg.join("metrics_results_by_tag.parquet");
+    let file = fs::File::open(&by_tag).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for b in reader {
+        let b = b.unwrap();
+        let tags = b.column_by_name("tag").unwrap();
+        let tags = tags
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        let n = b.column_by_name("n_rollouts").unwrap();
+        let n = n
+            .as_any()
+            .downcast_ref::<arrow_array::UInt32Array>()
+            .unwrap();
+        assert!(b.column_by_name("nuplan_cls_p95").is_some());
+        for i in 0..b.num_rows() {
+            counts.insert(tags.value(i).to_string(), n.value(i));
+        }
+    }
+    assert_eq!(counts["all"], 12);
+    assert_eq!(counts["even"], 2 * tagged);
+
+    // The bundled synthetic run has no rollout metrics: those profiles are left out, saying why.
+    let old = d.path().join("old");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runs/demo");
+    let status = std::process::Command::new("cp")
+        .args(["-r", src.to_str().unwrap(), old.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = util::bin(
+        "aggregate",
+        &[old.to_str().unwrap(), "-q", "--profiles", "nuplan,alpasim"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let txt = fs::read_to_string(old.join("aggregate/metrics_results.txt")).unwrap();
+    assert!(
+        txt.contains("nuplan: left out — needs nuplan_no_ego_at_fault_collisions"),
+        "{txt}"
+    );
+    assert!(txt.contains("alpasim_score") && !txt.contains("navsim_pdms"));
+    let out = util::bin(
+        "aggregate",
+        &[old.to_str().unwrap(), "--profiles", "nuplan,bogus"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown score profile `bogus`"));
+}

@@ -26,7 +26,7 @@ struct Stored {
 }
 
 fn version() -> String {
-    format!("drivekit-{}-cache-1", env!("CARGO_PKG_VERSION"))
+    format!("drivekit-{}-cache-2", env!("CARGO_PKG_VERSION"))
 }
 
 /// Loads the cache; empty when absent, unreadable or made with other settings.

@@ -162,6 +162,32 @@ pub fn better(metric: &str) -> Better {
         | "min_distance_to_obstacle_m"
         | "avg_dist_between_incidents"
         | "avg_dist_between_incidents_at_fault" => Better::Higher,
+        // Benchmark scores and their inputs (docs/scores.md).
+        "carla_collisions_pedestrian"
+        | "carla_collisions_vehicle"
+        | "carla_collisions_layout"
+        | "carla_red_light"
+        | "carla_stop_sign"
+        | "carla_outside_route_lanes"
+        | "carla_min_speed_infractions"
+        | "carla_agent_blocked"
+        | "carla_route_deviation"
+        | "waymax_log_divergence"
+        | "waymax_overlap"
+        | "waymax_offroad"
+        | "waymax_kinematic_infeasibility"
+        | "speed_limit_violation"
+        | "ran_red_light"
+        | "ran_stop_sign" => Better::Lower,
+        m if m.starts_with("nuplan_")
+            || m.starts_with("navsim_")
+            || m.starts_with("carla_")
+            || m == "alpasim_score"
+            || m == "waymax_route_progress_ratio"
+            || m == "ego_route_progress_m" =>
+        {
+            Better::Higher
+        }
         _ => Better::Neither,
     }
 }
@@ -430,5 +456,10 @@ mod tests {
         assert_eq!(better("collision_at_fault"), Better::Lower);
         assert_eq!(better("progress_rel_to_total"), Better::Higher);
         assert_eq!(better("dist_traveled_m"), Better::Neither);
+        assert_eq!(better("nuplan_cls"), Better::Higher);
+        assert_eq!(better("carla_ds"), Better::Higher);
+        assert_eq!(better("carla_collisions_vehicle"), Better::Lower);
+        assert_eq!(better("waymax_overlap"), Better::Lower);
+        assert_eq!(better("expert_route_progress_m"), Better::Neither);
     }
 }

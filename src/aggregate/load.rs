@@ -94,6 +94,9 @@ pub struct BatchReduction {
     pub rows: u64,
     /// Trajectories sorted by (clipgt_id, rollout_id).
     pub trajectories: Vec<TrajectoryResult>,
+    /// The scene's tags (scenario types, split…) from the file's footer; empty when it has none.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// Rows/trajectories removed by each modifier.
     pub counts: ModifierCounts,
 }
@@ -187,7 +190,9 @@ pub fn reduce_batch(
     let mut kept = Vec::new();
     let mut rows = 0u64;
 
-    for batch in metrics_file::open_metrics_file(path)? {
+    let reader = metrics_file::open_metrics_file(path)?;
+    let tags = reader.scene_tags().to_vec();
+    for batch in reader {
         let batch = batch?;
         let n = batch.num_rows();
         rows += n as u64;
@@ -317,6 +322,7 @@ pub fn reduce_batch(
             rows,
             trajectories,
             counts,
+            tags,
         },
         kept,
     ))

@@ -108,6 +108,9 @@ pub struct RunResults {
     pub run: Stats,
     /// Per scene, over its rollouts (sorted by clipgt_id).
     pub by_scene: Vec<(String, Stats)>,
+    /// Per scene tag (scenario type, split…), over the trajectories of the scenes with that tag,
+    /// each a row with n_clips = 1 (sorted by tag; empty when no scene has tags).
+    pub by_tag: Vec<(String, Stats)>,
     /// No batch had an `offroad` metric (AlpaSim then assumes 0.0 and warns).
     pub offroad_defaulted: bool,
     /// Batches rejected while merging.
@@ -264,6 +267,22 @@ pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> Run
             (scene.to_string(), stats(&rows, columns.len()))
         })
         .collect();
+    let mut tagged: BTreeMap<&str, Vec<&Trajectory>> = BTreeMap::new();
+    for t in &kept {
+        for tag in &batches[t.batch].1.tags {
+            tagged.entry(tag.as_str()).or_default().push(t);
+        }
+    }
+    let by_tag = tagged
+        .into_iter()
+        .map(|(tag, ts)| {
+            let rows: Vec<RolloutRow> = ts
+                .iter()
+                .flat_map(|t| over_clips(&[*t], metric_columns.len(), dist, oc))
+                .collect();
+            (tag.to_string(), stats(&rows, columns.len()))
+        })
+        .collect();
     RunResults {
         run_uuid,
         run_name,
@@ -273,6 +292,7 @@ pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> Run
         rollouts,
         run,
         by_scene,
+        by_tag,
         offroad_defaulted,
         problems,
         profiles,
@@ -532,5 +552,81 @@ mod tests {
         let s = scene_score(row(50.0, 0.9, 0.0, 1.0)).unwrap();
         assert_eq!(s.failure_reason, Some("offroad"));
         assert!(scene_score(|_| None).is_err());
+    }
+
+    #[test]
+    fn profiles_count_and_name_unscored_trajectories_and_leave_out_what_cannot_be_fed() {
+        use crate::aggregate::load::TrajectoryResult;
+        use crate::aggregate::trajectory::{ModifierCounts, Reduced};
+        // Two rollouts of one scene with the CARLA inputs; the second lacks carla_red_light.
+        let names = [
+            "carla_route_completion",
+            "carla_collisions_pedestrian",
+            "carla_collisions_vehicle",
+            "carla_collisions_layout",
+            "carla_red_light",
+            "carla_stop_sign",
+        ];
+        let traj = |id: &str, values: Vec<Option<f64>>| TrajectoryResult {
+            clipgt_id: "S".into(),
+            rollout_id: id.into(),
+            run_uuid: "u".into(),
+            run_name: "n".into(),
+            rows: 6,
+            reduced: Reduced {
+                kept: true,
+                values,
+                values_if_offroad_zero: None,
+                counts: ModifierCounts::default(),
+            },
+        };
+        let red = BatchReduction {
+            columns: names
+                .iter()
+                .map(|n| (n.to_string(), TimeAggregation::Max))
+                .collect(),
+            n_file_metrics: names.len(),
+            rows: 12,
+            trajectories: vec![
+                traj(
+                    "a",
+                    vec![
+                        Some(80.0),
+                        Some(0.0),
+                        Some(1.0),
+                        Some(0.0),
+                        Some(1.0),
+                        Some(0.0),
+                    ],
+                ),
+                traj(
+                    "b",
+                    vec![Some(50.0), Some(0.0), Some(0.0), Some(0.0), None, Some(0.0)],
+                ),
+            ],
+            counts: ModifierCounts::default(),
+            tags: vec!["t".into()],
+        };
+        let r = merge(&[("S/b".into(), &red)], &[Profile::Carla, Profile::Nuplan]);
+        let carla = &r.profiles[0];
+        assert!(carla.left_out.is_none());
+        let ds = &carla.scores[0];
+        assert_eq!((ds.name, ds.n_scored), ("carla_ds", 1));
+        assert_eq!(ds.sum, 80.0 * (0.6 * 0.7));
+        assert_eq!(
+            ds.unscored,
+            vec!["S/b: missing carla_red_light".to_string()]
+        );
+        assert_eq!(carla.notes.len(), 1, "outside_route_lanes absent: said");
+        let nuplan = &r.profiles[1];
+        assert!(nuplan
+            .left_out
+            .as_deref()
+            .is_some_and(|w| w.starts_with("needs nuplan_no_ego_at_fault_collisions")));
+        // The score is a column of the results, with its statistics, and by tag.
+        let col = r.columns.iter().position(|c| c.name == "carla_ds").unwrap();
+        assert_eq!(r.run.columns[col].mean, Some(80.0 * (0.6 * 0.7)));
+        assert_eq!(r.by_tag.len(), 1);
+        assert_eq!(r.by_tag[0].0, "t");
     }
 }

@@ -18,6 +18,8 @@ pub const PNG: &str = "metrics_results.png";
 pub const RESULTS: &str = "metrics_results.parquet";
 /// One row per scene.
 pub const RESULTS_BY_SCENE: &str = "metrics_results_by_scene.parquet";
+/// One row per scene tag (scenario type, split…).
+pub const RESULTS_BY_TAG: &str = "metrics_results_by_tag.parquet";
 /// Every input row.
 pub const UNPROCESSED: &str = "metrics_unprocessed.parquet";
 /// Per-rollout pass/fail and scores.
@@ -48,6 +50,7 @@ pub fn write_all(
     timer.lap("videos");
     tables::write_results(&p(RESULTS), outcome).map_err(e(p(RESULTS)))?;
     tables::write_by_scene(&p(RESULTS_BY_SCENE), outcome).map_err(e(p(RESULTS_BY_SCENE)))?;
+    tables::write_by_tag(&p(RESULTS_BY_TAG), outcome).map_err(e(p(RESULTS_BY_TAG)))?;
     timer.lap("tables");
     json::write(&p(SUMMARY_JSON), outcome, &video_report.links).map_err(e(p(SUMMARY_JSON)))?;
     timer.lap("json");
@@ -58,6 +61,7 @@ pub fn write_all(
     Ok(vec![
         p(RESULTS),
         p(RESULTS_BY_SCENE),
+        p(RESULTS_BY_TAG),
         p(SUMMARY_JSON),
         p(TXT),
         p(PNG),

@@ -1,5 +1,6 @@
 //! metrics_results.parquet (one row per run, AlpaSim's columns plus quantiles) and
-//! metrics_results_by_scene.parquet (the same per clipgt_id).
+//! metrics_results_by_scene.parquet (the same per clipgt_id) and metrics_results_by_tag.parquet
+//! (the same per scene tag).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -86,8 +87,22 @@ pub fn write_results(path: &Path, o: &Outcome) -> std::io::Result<()> {
 
 /// One row per scene with the same columns plus clipgt_id.
 pub fn write_by_scene(path: &Path, o: &Outcome) -> std::io::Result<()> {
+    write_grouped(path, o, "clipgt_id", &o.results.by_scene)
+}
+
+/// One row per scene tag (scenario type, split…) with the same columns plus `tag`.
+pub fn write_by_tag(path: &Path, o: &Outcome) -> std::io::Result<()> {
+    write_grouped(path, o, "tag", &o.results.by_tag)
+}
+
+fn write_grouped(
+    path: &Path,
+    o: &Outcome,
+    key: &str,
+    groups: &[(String, Stats)],
+) -> std::io::Result<()> {
     let r = &o.results;
-    let n = r.by_scene.len();
+    let n = groups.len();
     let mut cols: Vec<(Field, ArrayRef)> = vec![
         (
             Field::new("run_name", DataType::Utf8, false),
@@ -98,25 +113,22 @@ pub fn write_by_scene(path: &Path, o: &Outcome) -> std::io::Result<()> {
             Arc::new(StringArray::from(vec![r.run_uuid.clone(); n])),
         ),
         (
-            Field::new("clipgt_id", DataType::Utf8, false),
+            Field::new(key, DataType::Utf8, false),
             Arc::new(StringArray::from(
-                r.by_scene
-                    .iter()
-                    .map(|(s, _)| s.clone())
-                    .collect::<Vec<_>>(),
+                groups.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
             )),
         ),
         (
             Field::new("n_rollouts", DataType::UInt32, false),
             Arc::new(UInt32Array::from(
-                r.by_scene
+                groups
                     .iter()
                     .map(|(_, s)| s.n_rollouts as u32)
                     .collect::<Vec<_>>(),
             )),
         ),
     ];
-    let stats: Vec<&Stats> = r.by_scene.iter().map(|(_, s)| s).collect();
+    let stats: Vec<&Stats> = groups.iter().map(|(_, s)| s).collect();
     cols.extend(stat_columns(&column_names(o), &stats));
     write(path, cols)
 }

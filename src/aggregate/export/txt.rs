@@ -228,6 +228,53 @@ fn benchmark_scores(out: &mut String, o: &Outcome) {
     for n in notes {
         wrapped(out, &n);
     }
+    by_tag(out, o);
+}
+
+/// The headline scores per scene tag (scenario type, split…): mean ± std over the tagged
+/// trajectories (all statistics in metrics_results_by_tag.parquet).
+fn by_tag(out: &mut String, o: &Outcome) {
+    let r = &o.results;
+    if r.by_tag.is_empty() {
+        return;
+    }
+    let headline: Vec<&crate::aggregate::summary::ScoreResult> = r
+        .profiles
+        .iter()
+        .filter(|p| p.profile != "waymax")
+        .flat_map(|p| &p.scores)
+        .filter(|s| s.name != crate::metrics::profiles::CARLA_INFRACTION_PENALTY)
+        .collect();
+    if headline.is_empty() {
+        return;
+    }
+    out.push('\n');
+    rule(out, "Benchmark scores by scene tag");
+    let mut table = Table::new();
+    let mut header = vec!["tag".to_string(), "trajectories".to_string()];
+    header.extend(headline.iter().map(|s| s.name.to_string()));
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(header);
+    for (tag, st) in &r.by_tag {
+        let mut row = vec![tag.clone(), st.n_rollouts.to_string()];
+        for sc in &headline {
+            let s = &st.columns[sc.column];
+            row.push(match s.std {
+                Some(sd) => format!("{} ± {}", num(s.mean), num(Some(sd))),
+                None => num(s.mean),
+            });
+        }
+        table.add_row(row);
+    }
+    for i in 1..=headline.len() + 1 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let _ = writeln!(out, "{table}");
 }
 
 /// Writes `line` wrapped at word boundaries to [`WIDTH`] columns, continuation lines indented
