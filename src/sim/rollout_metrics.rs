@@ -68,6 +68,11 @@ fn group(c: AgentClass) -> Group {
     }
 }
 
+/// Bounding-circle radius of a box.
+fn radius(length: f64, width: f64) -> f64 {
+    0.5 * norm(length, width)
+}
+
 fn flag(b: bool) -> f64 {
     if b {
         1.0
@@ -164,16 +169,23 @@ pub fn rollout_metrics(ctx: &SceneCtx, trace: &RolloutTrace) -> Vec<f64> {
     // their class.
     let mut contacts: Vec<Contact> = Vec::new();
     let mut ongoing: Vec<usize> = Vec::new();
-    let mut collided: Vec<bool> = vec![false; n_agents];
-    let mut collided_by_step: Vec<Vec<bool>> = Vec::with_capacity(n);
+    // The step of each agent's first contact: it counts as collided from then on.
+    let mut first_contact: Vec<Option<usize>> = vec![None; n_agents];
     let mut overlap_any = false;
-    #[allow(clippy::needless_range_loop)] // k and j index several parallel arrays
+    let ego_r = radius(ego.length_m, ego.width_m);
+    let agent_r: Vec<f64> = agents
+        .iter()
+        .map(|a| radius(a.length_m, a.width_m))
+        .collect();
+    let mut now = Vec::new();
+    #[allow(clippy::needless_range_loop)] // k indexes the trace and the per-step lane flags
     for k in 0..n {
         let eb = ego_box(k);
-        let mut now = Vec::new();
-        for j in 0..n_agents {
+        now.clear();
+        for (j, &r) in agent_r.iter().enumerate() {
             let Some(t) = agent_box(k, j) else { continue };
-            if !eb.overlaps(&t.bx) {
+            // Boxes whose bounding circles are apart cannot overlap.
+            if norm(t.bx.x - eb.x, t.bx.y - eb.y) > ego_r + r || !eb.overlaps(&t.bx) {
                 continue;
             }
             now.push(j);
@@ -186,14 +198,14 @@ pub fn rollout_metrics(ctx: &SceneCtx, trace: &RolloutTrace) -> Vec<f64> {
                     agent: j,
                     class: classify(&eb, trace.ego[k][3], &t),
                     between_lanes: between_lanes[k],
-                    first: !collided[j],
+                    first: first_contact[j].is_none(),
                 });
-                collided[j] = true;
+                first_contact[j].get_or_insert(k);
             }
         }
-        ongoing = now;
-        collided_by_step.push(collided.clone());
+        std::mem::swap(&mut ongoing, &mut now);
     }
+    let collided_at = |k: usize, j: usize| first_contact[j].is_some_and(|s| s <= k);
     let counted: Vec<&Contact> = contacts.iter().filter(|c| c.step >= k0).collect();
 
     // nuPlan's no_ego_at_fault_collisions.
@@ -263,16 +275,26 @@ pub fn rollout_metrics(ctx: &SceneCtx, trace: &RolloutTrace) -> Vec<f64> {
         .map(|c| c.step)
         .collect();
     let mut ttc_ok = true;
+    let mut movers: Vec<Mover> = Vec::with_capacity(n_agents);
     for k in driven.clone() {
         let eb = ego_box(k);
-        let movers: Vec<Mover> = (0..n_agents)
-            .filter(|&j| !collided_by_step[k][j])
-            .filter_map(|j| agent_box(k, j))
-            .map(|t| Mover {
-                bx: t.bx,
-                speed: if t.is_static { 0.0 } else { t.speed },
-            })
-            .collect();
+        let ego_speed = trace.ego[k][3].abs();
+        movers.clear();
+        // Tracks that cannot reach the ego within the horizon (bounding circles moving at their
+        // speeds) cannot collide with it: nuPlan's swept-box filter drops them too.
+        movers.extend(
+            (0..n_agents)
+                .filter(|&j| !collided_at(k, j))
+                .filter_map(|j| agent_box(k, j).map(|t| (j, t)))
+                .filter(|(j, t)| {
+                    let reach = (ego_speed + t.speed.abs()) * p.horizon_s + ego_r + agent_r[*j];
+                    norm(t.bx.x - eb.x, t.bx.y - eb.y) <= reach
+                })
+                .map(|(_, t)| Mover {
+                    bx: t.bx,
+                    speed: if t.is_static { 0.0 } else { t.speed },
+                }),
+        );
         let ttc = ttc::time_to_collision_admitting(
             &Mover {
                 bx: eb,
@@ -311,9 +333,12 @@ pub fn rollout_metrics(ctx: &SceneCtx, trace: &RolloutTrace) -> Vec<f64> {
                 y: eb.y + s * speed * t,
                 ..eb
             };
-            for j in (0..n_agents).filter(|&j| !collided_by_step[k][j]) {
+            for j in (0..n_agents).filter(|&j| !collided_at(k, j)) {
                 let Some(a) = agent_box(kf, j) else { continue };
                 let centre = [a.bx.x, a.bx.y];
+                if norm(centre[0] - moved.x, centre[1] - moved.y) > ego_r + agent_r[j] {
+                    continue;
+                }
                 let admitted = ttc::is_ahead(axle, eb.yaw, centre)
                     || ((between_lanes[k] || rear_in_intersection[k])
                         && !ttc::is_behind(axle, eb.yaw, centre));
