@@ -22,7 +22,7 @@
 //! 7. simulation: [`sim`]
 //! 8. device: [`cuda`]
 //! 9. shard loop: [`runner`]
-//! 10. consumers and test data: [`evaluate`], [`render`], [`aggregate`], [`fixtures`]
+//! 10. consumers and test data: [`evaluate`], [`render`], [`aggregate`], [`peer_results`], [`fixtures`]
 //!
 //! Binaries in `src/bin/` only parse flags, call one of these and map the result to an exit code.
 #![warn(missing_docs)]
@@ -37,6 +37,7 @@ pub mod fsutil;
 pub mod geometry;
 pub mod metrics;
 pub mod metrics_file;
+pub mod peer_results;
 pub mod render;
 pub mod report;
 pub mod rng;

@@ -252,37 +252,30 @@ pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> Run
     let kept: Vec<&Trajectory> = trajectories.iter().filter(|t| t.kept).collect();
     let rollouts = over_clips(&kept, metric_columns.len(), dist, oc);
     let run = stats(&rollouts, columns.len());
+    // The same computation restricted to a group of trajectories (a scene, a tag): each
+    // rollout is a row with n_clips = 1.
+    let grouped = |groups: BTreeMap<&str, Vec<&Trajectory>>| -> Vec<(String, Stats)> {
+        groups
+            .into_iter()
+            .map(|(key, ts)| {
+                let rows: Vec<RolloutRow> = ts
+                    .iter()
+                    .flat_map(|t| over_clips(&[*t], metric_columns.len(), dist, oc))
+                    .collect();
+                (key.to_string(), stats(&rows, columns.len()))
+            })
+            .collect()
+    };
     let mut scenes: BTreeMap<&str, Vec<&Trajectory>> = BTreeMap::new();
-    for t in &kept {
-        scenes.entry(t.clipgt_id.as_str()).or_default().push(t);
-    }
-    let by_scene = scenes
-        .into_iter()
-        .map(|(scene, ts)| {
-            // The same computation restricted to one scene: each rollout is a row with n_clips = 1.
-            let rows: Vec<RolloutRow> = ts
-                .iter()
-                .flat_map(|t| over_clips(&[*t], metric_columns.len(), dist, oc))
-                .collect();
-            (scene.to_string(), stats(&rows, columns.len()))
-        })
-        .collect();
     let mut tagged: BTreeMap<&str, Vec<&Trajectory>> = BTreeMap::new();
     for t in &kept {
+        scenes.entry(t.clipgt_id.as_str()).or_default().push(t);
         for tag in &batches[t.batch].1.tags {
             tagged.entry(tag.as_str()).or_default().push(t);
         }
     }
-    let by_tag = tagged
-        .into_iter()
-        .map(|(tag, ts)| {
-            let rows: Vec<RolloutRow> = ts
-                .iter()
-                .flat_map(|t| over_clips(&[*t], metric_columns.len(), dist, oc))
-                .collect();
-            (tag.to_string(), stats(&rows, columns.len()))
-        })
-        .collect();
+    let by_scene = grouped(scenes);
+    let by_tag = grouped(tagged);
     RunResults {
         run_uuid,
         run_name,

@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 use drivekit::aggregate::{self, trajectory::ChainParams};
 
-/// Aggregate the rollouts of a drivekit or AlpaSim run directory.
+/// Aggregate the rollouts of a drivekit or AlpaSim run directory, or other benchmarks' result
+/// files.
 ///
 /// Reads every complete batch under RUN_DIR/rollouts (or under each job dir of a Slurm array
 /// dir), reduces each rollout's metrics with AlpaSim's semantics, and writes RUN_DIR/aggregate/:
@@ -19,14 +20,32 @@ use drivekit::aggregate::{self, trajectory::ChainParams};
 /// With --compare BASE, also compares every metric with the baseline run (paired by scene,
 /// bootstrap 95 % interval) into comparison.md / .png / .json.
 ///
+/// Also reads other benchmarks' results (detected by content, or --format): CARLA leaderboard
+/// checkpoint JSONs (LB 1.0 and 2.x; several files are shards, merged), Bench2Drive (a folder of
+/// per-route JSONs or a merged JSON) and NAVSIM score CSVs. It recomputes the benchmark's own
+/// global numbers by that benchmark's code, checks every number the file stores, adds quantiles,
+/// a 95 % interval and counts, and writes the same three reports into --out.
+///
 /// Exit status: 0 all aggregated; 1 results written but some batches failed, were incomplete,
 /// missing or skipped; 2 nothing usable (not a run dir, no rollouts, mixed configs); 3 a metric
 /// regressed against --compare's baseline beyond its tolerance.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
-    /// Run directory (runs/X) or Slurm array directory holding one run dir per task.
-    run_dir: PathBuf,
+    /// Run directory (runs/X) or Slurm array directory holding one run dir per task; or
+    /// benchmark result file(s) / folder.
+    #[arg(required = true, value_name = "RUN_DIR | RESULT…")]
+    paths: Vec<PathBuf>,
+    /// Force the reader of benchmark result files: carla, bench2drive, navsim.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// Output folder for benchmark result files (default: FILE-aggregate/ beside the file, or
+    /// FOLDER/aggregate/).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Benchmark result files: exit 1 when a stored global number differs from its recomputation.
+    #[arg(long)]
+    validate: bool,
     /// Accept job dirs whose wizard-config.yaml differ (otherwise an error).
     #[arg(long)]
     allow_mixed_config: bool,
@@ -72,6 +91,25 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<u8> {
+    let format = match &args.format {
+        Some(f) => Some(
+            drivekit::peer_results::Format::parse(f)
+                .with_context(|| format!("--format {f}: expected carla, bench2drive or navsim"))?,
+        ),
+        None => None,
+    };
+    if format.is_some() || drivekit::peer_results::detect(&args.paths[0]).is_some() {
+        return run_peer(args, format);
+    }
+    anyhow::ensure!(
+        args.paths.len() == 1,
+        "one run dir at a time ({} given); several paths are read as benchmark result shards",
+        args.paths.len()
+    );
+    anyhow::ensure!(
+        args.out.is_none() && !args.validate,
+        "--out and --validate apply to benchmark result files; a run dir writes RUN_DIR/aggregate/"
+    );
     anyhow::ensure!(
         args.max_dist_to_gt.is_finite() && args.max_dist_to_gt > 0.0,
         "--max-dist-to-gt must be a positive number of metres, got {}",
@@ -89,7 +127,7 @@ fn run(args: &Args) -> anyhow::Result<u8> {
             .context("setting --jobs")?;
     }
     let opts = aggregate::Options {
-        run_dir: args.run_dir.clone(),
+        run_dir: args.paths[0].clone(),
         allow_mixed_config: args.allow_mixed_config,
         chain: ChainParams {
             max_dist_to_gt_m: args.max_dist_to_gt,
@@ -160,4 +198,44 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// Benchmark result files: read, recompute, report.
+fn run_peer(args: &Args, format: Option<drivekit::peer_results::Format>) -> anyhow::Result<u8> {
+    let outcome = drivekit::peer_results::run(&drivekit::peer_results::PeerOptions {
+        paths: args.paths.clone(),
+        format,
+        allow_mixed: args.allow_mixed_config,
+        out: args.out.clone(),
+        compare: args.compare.clone(),
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "format": outcome.results.format.name(),
+                "rule": outcome.results.rule,
+                "globals": outcome.results.globals,
+                "n_units": outcome.results.units.len(),
+                "n_mismatches": outcome.results.mismatches(),
+                "problems": outcome.results.problems,
+                "outputs": outcome.outputs,
+            }))?
+        );
+    } else if !args.quiet {
+        println!("{}", outcome.report);
+        if let Some(c) = &outcome.comparison {
+            println!("{c}");
+        }
+        if let Some(dir) = outcome.outputs.first().and_then(|p| p.parent()) {
+            println!("Outputs in {}", dir.display());
+        }
+    }
+    if args.validate && outcome.results.mismatches() > 0 {
+        eprintln!(
+            "aggregate: --validate: {} stored number(s) differ from their recomputation",
+            outcome.results.mismatches()
+        );
+    }
+    Ok(outcome.exit_code(args.validate) as u8)
 }

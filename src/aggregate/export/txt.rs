@@ -14,6 +14,16 @@ use crate::report::format::num;
 /// Maximum width of the file.
 pub const WIDTH: u16 = 160;
 
+/// A table of the report's style with `header`, at most [`WIDTH`] wide.
+fn table(header: Vec<String>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(header);
+    t
+}
+
 fn rule(out: &mut String, title: &str) {
     let pad = (WIDTH as usize).saturating_sub(title.len() + 2) / 2;
     let _ = writeln!(out, "{} {title} {}", "─".repeat(pad), "─".repeat(pad));
@@ -58,12 +68,8 @@ pub fn render(o: &Outcome, opts: &Options) -> String {
     }
     out.push('\n');
     rule(&mut out, "Results");
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(WIDTH)
-        .set_header(vec![
+    let mut table = table(
+        [
             "Metric",
             "mean ± std",
             "p05",
@@ -72,7 +78,10 @@ pub fn render(o: &Outcome, opts: &Options) -> String {
             "p75",
             "p95",
             "time agg.",
-        ]);
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
     for (c, s) in r.columns.iter().zip(&r.run.columns) {
         let ms = match s.std {
             Some(sd) => format!("{} ± {}", num(s.mean), num(Some(sd))),
@@ -156,12 +165,8 @@ fn benchmark_scores(out: &mut String, o: &Outcome) {
     }
     out.push('\n');
     rule(out, "Benchmark scores");
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(WIDTH)
-        .set_header(vec![
+    let mut table = table(
+        [
             "Score",
             "mean ± std",
             "p05",
@@ -169,7 +174,10 @@ fn benchmark_scores(out: &mut String, o: &Outcome) {
             "p95",
             "peer's convention",
             "scored / unscored / failed",
-        ]);
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
     let failed = o.failed_rollouts.len();
     let mut notes = Vec::new();
     for p in &r.profiles {
@@ -250,14 +258,9 @@ fn by_tag(out: &mut String, o: &Outcome) {
     }
     out.push('\n');
     rule(out, "Benchmark scores by scene tag");
-    let mut table = Table::new();
     let mut header = vec!["tag".to_string(), "trajectories".to_string()];
     header.extend(headline.iter().map(|s| s.name.to_string()));
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(WIDTH)
-        .set_header(header);
+    let mut table = table(header);
     for (tag, st) in &r.by_tag {
         let mut row = vec![tag.clone(), st.n_rollouts.to_string()];
         for sc in &headline {
