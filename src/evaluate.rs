@@ -12,7 +12,7 @@
 //! from the log (recorded ego path, actor boxes) and the metrics that need a map are skipped with a
 //! warning.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -106,9 +106,43 @@ fn evaluate_batch(
     meta: &RunMetadata,
     selected: &BTreeSet<&'static str>,
 ) -> Result<BatchResult, String> {
+    crate::fsutil::remove_stale_temps(dir);
     let b = replay_log(dir, opts.scenes_dir.as_deref(), cfg).map_err(|e| e.to_string())?;
     if let Some(e) = b.stopped {
         return Err(format!("{e}; the batch is left as it was"));
+    }
+    // A log cut at a record boundary reads cleanly but holds fewer rollouts, or shorter ones,
+    // than the batch scored: rewriting would drop the rest.
+    let target = dir.join(run_dir::METRICS);
+    if let Ok(had) = rollout_ends(&target) {
+        let replayed: BTreeMap<String, i64> = b
+            .rollouts
+            .iter()
+            .map(|(i, t)| {
+                let end = t.times_us.last().copied().unwrap_or(i64::MIN);
+                (format!("{}-{i}", b.ctx.batch_uuid), end)
+            })
+            .collect();
+        // drivekit's ids name the rollout; other writers' ids (AlpaSim's) are only counted.
+        let ours = had.keys().all(|id| id.starts_with(&b.ctx.batch_uuid));
+        let short: Vec<String> = if ours {
+            had.iter()
+                .filter(|(id, end)| replayed.get(*id).is_none_or(|r| r < *end))
+                .map(|(id, _)| id.clone())
+                .collect()
+        } else {
+            had.keys().skip(replayed.len()).cloned().collect()
+        };
+        if !short.is_empty() {
+            return Err(format!(
+                "{} holds {} of the {} rollouts of {} in full (missing or cut: {}); the batch is left as it was",
+                crate::rollout::replay::log_name(dir),
+                had.len() - short.len(),
+                had.len(),
+                target.display(),
+                short.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
     }
     let t_compute = Instant::now();
     let mut rows = MetricsBuilder::new();
@@ -197,6 +231,30 @@ fn scored_metrics(dir: &Path) -> BTreeSet<&'static str> {
         .flatten()
         .filter_map(|m| table::canonical(m.as_str()?))
         .collect()
+}
+
+/// The rollout ids a metrics file has rows of, with each one's last timestamp.
+fn rollout_ends(path: &Path) -> Result<BTreeMap<String, i64>, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int32Type, Int64Type};
+    let mut ends: BTreeMap<String, i64> = BTreeMap::new();
+    for batch in metrics_file::open_metrics_file(path).map_err(|e| e.to_string())? {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let d = batch
+            .column(metrics_file::col::ROLLOUT_ID)
+            .as_dictionary::<Int32Type>();
+        let v = d.values().as_string::<i32>();
+        let ts = batch
+            .column(metrics_file::col::TIMESTAMPS_US)
+            .as_primitive::<Int64Type>();
+        for (k, t) in d.keys().iter().zip(ts.iter()) {
+            if let (Some(k), Some(t)) = (k, t) {
+                let e = ends.entry(v.value(k as usize).to_string()).or_insert(t);
+                *e = (*e).max(t);
+            }
+        }
+    }
+    Ok(ends)
 }
 
 /// The rows of `path` whose metric is not in `selected`, as one record batch.
@@ -290,6 +348,10 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateOutcome, EvaluateError> {
     );
     let mut todo = Vec::new();
     for d in dirs {
+        if let Some(why) = run_dir::writes_outside(&opts.run_dir, &d) {
+            out.failed.push((d, why));
+            continue;
+        }
         if !matches!(run_dir::batch_state(&d), run_dir::BatchState::Complete) {
             out.not_complete += 1;
             continue;

@@ -172,3 +172,176 @@ mod tests {
         assert_eq!(fs::read(&target).unwrap(), b"y");
     }
 }
+
+/// Whether process `pid` is alive on this host (`kill(pid, 0)`; a process of another user counts
+/// as alive).
+pub fn pid_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// The pid in a temporary name: `.name.tmp-<pid>-<serial>` ([`temp_path`]) or `.name.tmp-<pid>`
+/// (temporary folders, e.g. aggregate's `.videos.tmp-<pid>`).
+fn temp_owner(name: &str) -> Option<u32> {
+    name.starts_with('.').then_some(())?;
+    let (_, rest) = name.rsplit_once(".tmp-")?;
+    let (pid, serial) = rest.split_once('-').unwrap_or((rest, "0"));
+    serial.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes from `dir` (not recursively) the temporary files and folders left by writers that no
+/// longer run (a killed job): those named by [`temp_path`] whose pid is dead. Returns how many.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_owner(&name) else {
+            continue;
+        };
+        if pid == std::process::id() || pid_alive(pid) {
+            continue;
+        }
+        let p = e.path();
+        let removed = if p.is_dir() && !p.is_symlink() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        n += usize::from(removed.is_ok());
+    }
+    n
+}
+
+/// An exclusive claim on some work (a shard of a run dir), held while the value lives: a file
+/// holding the owner's pid and host, created exclusively. A claim left by a dead process on this
+/// host is taken over.
+#[derive(Debug)]
+pub struct Claim {
+    path: PathBuf,
+}
+
+/// Why a claim could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// Another live process holds it.
+    #[error("{path}: already claimed by pid {pid} on {host} (another process is writing the same shard; wait for it, or remove the file if that process is gone)")]
+    Held {
+        /// the claim file
+        path: PathBuf,
+        /// the owner's pid
+        pid: u32,
+        /// the owner's host
+        host: String,
+    },
+    /// The claim file cannot be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// the claim file
+        path: PathBuf,
+        /// the cause
+        source: io::Error,
+    },
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+impl Claim {
+    /// Claims `path` for this process.
+    pub fn take(path: &Path) -> Result<Claim, ClaimError> {
+        let io_err = |e| ClaimError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let me = format!("{} {}\n", std::process::id(), hostname());
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(mut f) => {
+                    f.write_all(me.as_bytes()).map_err(io_err)?;
+                    return Ok(Claim {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let text = fs::read_to_string(path).unwrap_or_default();
+                    let mut it = text.split_whitespace();
+                    let pid: u32 = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                    let host = it.next().unwrap_or_default().to_string();
+                    let stale = pid == 0 || (host == hostname() && !pid_alive(pid));
+                    if !stale {
+                        return Err(ClaimError::Held {
+                            path: path.to_path_buf(),
+                            pid,
+                            host,
+                        });
+                    }
+                    // Left by a dead process: take it over (once; a race loses cleanly).
+                    let _ = fs::remove_file(path);
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        Err(ClaimError::Held {
+            path: path.to_path_buf(),
+            pid: 0,
+            host: "another process (taken over concurrently)".into(),
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+
+    #[test]
+    fn claims_are_exclusive_and_stale_ones_are_taken_over() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(".lock");
+        let c = Claim::take(&p).unwrap();
+        assert!(matches!(Claim::take(&p), Err(ClaimError::Held { .. })));
+        drop(c);
+        assert!(!p.exists());
+        // A dead owner on this host: taken over.
+        fs::write(&p, format!("{} {}\n", 999_999_999, hostname())).unwrap();
+        let c = Claim::take(&p).unwrap();
+        assert!(fs::read_to_string(&p)
+            .unwrap()
+            .starts_with(&std::process::id().to_string()));
+        drop(c);
+        // Stale temporary files of dead writers go; live ones stay.
+        let dead = d.path().join(format!(".x.parquet.tmp-{}-0", 999_999_999));
+        let dead_dir = d.path().join(".videos.tmp-999999999");
+        fs::create_dir_all(dead_dir.join("all")).unwrap();
+        let live = temp_path(&d.path().join("y"));
+        fs::write(&dead, b"").unwrap();
+        fs::write(&live, b"").unwrap();
+        assert_eq!(remove_stale_temps(d.path()), 2);
+        assert!(!dead.exists() && !dead_dir.exists() && live.exists());
+    }
+}

@@ -96,6 +96,14 @@ pub fn run(opts: &RenderOptions) -> Result<RenderOutcome, RenderError> {
         }
     }
     dirs.sort();
+    let mut outside = Vec::new();
+    dirs.retain(|d| match crate::run_dir::writes_outside(&opts.run_dir, d) {
+        Some(why) => {
+            outside.push((d.clone(), why));
+            false
+        }
+        None => true,
+    });
     let bar = crate::report::progress::bar(dirs.len() as u64, "batches", opts.progress);
     /// Videos written and warnings, or the error, of one batch.
     type BatchRender = Result<(usize, Vec<String>), String>;
@@ -133,7 +141,10 @@ pub fn run(opts: &RenderOptions) -> Result<RenderOutcome, RenderError> {
         })
         .collect();
     bar.finish_and_clear();
-    let mut out = RenderOutcome::default();
+    let mut out = RenderOutcome {
+        failed: outside,
+        ..RenderOutcome::default()
+    };
     out.warnings.extend(
         cfg.warnings
             .iter()

@@ -178,6 +178,21 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Why a tool that writes into batch dirs (`evaluate`, `render`) leaves `dir` alone: it resolves
+/// (through a symlink) outside `root`. `None` when it lies inside. Reading may follow such links
+/// (users link shards into a run dir); writing never does.
+pub fn writes_outside(root: &Path, dir: &Path) -> Option<String> {
+    let (Ok(r), Ok(d)) = (fs::canonicalize(root), fs::canonicalize(dir)) else {
+        return Some("cannot be resolved".into());
+    };
+    (!d.starts_with(&r)).then(|| {
+        format!(
+            "resolves to {} outside the run dir (a symlink): not written into; copy it in to process it",
+            d.display()
+        )
+    })
+}
+
 /// Reads the marker state of one batch dir.
 pub fn batch_state(dir: &Path) -> BatchState {
     if dir.join(COMPLETE).exists() {

@@ -68,6 +68,19 @@ pub enum RunnerError {
     /// A `--split` file that cannot be used.
     #[error(transparent)]
     Split(#[from] crate::scene::catalogue::SplitError),
+    /// Rerunning a run dir that holds batches of another configuration would mix the two.
+    #[error("{file}: this run dir holds batches of another configuration (first difference: `{old}` now `{new}`); finish it with the settings it was started with, or write to a new --out")]
+    ConfigChanged {
+        /// the run's wizard-config.yaml
+        file: PathBuf,
+        /// the line as the run has it
+        old: String,
+        /// the line as asked now
+        new: String,
+    },
+    /// Another process is writing the same shard of this run dir.
+    #[error(transparent)]
+    Claimed(#[from] fsutil::ClaimError),
     /// I/O on the run dir.
     #[error("{path}: {source}")]
     Io {
@@ -405,13 +418,37 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     let sampler = Sampler::start();
     let run = &opts.run_dir;
     fs::create_dir_all(run.join(run_dir::ROLLOUTS)).map_err(io_err(run))?;
+    // One writer per shard: a second process on the same shard stops here, before it touches
+    // anything; a claim left by a killed run is taken over.
+    let _claim = fsutil::Claim::take(&run.join(run_dir::ROLLOUTS).join(format!(
+        ".shard-{}-of-{}.claim",
+        opts.shard.index, opts.shard.count
+    )))?;
+    // Temporary files of killed runs (their writers are gone).
+    for d in [run.clone(), run.join("telemetry"), run.join("txt-logs")] {
+        fsutil::remove_stale_temps(&d);
+    }
     let mut resolved = opts.config.clone();
     resolved.scenes.scene_ids = ids.clone();
-    fsutil::write_atomic(
-        &run.join(run_dir::WIZARD_CONFIG),
-        resolved.to_yaml().as_bytes(),
-    )
-    .map_err(io_err(run))?;
+    let yaml = resolved.to_yaml();
+    let cfg_path = run.join(run_dir::WIZARD_CONFIG);
+    if let Ok(old) = fs::read_to_string(&cfg_path) {
+        if old != yaml && has_complete_batch(run) {
+            let (o, n) = old
+                .lines()
+                .chain(std::iter::repeat(""))
+                .zip(yaml.lines().chain(std::iter::repeat("")))
+                .take(old.lines().count().max(yaml.lines().count()))
+                .find(|(a, b)| a != b)
+                .unwrap_or(("", ""));
+            return Err(RunnerError::ConfigChanged {
+                file: cfg_path,
+                old: o.trim().to_string(),
+                new: n.trim().to_string(),
+            });
+        }
+    }
+    fsutil::write_atomic(&cfg_path, yaml.as_bytes()).map_err(io_err(run))?;
     let meta = RunMetadata::create_or_load(
         run,
         &run_dir::NewRun {
@@ -429,7 +466,20 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
         "shard-{}-of-{}.log",
         opts.shard.index, opts.shard.count
     ));
-    let mut log = fs::File::create(&log_path).map_err(io_err(&log_path))?;
+    // Appended: a rerun's lines follow the earlier attempts'.
+    let mut log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_err(&log_path))?;
+    let _ = writeln!(
+        log,
+        "=== attempt started (unix time {} s, pid {}) ===",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        std::process::id()
+    );
 
     let picked = opts.shard.pick(&ids);
     // Load every scene of the shard (in parallel); complete batches are kept (resume).
@@ -527,7 +577,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
         telemetry.gauges.insert(k.into(), v);
     }
     sampler.finish(&mut telemetry);
-    crate::telemetry::write_worker_files(run, opts.shard.index, &telemetry)
+    crate::telemetry::write_worker_files(run, opts.shard.index, &telemetry, rollouts > 0)
         .map_err(io_err(&run.join("telemetry")))?;
     let mut outcome = RunOutcome {
         times,
@@ -592,6 +642,24 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     Ok(outcome)
 }
 
+/// Whether any batch of the run dir is complete (a run dir with only unfinished batches may be
+/// started over with other settings).
+fn has_complete_batch(run: &Path) -> bool {
+    let Ok(scenes) = fs::read_dir(run.join(run_dir::ROLLOUTS)) else {
+        return false;
+    };
+    scenes.flatten().any(|s| {
+        fs::read_dir(s.path()).is_ok_and(|rd| {
+            rd.flatten().any(|b| {
+                matches!(
+                    run_dir::batch_state(&b.path()),
+                    run_dir::BatchState::Complete
+                )
+            })
+        })
+    })
+}
+
 fn counts_rollouts(ctxs: &[SceneCtx], n_rollouts: u32) -> usize {
     ctxs.len() * n_rollouts as usize
 }
@@ -616,6 +684,17 @@ fn prepare(opts: &RunOptions, scene_id: &str) -> Result<Prepared, RunnerError> {
         match Scene::load(&path)
             .map_err(|e| e.to_string())
             .and_then(|scene| {
+                // The run dir is laid out by file name; a scene whose id differs would be
+                // written under another scene's directory.
+                if scene.scene_id != scene_id {
+                    return Err(format!(
+                        "{}: the scene inside is `{}`, not `{scene_id}`: rename the file {}.{}",
+                        path.display(),
+                        scene.scene_id,
+                        scene.scene_id,
+                        crate::scene::EXTENSION
+                    ));
+                }
                 SceneCtx::new(scene, &opts.config, batch_uuid).map_err(|e| e.to_string())
             }) {
             Ok(ctx) => Prepared::Ready(Box::new(ctx)),

@@ -216,6 +216,10 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     let (complete, failed_rollouts) = classify(&layout, &mut problems);
 
     let cache_path = out_dir.join(cache::FILE);
+    if !opts.read_only {
+        // Temporary files of a killed aggregate (their writers are gone).
+        crate::fsutil::remove_stale_temps(&out_dir);
+    }
     let unprocessed_path = out_dir.join(export::UNPROCESSED);
     let mut timer = PhaseTimer::from_env("");
     let cached = if opts.use_cache {
@@ -250,6 +254,40 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         Vec::with_capacity(complete.len());
     let mut n_read = 0;
     let chunk = (rayon::current_num_threads() * 8).max(8);
+    // A batch whose file has no rows, or whose clipgt_id disagrees with its scene directory.
+    let suspicious = |rel: &str, red: &BatchReduction| -> Vec<Problem> {
+        let path = format!("{rel}/{}", run_dir::METRICS);
+        let mut out = Vec::new();
+        if red.rows == 0 {
+            out.push(Problem {
+                kind: ProblemKind::SkippedFile,
+                path: path.clone(),
+                message: "no rows: a complete batch without metrics (its rollouts are not counted)"
+                    .into(),
+            });
+        }
+        let dir = Path::new(rel)
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        if let Some(t) = red
+            .trajectories
+            .iter()
+            .find(|t| dir.as_deref().is_some_and(|d| d != t.clipgt_id))
+        {
+            out.push(Problem {
+                kind: ProblemKind::Warning,
+                path,
+                message: format!(
+                    "clipgt_id `{}` differs from its scene directory `{}`: counted under `{}`",
+                    t.clipgt_id,
+                    dir.unwrap_or_default(),
+                    t.clipgt_id
+                ),
+            });
+        }
+        out
+    };
     for (group, group_keys) in complete.chunks(chunk).zip(keys.chunks(chunk)) {
         let loaded: Vec<Loaded> = group
             .par_iter()
@@ -258,6 +296,11 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
             .collect();
         for (b, l) in group.iter().zip(loaded) {
             bar.inc(1);
+            if let Loaded::Reduced(_, red) | Loaded::Cached(_, red, _) | Loaded::Fresh(_, red, _) =
+                &l
+            {
+                problems.extend(suspicious(&b.rel, red));
+            }
             match l {
                 Loaded::Skipped(p) => problems.push(p),
                 Loaded::Reduced(key, red) => {

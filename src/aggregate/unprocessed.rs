@@ -288,6 +288,10 @@ impl UnprocessedWriter {
             usize,
         ) -> Result<(), ParquetError>,
     ) -> Result<(), ParquetError> {
+        if rows == 0 {
+            // An empty batch (a metrics.parquet with the schema and no rows) adds nothing.
+            return Ok(());
+        }
         if !self.uuid_chunks.contains_key(&rows) {
             let chunk = constant_run_uuid_chunk(&self.run_uuid, rows)?;
             self.uuid_chunks.insert(rows, chunk);

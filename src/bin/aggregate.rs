@@ -80,6 +80,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    drivekit::report::quiet_on_closed_stdout();
     let args = Args::parse();
     match run(&args) {
         Ok(code) => ExitCode::from(code),

@@ -47,6 +47,7 @@ fn report(s: &LogSummary) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    drivekit::report::quiet_on_closed_stdout();
     let args = Args::parse();
     let result = match args.command {
         Command::Dump { file, steps } => {

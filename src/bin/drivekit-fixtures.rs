@@ -36,6 +36,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    drivekit::report::quiet_on_closed_stdout();
     let a = Args::parse();
     let spec = RunSpec {
         run_name: a.run_name,

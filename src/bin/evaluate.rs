@@ -30,6 +30,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    drivekit::report::quiet_on_closed_stdout();
     let a = Args::parse();
     let opts = EvaluateOptions {
         run_dir: a.run.clone(),

@@ -40,6 +40,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    drivekit::report::quiet_on_closed_stdout();
     let a = Args::parse();
     if a.max_dist_to_gt
         .is_some_and(|m| !(m.is_finite() && m > 0.0))

@@ -286,6 +286,7 @@ impl RunArgs {
 }
 
 fn main() -> ExitCode {
+    drivekit::report::quiet_on_closed_stdout();
     match run(Args::parse()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

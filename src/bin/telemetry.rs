@@ -15,6 +15,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    drivekit::report::quiet_on_closed_stdout();
     let args = Args::parse();
     match drivekit::telemetry::report(&args.run) {
         Ok(r) => {

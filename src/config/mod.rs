@@ -512,6 +512,27 @@ impl SimConfig {
                     .join(", ")
             ));
         }
+        // Keys drivekit does not read whose name is one or two letters off a key it reads
+        // beside them (same parent): typos, not AlpaSim keys drivekit leaves alone.
+        let typos: Vec<String> = theirs
+            .iter()
+            .filter_map(|k| {
+                let (parent, leaf) = k.rsplit_once('.')?;
+                let near = known.iter().find(|c| {
+                    c.rsplit_once('.').is_some_and(|(p, l)| {
+                        let d = strsim::levenshtein(leaf, l);
+                        p == parent && d > 0 && d <= 2 && leaf.len() >= 5
+                    })
+                })?;
+                Some(format!("{k} (did you mean {near}?)"))
+            })
+            .collect();
+        if !typos.is_empty() {
+            warnings.push(format!(
+                "keys drivekit does not read, likely misspelt: {}",
+                typos.join(", ")
+            ));
+        }
         if !theirs.is_empty() {
             let mut by_section: BTreeMap<String, usize> = BTreeMap::new();
             for k in &theirs {

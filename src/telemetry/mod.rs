@@ -242,8 +242,15 @@ pub fn worker_files(dir: &std::path::Path) -> Vec<(String, std::path::PathBuf)> 
                 .collect()
         })
         .unwrap_or_default();
+    // By shard, then attempt (`N`, `N.1`, `N.2`, …).
     v.sort_by(|a, b| {
-        let n = |s: &str| s.parse::<u64>().unwrap_or(u64::MAX);
+        let n = |s: &str| -> (u64, u64) {
+            let (shard, attempt) = s.split_once('.').unwrap_or((s, "0"));
+            (
+                shard.parse().unwrap_or(u64::MAX),
+                attempt.parse().unwrap_or(u64::MAX),
+            )
+        };
         n(&a.0).cmp(&n(&b.0)).then(a.0.cmp(&b.0))
     });
     v
@@ -283,20 +290,33 @@ pub fn stats(samples: &[f64]) -> BTreeMap<String, f64> {
     out
 }
 
-/// Writes telemetry/metrics_worker_{shard}.prom and merges every worker file of the run into
-/// telemetry/metrics.prom (both atomically). A worker file that does not parse is left out of
-/// the merge and reported by `telemetry runs/X`.
+/// Writes the shard's worker file and merges every worker file of the run into
+/// telemetry/metrics.prom (both atomically). The first attempt of shard N writes
+/// `metrics_worker_N.prom`; a rerun that simulated something adds `metrics_worker_N.K.prom`
+/// (K = 1, 2, …: worker id `N.K`) rather than replacing the earlier attempts', and one that
+/// simulated nothing adds none. A worker file that does not parse is left out of the merge and
+/// reported by `telemetry runs/X`.
 pub fn write_worker_files(
     run: &std::path::Path,
     shard: usize,
     t: &Telemetry,
+    simulated_anything: bool,
 ) -> std::io::Result<()> {
     let dir = run.join("telemetry");
     std::fs::create_dir_all(&dir)?;
-    crate::fsutil::write_atomic(
-        &dir.join(format!("metrics_worker_{shard}.prom")),
-        prom::render(t).as_bytes(),
-    )?;
+    let first = dir.join(format!("metrics_worker_{shard}.prom"));
+    let path = if !first.exists() {
+        Some(first)
+    } else if simulated_anything {
+        (1..)
+            .map(|k| dir.join(format!("metrics_worker_{shard}.{k}.prom")))
+            .find(|p| !p.exists())
+    } else {
+        None
+    };
+    if let Some(path) = path {
+        crate::fsutil::write_atomic(&path, prom::render(t).as_bytes())?;
+    }
     let (merged, _errors) = prom::merge(&worker_files(&dir));
     crate::fsutil::write_atomic(&dir.join("metrics.prom"), merged.as_bytes())
 }

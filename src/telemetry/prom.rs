@@ -29,6 +29,14 @@ pub enum PromError {
         /// what is wrong
         message: String,
     },
+    /// Valid Prometheus text, but not a worker file of `simulate` (empty, or another tool's).
+    #[error("{file}: {message}")]
+    NotWorker {
+        /// the file
+        file: PathBuf,
+        /// what it is instead
+        message: String,
+    },
 }
 
 /// HELP texts of the families drivekit writes.
@@ -440,6 +448,16 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<(String, Family)>, PromError
             return Err(err(ln, format!("{name:?} is not a metric name")));
         }
         let value = parse_value(val).map_err(|m| err(ln, m))?;
+        if name.ends_with("_bucket") {
+            // promtool rejects a bucket whose `le` is not a number (or +Inf).
+            match labs.iter().find(|(k, _)| k == "le") {
+                Some((_, le)) if parse_value(le).is_ok() => {}
+                Some((_, le)) => {
+                    return Err(err(ln, format!("bucket label le={le:?} is not a number")))
+                }
+                None => return Err(err(ln, format!("{name} without an le label"))),
+            }
+        }
         let fam = family_of(name, &families).to_string();
         let f = families
             .get_mut(&fam)
@@ -478,6 +496,17 @@ pub fn merge(files: &[(String, PathBuf)]) -> (String, Vec<PromError>) {
             }
         };
         match parse(&text, path) {
+            Ok(fams) if !fams.iter().any(|(n, _)| n == "simulation_rollout_count") => {
+                // Empty, or written by something else: not one of simulate's worker files.
+                errors.push(PromError::NotWorker {
+                    file: path.clone(),
+                    message: if fams.is_empty() {
+                        "no metrics (an empty worker file); left out of the merge".into()
+                    } else {
+                        "not a drivekit worker file (no simulation_rollout_count); left out of the merge".into()
+                    },
+                });
+            }
             Ok(fams) => {
                 for (name, f) in fams {
                     let m = merged.entry(name.clone()).or_insert_with(|| Family {
@@ -530,6 +559,7 @@ mod tests {
         t.rpc("driver", "drive", "grpc", 0.02, 0.0, 0);
         t.step_duration.observe(0.003);
         t.gauges.insert("simulation_total_seconds".into(), 1.5);
+        t.gauges.insert("simulation_rollout_count".into(), 2.0);
         t.cpu
             .entry("simulate".into())
             .or_default()

@@ -70,6 +70,19 @@ pub fn bin(name: &str, args: &[&str]) -> Output {
     Command::new(exe).args(args).output().expect("binary runs")
 }
 
+/// The path of binary `name` (for tests that spawn, pipe or kill it).
+#[allow(dead_code)]
+pub fn exe(name: &str) -> &'static str {
+    match name {
+        "aggregate" => env!("CARGO_BIN_EXE_aggregate"),
+        "simulate" => env!("CARGO_BIN_EXE_simulate"),
+        "evaluate" => env!("CARGO_BIN_EXE_evaluate"),
+        "telemetry" => env!("CARGO_BIN_EXE_telemetry"),
+        "render" => env!("CARGO_BIN_EXE_render"),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
 /// Redistributable real test inputs bundled with the repository (`tests/data`, licences there).
 pub fn test_data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")

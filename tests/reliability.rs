@@ -1,0 +1,611 @@
+//! Reliability: the binaries killed at many points and rerun, bad input, two writers, stale
+//! temporary files, symlinks out of the run dir, a closed stdout. Each case is one found by
+//! trying to break the binaries (issue #21), kept here.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SCENES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/scenes");
+
+fn simulate_args(out: &Path) -> Vec<String> {
+    [
+        "run",
+        "--scenes",
+        SCENES,
+        "--out",
+        out.to_str().unwrap(),
+        "--rollouts",
+        "2",
+        "--driver",
+        "idm",
+        "--traffic",
+        "idm",
+        "--video",
+        "none",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Every metrics.parquet of a run, by scene, as bytes.
+fn metrics_files(run: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for f in util::files_named(&run.join("rollouts"), "metrics.parquet") {
+        let scene = f
+            .parent()
+            .and_then(|b| b.parent())
+            .and_then(|s| s.file_name())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            f.parent().unwrap().join("_complete").exists(),
+            "{}: a metrics.parquet counted without _complete",
+            f.display()
+        );
+        assert!(
+            out.insert(scene, fs::read(&f).unwrap()).is_none(),
+            "one batch per scene"
+        );
+    }
+    out
+}
+
+/// No temporary file of a dead writer is left where outputs live.
+fn no_temps(dir: &Path) {
+    for e in walk(dir) {
+        let name = e.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !name.contains(".tmp-"),
+            "leftover temporary {}",
+            e.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn simulate_killed_anywhere_resumes_to_the_same_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let whole = d.path().join("whole");
+    let out = Command::new(util::exe("simulate"))
+        .args(simulate_args(&whole))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = metrics_files(&whole);
+    assert_eq!(want.len(), 6);
+
+    // The same run (its run_uuid and batch uuids come from run_metadata.yaml) killed with SIGKILL
+    // after 10, 30, 60 … ms, five times in a row, then finished.
+    let mut kill_points = 0;
+    for (i, delays) in [[10u64, 30, 60, 120, 250], [40, 80, 160, 320, 640]]
+        .iter()
+        .enumerate()
+    {
+        let run = d.path().join(format!("killed-{i}"));
+        fs::create_dir_all(&run).unwrap();
+        fs::copy(
+            whole.join("run_metadata.yaml"),
+            run.join("run_metadata.yaml"),
+        )
+        .unwrap();
+        for &ms in delays {
+            let mut child = Command::new(util::exe("simulate"))
+                .args(simulate_args(&run))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(ms));
+            let _ = child.kill();
+            let _ = child.wait();
+            kill_points += 1;
+        }
+        let out = Command::new(util::exe("simulate"))
+            .args(simulate_args(&run))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(metrics_files(&run), want, "kill sequence {delays:?}");
+        no_temps(&run.join("rollouts"));
+        // The claim of the killed writers was taken over and released.
+        assert!(!walk(&run)
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".claim")));
+    }
+    eprintln!("simulate: {kill_points} kill points, every rerun byte-identical");
+}
+
+#[test]
+fn aggregate_killed_anywhere_leaves_no_temporary_and_reruns_to_the_same_results() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    let out = Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let agg = |extra: &[&str]| {
+        Command::new(util::exe("aggregate"))
+            .arg(&run)
+            .args(["-q", "--no-cache"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert!(agg(&[]).status.success());
+    let want = fs::read(run.join("aggregate/metrics_results.parquet")).unwrap();
+    for ms in [5u64, 15, 40, 80, 150] {
+        let mut child = Command::new(util::exe("aggregate"))
+            .arg(&run)
+            .args(["-q", "--no-cache"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // A temporary file of a dead aggregate, as a kill at the wrong moment leaves it.
+    fs::write(
+        run.join("aggregate/.metrics_unprocessed.parquet.tmp-999999999-0"),
+        b"half",
+    )
+    .unwrap();
+    assert!(agg(&[]).status.success());
+    no_temps(&run.join("aggregate"));
+    assert_eq!(
+        fs::read(run.join("aggregate/metrics_results.parquet")).unwrap(),
+        want
+    );
+}
+
+#[test]
+fn a_second_writer_of_the_same_shard_is_refused_and_a_dead_ones_claim_taken_over() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    fs::create_dir_all(run.join("rollouts")).unwrap();
+    let claim = run.join("rollouts/.shard-0-of-1.claim");
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    // Held by a live process (this test).
+    fs::write(&claim, format!("{} {}\n", std::process::id(), host.trim())).unwrap();
+    let out = Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already claimed by pid") && err.contains(".shard-0-of-1.claim"),
+        "{err}"
+    );
+    assert!(
+        util::files_named(&run.join("rollouts"), "metrics.parquet").is_empty(),
+        "nothing written"
+    );
+    // Left by a dead process: taken over.
+    fs::write(&claim, format!("999999999 {}\n", host.trim())).unwrap();
+    let out = Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!claim.exists());
+    // Another shard may run beside it.
+    fs::write(
+        run.join("rollouts/.shard-0-of-2.claim"),
+        format!("{} {}\n", std::process::id(), host.trim()),
+    )
+    .unwrap();
+    let mut args = simulate_args(&run);
+    args.extend(["--shard".into(), "1/2".into()]);
+    let out = Command::new(util::exe("simulate"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code() != Some(2) || !String::from_utf8_lossy(&out.stderr).contains("claimed")
+    );
+}
+
+#[test]
+fn resuming_with_another_configuration_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    assert!(Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let before = metrics_files(&run);
+    let mut args = simulate_args(&run);
+    args[6] = "3".into(); // --rollouts 3
+    let out = Command::new(util::exe("simulate"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("wizard-config.yaml")
+            && err.contains("n_rollouts: 2")
+            && err.contains("n_rollouts: 3"),
+        "{err}"
+    );
+    assert_eq!(metrics_files(&run), before, "nothing changed");
+}
+
+#[test]
+fn bad_batches_are_named_and_the_rest_aggregated() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    assert!(Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let files = util::files_named(&run.join("rollouts"), "metrics.parquet");
+    // A 0-row metrics.parquet with the right schema (aggregate panicked on it).
+    drivekit::metrics_file::write_metrics_file(
+        &files[0],
+        &[drivekit::metrics_file::MetricsBuilder::new().finish()],
+    )
+    .unwrap();
+    // A batch moved under another scene's directory: its clipgt_id disagrees.
+    let moved_from = files[1].parent().unwrap().to_path_buf();
+    let other_scene = run.join("rollouts/not-its-scene");
+    fs::create_dir_all(&other_scene).unwrap();
+    let moved = other_scene.join(moved_from.file_name().unwrap());
+    fs::rename(&moved_from, &moved).unwrap();
+    let out = Command::new(util::exe("aggregate"))
+        .arg(&run)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let txt = fs::read_to_string(run.join("aggregate/metrics_results.txt")).unwrap();
+    assert!(
+        txt.contains("no rows: a complete batch without metrics"),
+        "{txt}"
+    );
+    assert!(
+        txt.contains("differs from its scene directory `not-its-scene`"),
+        "{txt}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(run.join("aggregate/results-summary.json")).unwrap(),
+    )
+    .unwrap();
+    // Five batches × 2 rollouts still aggregated (the empty one counts none).
+    assert_eq!(summary["totals"]["n_trajectories"], 10);
+}
+
+#[test]
+fn evaluate_and_render_do_not_write_through_a_symlink_out_of_the_run_dir() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    assert!(Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let batch = util::files_named(&run.join("rollouts"), "metrics.parquet")[0]
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let outside = d.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let target = outside.join(batch.file_name().unwrap());
+    fs::rename(&batch, &target).unwrap();
+    std::os::unix::fs::symlink(&target, &batch).unwrap();
+    let before: Vec<(PathBuf, Vec<u8>)> = walk(&outside)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect();
+    let out = Command::new(util::exe("evaluate"))
+        .arg(&run)
+        .args(["--force"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("outside the run dir (a symlink): not written into"),
+        "{err}"
+    );
+    let out = Command::new(util::exe("render"))
+        .arg(&run)
+        .args(["--video", "all"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("outside the run dir (a symlink): not written into"),
+        "{err}"
+    );
+    let after: Vec<(PathBuf, Vec<u8>)> = walk(&outside)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect();
+    assert_eq!(before, after, "nothing written outside");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    assert!(Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let scene = format!("{SCENES}/DEU_A9-3_1_T-1.dkscene");
+    for (bin, args) in [
+        ("telemetry", vec![run.to_str().unwrap().to_string()]),
+        ("simulate", vec!["scene-info".to_string(), scene]),
+    ] {
+        let mut child = Command::new(util::exe(bin))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader goes away at once
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{bin}: {err}");
+        assert_ne!(out.status.code(), Some(101), "{bin}");
+    }
+}
+
+#[test]
+fn evaluate_refuses_a_log_cut_at_a_record_boundary() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    assert!(Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let metrics = util::files_named(&run.join("rollouts"), "metrics.parquet")[0].clone();
+    let log = metrics.with_file_name("rollout.asl");
+    let bytes = fs::read(&log).unwrap();
+    // Record boundaries of the length-prefixed stream (u32 big-endian lengths).
+    let mut bounds = vec![0usize];
+    while *bounds.last().unwrap() < bytes.len() {
+        let o = *bounds.last().unwrap();
+        let len = u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap()) as usize;
+        bounds.push(o + 4 + len);
+    }
+    assert_eq!(*bounds.last().unwrap(), bytes.len());
+    let before = fs::read(&metrics).unwrap();
+    for cut in [bounds[bounds.len() * 3 / 5], bounds[bounds.len() - 2]] {
+        fs::write(&log, &bytes[..cut]).unwrap();
+        let out = Command::new(util::exe("evaluate"))
+            .arg(&run)
+            .arg("--force")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("in full (missing or cut:") && err.contains("left as it was"),
+            "{err}"
+        );
+        assert_eq!(fs::read(&metrics).unwrap(), before, "metrics.parquet kept");
+    }
+}
+
+#[test]
+fn reruns_keep_earlier_telemetry_and_bad_worker_files_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    assert!(Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let tele = run.join("telemetry");
+    // A rerun with nothing to do adds no worker file.
+    assert!(Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert!(!tele.join("metrics_worker_0.1.prom").exists());
+    // A rerun that redoes a batch adds its own attempt, keeping the first.
+    let first = fs::read(tele.join("metrics_worker_0.prom")).unwrap();
+    let batch = util::files_named(&run.join("rollouts"), "_complete")[0].clone();
+    fs::remove_file(&batch).unwrap();
+    assert!(Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert_eq!(fs::read(tele.join("metrics_worker_0.prom")).unwrap(), first);
+    assert!(tele.join("metrics_worker_0.1.prom").exists());
+    let merged = fs::read_to_string(tele.join("metrics.prom")).unwrap();
+    assert!(merged.contains("worker_id=\"0\"") && merged.contains("worker_id=\"0.1\""));
+    let log = fs::read_to_string(run.join("txt-logs/shard-0-of-1.log")).unwrap();
+    assert_eq!(log.matches("=== attempt started").count(), 3, "{log}");
+
+    // Worker files that would break the merge: named and left out.
+    fs::write(
+        tele.join("metrics_worker_7.prom"),
+        "# HELP rollout_duration_seconds x\n# TYPE rollout_duration_seconds histogram\nrollout_duration_seconds_bucket{le=\"abc\"} 1\n",
+    )
+    .unwrap();
+    fs::write(tele.join("metrics_worker_8.prom"), "").unwrap();
+    fs::write(
+        tele.join("metrics_worker_9.prom"),
+        "# HELP up x\n# TYPE up gauge\nup 1\n",
+    )
+    .unwrap();
+    let out = Command::new(util::exe("telemetry"))
+        .arg(&run)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("metrics_worker_7.prom") && text.contains("le=\"abc\" is not a number"),
+        "{text}"
+    );
+    assert!(
+        text.contains("metrics_worker_8.prom") && text.contains("empty worker file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("metrics_worker_9.prom") && text.contains("not a drivekit worker file"),
+        "{text}"
+    );
+    let merged = fs::read_to_string(tele.join("metrics.prom")).unwrap();
+    assert!(!merged.contains("abc") && !merged.contains("worker_id=\"9\""));
+    if util::have_tool(
+        "promtool",
+        "apt-get install prometheus",
+        "reliability::telemetry_promtool",
+    ) {
+        let out = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(fs::File::open(tele.join("metrics.prom")).unwrap())
+            .output()
+            .unwrap();
+        let lint = String::from_utf8_lossy(&out.stderr);
+        assert!(!lint.contains("error"), "{lint}");
+    }
+}
+
+/// Writes that fail part-way (RLIMIT_FSIZE: the process is stopped at the first write past the
+/// limit, as a full disk stops a write) leave the previous outputs intact, nothing that looks
+/// complete, and a rerun with room finishes the same.
+#[test]
+fn a_write_limit_mid_run_leaves_earlier_outputs_and_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let whole = d.path().join("whole");
+    assert!(Command::new(util::exe("simulate"))
+        .args(simulate_args(&whole))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let want = metrics_files(&whole);
+    let run = d.path().join("run");
+    fs::create_dir_all(&run).unwrap();
+    fs::copy(
+        whole.join("run_metadata.yaml"),
+        run.join("run_metadata.yaml"),
+    )
+    .unwrap();
+    let limited = |bin: &str, args: &[String], kb: u32| {
+        let mut cmd = format!("ulimit -f {kb}; exec {}", util::exe(bin));
+        for a in args {
+            cmd.push_str(&format!(" '{a}'"));
+        }
+        Command::new("sh").args(["-c", &cmd]).output().unwrap()
+    };
+    // 1 KiB blocks: the first rollout.asl outgrows 64 KiB.
+    let out = limited("simulate", &simulate_args(&run), 64);
+    assert!(!out.status.success(), "stopped by the limit");
+    for (scene, bytes) in metrics_files(&run) {
+        assert_eq!(bytes, want[&scene], "a batch counted complete is whole");
+    }
+    let out = Command::new(util::exe("simulate"))
+        .args(simulate_args(&run))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(metrics_files(&run), want);
+
+    // aggregate stopped while writing its outputs: the previous ones stay as they were.
+    assert!(Command::new(util::exe("aggregate"))
+        .arg(&run)
+        .arg("-q")
+        .status()
+        .unwrap()
+        .success());
+    let agg = run.join("aggregate");
+    let before: Vec<(PathBuf, Vec<u8>)> = [
+        "metrics_results.parquet",
+        "metrics_results.txt",
+        "results-summary.json",
+    ]
+    .iter()
+    .map(|f| (agg.join(f), fs::read(agg.join(f)).unwrap()))
+    .collect();
+    let args = vec![
+        run.to_str().unwrap().to_string(),
+        "-q".into(),
+        "--no-cache".into(),
+    ];
+    let out = limited("aggregate", &args, 8);
+    assert!(!out.status.success(), "stopped by the limit");
+    for (f, bytes) in &before {
+        assert_eq!(&fs::read(f).unwrap(), bytes, "{} intact", f.display());
+    }
+    assert!(Command::new(util::exe("aggregate"))
+        .arg(&run)
+        .args(["-q", "--no-cache"])
+        .status()
+        .unwrap()
+        .success());
+    no_temps(&agg);
+    assert_eq!(
+        fs::read(agg.join("metrics_results.parquet")).unwrap(),
+        before[0].1
+    );
+}
