@@ -79,6 +79,27 @@ where
     tmp.persist(path)
 }
 
+/// The environment variable of the crash-consistency tests (`tests/reliability.rs`): with
+/// `DRIVEKIT_TEST_ABORT_AFTER_WRITES=N` the process aborts (as SIGKILL would stop it) right after
+/// its N-th atomic write lands, so a test can stop a binary at every write point in turn.
+pub const ABORT_AFTER_WRITES_ENV: &str = "DRIVEKIT_TEST_ABORT_AFTER_WRITES";
+
+/// Counts an atomic write that landed; aborts at the one [`ABORT_AFTER_WRITES_ENV`] names.
+fn write_point() {
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static DONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var(ABORT_AFTER_WRITES_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(n) = limit {
+        if DONE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == *n {
+            std::process::abort();
+        }
+    }
+}
+
 /// A temporary file that is removed when dropped, unless [`persist`](TempFile::persist) renamed
 /// it into place first: an early return never leaves `.name.tmp-<pid>-<serial>` files behind.
 #[derive(Debug)]
@@ -124,6 +145,7 @@ impl TempFile {
     pub fn persist(mut self, target: &Path) -> io::Result<()> {
         fs::rename(&self.path, target)?;
         self.armed = false;
+        write_point();
         Ok(())
     }
 }
@@ -193,6 +215,13 @@ pub fn pid_alive(pid: u32) -> bool {
 /// (temporary folders, e.g. aggregate's `.videos.tmp-<pid>`).
 fn temp_owner(name: &str) -> Option<u32> {
     name.starts_with('.').then_some(())?;
+    if let Some(rest) = name.strip_prefix(".tmp-") {
+        // TempFile::keeping_extension: `.tmp-<pid>-<serial>-<name>`.
+        let mut it = rest.splitn(3, '-');
+        let pid = it.next()?.parse().ok()?;
+        it.next()?.parse::<u64>().ok()?;
+        return Some(pid);
+    }
     let (_, rest) = name.rsplit_once(".tmp-")?;
     let (pid, serial) = rest.split_once('-').unwrap_or((rest, "0"));
     serial.parse::<u64>().ok()?;

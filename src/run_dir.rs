@@ -362,6 +362,20 @@ impl FailedBatch {
     }
 }
 
+/// Why `name` (a scene id from a file, a config or a log) cannot be a directory of the run:
+/// empty, `.`/`..`, or holding a path separator — it would write outside its place.
+pub fn unsafe_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name == "." || name == ".." {
+        Some("is a relative path")
+    } else if name.contains(['/', '\\', '\0']) {
+        Some("holds a path separator")
+    } else {
+        None
+    }
+}
+
 /// The batch uuid of `scene_id`'s batch in a drivekit run (derived from the scene id, so a rerun
 /// finds the same directory) and its directory under `run`.
 pub fn batch_of(run: &Path, scene_id: &str) -> (String, PathBuf) {

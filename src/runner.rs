@@ -78,6 +78,16 @@ pub enum RunnerError {
         /// the line as asked now
         new: String,
     },
+    /// A scene id that cannot name a directory of the run.
+    #[error(
+        "scene id {id:?} {why}: it cannot name a directory of the run (check scenes.scene_ids)"
+    )]
+    SceneId {
+        /// the id
+        id: String,
+        /// what is wrong
+        why: &'static str,
+    },
     /// Another process is writing the same shard of this run dir.
     #[error(transparent)]
     Claimed(#[from] fsutil::ClaimError),
@@ -402,6 +412,12 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunnerError> {
     }
     if ids.is_empty() {
         return Err(RunnerError::NoScenes(opts.scenes_dir.clone()));
+    }
+    if let Some((id, why)) = ids
+        .iter()
+        .find_map(|id| run_dir::unsafe_name(id).map(|w| (id.clone(), w)))
+    {
+        return Err(RunnerError::SceneId { id, why });
     }
     // An external driver is checked before anything is written.
     let external = match opts.driver {

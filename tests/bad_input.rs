@@ -426,6 +426,35 @@ fn bad_scenes_configs_and_arguments_are_named() {
         "an unknown key is named: {text}"
     );
 
+    // Scene ids that would name a directory outside the run.
+    for id in ["../escape", "..", "a/b"] {
+        let f = d.path().join("ids.yaml");
+        fs::write(&f, format!("scenes:\n  scene_ids: [\"{id}\"]\n")).unwrap();
+        let run = d.path().join("ids-run");
+        let out = Command::new(util::exe("simulate"))
+            .args([
+                "run",
+                "--scenes",
+                SCENES,
+                "--out",
+                run.to_str().unwrap(),
+                "--config",
+                f.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{id}: {err}");
+        assert!(
+            err.contains("cannot name a directory of the run"),
+            "{id}: {err}"
+        );
+        assert!(!d.path().join("escape").exists() && !run.join("rollouts/a").exists());
+    }
+    // A scene id read from a log names a file, never a path.
+    let p = drivekit::video::video_path(Path::new("/run/b"), "../../x", 0);
+    assert_eq!(p, Path::new("/run/b/.._.._x_0_0.mp4"));
+
     // Shard arguments and Slurm variables.
     for shard in ["3/2", "0/0", "-1/4", "a/b"] {
         let out = Command::new(util::exe("simulate"))

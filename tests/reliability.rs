@@ -609,3 +609,137 @@ fn a_write_limit_mid_run_leaves_earlier_outputs_and_resumes() {
         before[0].1
     );
 }
+
+/// Stops a binary right after each of its atomic writes in turn (the test hook
+/// `DRIVEKIT_TEST_ABORT_AFTER_WRITES=N`), reruns it, and compares with an uninterrupted run:
+/// `simulate`, `evaluate` and `aggregate` at every write point they have.
+#[test]
+fn every_write_point_of_simulate_evaluate_and_aggregate_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let args = |out: &Path| {
+        let mut a = simulate_args(out);
+        a[6] = "1".into(); // one rollout per scene keeps the loop short
+        a
+    };
+    let whole = d.path().join("whole");
+    assert!(Command::new(util::exe("simulate"))
+        .args(args(&whole))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let want = metrics_files(&whole);
+    let run_until_done = |name: &str,
+                          prepare: &dyn Fn(&Path),
+                          cmd: &dyn Fn(&Path) -> Command,
+                          check: &dyn Fn(&Path)|
+     -> usize {
+        let mut points = 0;
+        for n in 1.. {
+            let dir = d.path().join(format!("{name}-{n}"));
+            prepare(&dir);
+            let out = cmd(&dir)
+                .env(drivekit::fsutil::ABORT_AFTER_WRITES_ENV, n.to_string())
+                .output()
+                .unwrap();
+            if out.status.success() {
+                break; // fewer than n writes: every point tried
+            }
+            points += 1;
+            let out = cmd(&dir).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{name} after write {n}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            check(&dir);
+            fs::remove_dir_all(&dir).unwrap();
+        }
+        points
+    };
+    let meta = whole.join("run_metadata.yaml");
+    let sim_points = run_until_done(
+        "simulate",
+        &|dir| {
+            fs::create_dir_all(dir).unwrap();
+            fs::copy(&meta, dir.join("run_metadata.yaml")).unwrap();
+        },
+        &|dir| {
+            let mut c = Command::new(util::exe("simulate"));
+            c.args(args(dir));
+            c
+        },
+        &|dir| {
+            same_files(&metrics_files(dir), &want);
+            no_temps(&dir.join("rollouts"));
+        },
+    );
+    // evaluate on a copy of the finished run re-scores to the same bytes.
+    let eval_points = run_until_done(
+        "evaluate",
+        &|dir| copy(&whole, dir),
+        &|dir| {
+            let mut c = Command::new(util::exe("evaluate"));
+            c.arg(dir).args(["--force", "--scenes", SCENES]);
+            c
+        },
+        &|dir| same_files(&metrics_files(dir), &want),
+    );
+    assert!(Command::new(util::exe("aggregate"))
+        .arg(&whole)
+        .arg("-q")
+        .status()
+        .unwrap()
+        .success());
+    let table = fs::read(whole.join("aggregate/metrics_results.parquet")).unwrap();
+    let agg_points = run_until_done(
+        "aggregate",
+        &|dir| {
+            copy(&whole, dir);
+            fs::remove_dir_all(dir.join("aggregate")).unwrap();
+        },
+        &|dir| {
+            let mut c = Command::new(util::exe("aggregate"));
+            c.arg(dir).arg("-q");
+            c
+        },
+        &|dir| {
+            assert_eq!(
+                fs::read(dir.join("aggregate/metrics_results.parquet")).unwrap(),
+                table
+            );
+            no_temps(&dir.join("aggregate"));
+        },
+    );
+    eprintln!(
+        "write points: simulate {sim_points}, evaluate {eval_points}, aggregate {agg_points}"
+    );
+    assert!(
+        sim_points >= 18 && eval_points >= 6 && agg_points >= 5,
+        "{sim_points} {eval_points} {agg_points}"
+    );
+}
+
+/// Equal file sets, naming the first file that differs (not dumping bytes).
+fn same_files(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in got {
+        assert!(
+            v == &want[k],
+            "{k}: metrics.parquet differs ({} vs {} bytes)",
+            v.len(),
+            want[k].len()
+        );
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .args(["-r", from.to_str().unwrap(), to.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

@@ -39,7 +39,18 @@ pub fn is_violation(trace: &RolloutTrace, max_dist_to_gt_m: f64) -> bool {
 
 /// The video file of rollout `index` (batch 0) of a scene in its batch dir.
 pub fn video_path(dir: &Path, scene_id: &str, index: u32) -> PathBuf {
-    dir.join(format!("{scene_id}_0_{index}.mp4"))
+    // A scene id read from a log may hold anything: it names a file in `dir`, never a path.
+    let name: String = scene_id
+        .chars()
+        .map(|c| {
+            if matches!(c, '/' | '\\' | '\0') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    dir.join(format!("{name}_0_{index}.mp4"))
 }
 
 /// Frames rasterised together by a [`PolygonRasteriser`] (bounds its memory: 64 × 512² × 3 B =
