@@ -612,9 +612,9 @@ fn a_write_limit_mid_run_leaves_earlier_outputs_and_resumes() {
 
 /// Stops a binary right after each of its atomic writes in turn (the test hook
 /// `DRIVEKIT_TEST_ABORT_AFTER_WRITES=N`), reruns it, and compares with an uninterrupted run:
-/// `simulate`, `evaluate` and `aggregate` at every write point they have.
+/// `simulate`, `evaluate`, `aggregate`, `render` and `telemetry` at every write point they have.
 #[test]
-fn every_write_point_of_simulate_evaluate_and_aggregate_resumes() {
+fn every_write_point_of_every_binary_resumes() {
     let d = tempfile::tempdir().unwrap();
     let args = |out: &Path| {
         let mut a = simulate_args(out);
@@ -711,12 +711,76 @@ fn every_write_point_of_simulate_evaluate_and_aggregate_resumes() {
             no_temps(&dir.join("aggregate"));
         },
     );
+    // render: every video of an uninterrupted render, byte for byte.
+    let videos = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
+        walk(&dir.join("rollouts"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
+            .map(|p| {
+                (
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    fs::read(&p).unwrap(),
+                )
+            })
+            .collect()
+    };
+    let reference = d.path().join("render-reference");
+    copy(&whole, &reference);
+    assert!(Command::new(util::exe("render"))
+        .arg(&reference)
+        .args(["--video", "all"])
+        .status()
+        .unwrap()
+        .success());
+    let want_videos = videos(&reference);
+    assert_eq!(want_videos.len(), 6);
+    let render_points = run_until_done(
+        "render",
+        &|dir| copy(&whole, dir),
+        &|dir| {
+            let mut c = Command::new(util::exe("render"));
+            c.arg(dir).args(["--video", "all"]);
+            c
+        },
+        &|dir| {
+            assert!(
+                videos(dir) == want_videos,
+                "videos differ after a stopped render"
+            );
+            no_temps(&dir.join("rollouts"));
+        },
+    );
+    // telemetry: the merged metrics.prom of an uninterrupted report.
+    assert!(Command::new(util::exe("telemetry"))
+        .arg(&whole)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    let prom = fs::read(whole.join("telemetry/metrics.prom")).unwrap();
+    let tele_points = run_until_done(
+        "telemetry",
+        &|dir| copy(&whole, dir),
+        &|dir| {
+            let mut c = Command::new(util::exe("telemetry"));
+            c.arg(dir);
+            c
+        },
+        &|dir| {
+            assert_eq!(fs::read(dir.join("telemetry/metrics.prom")).unwrap(), prom);
+            no_temps(&dir.join("telemetry"));
+        },
+    );
     eprintln!(
-        "write points: simulate {sim_points}, evaluate {eval_points}, aggregate {agg_points}"
+        "write points: simulate {sim_points}, evaluate {eval_points}, aggregate {agg_points}, render {render_points}, telemetry {tele_points}"
     );
     assert!(
         sim_points >= 18 && eval_points >= 6 && agg_points >= 5,
         "{sim_points} {eval_points} {agg_points}"
+    );
+    assert!(
+        render_points >= 6 && tele_points >= 1,
+        "{render_points} {tele_points}"
     );
 }
 
@@ -742,4 +806,82 @@ fn copy(from: &Path, to: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Two shards writing one run dir at once, and `aggregate` reading it meanwhile: the run-level
+/// files stay whole (one run_uuid, both workers in the merged telemetry), every batch equals a
+/// one-shard run's, and no aggregate counts a half-written batch.
+#[test]
+fn shards_and_aggregate_run_concurrently() {
+    let d = tempfile::tempdir().unwrap();
+    let whole = d.path().join("whole");
+    assert!(Command::new(util::exe("simulate"))
+        .args(simulate_args(&whole))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let want = metrics_files(&whole);
+    let run = d.path().join("run");
+    fs::create_dir_all(&run).unwrap();
+    fs::copy(
+        whole.join("run_metadata.yaml"),
+        run.join("run_metadata.yaml"),
+    )
+    .unwrap();
+    let shard = |s: &str| {
+        let mut a = simulate_args(&run);
+        a.extend(["--shard".into(), s.into()]);
+        Command::new(util::exe("simulate"))
+            .args(a)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (shard("0/2"), shard("1/2"));
+    let mut reads = 0;
+    while reads < 200 {
+        let out = Command::new(util::exe("aggregate"))
+            .arg(&run)
+            .args(["-q", "--no-cache"])
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        assert!(
+            matches!(code, Some(0) | Some(1) | Some(2)),
+            "{:?}: {}",
+            code,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+        if let Ok(t) = fs::read_to_string(run.join("aggregate/results-summary.json")) {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            // Every trajectory counted has all its rows: 2 per complete batch.
+            let n = v["totals"]["n_trajectories"].as_u64().unwrap();
+            assert_eq!(n % 2, 0, "a half-read batch: {n} trajectories");
+        }
+        reads += 1;
+        if fs::read_dir(run.join("rollouts")).map_or(0, |r| r.count()) >= 7 && reads > 3 {
+            break;
+        }
+    }
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    same_files(&metrics_files(&run), &want);
+    let merged = fs::read_to_string(run.join("telemetry/metrics.prom")).unwrap();
+    assert!(merged.contains("worker_id=\"0\"") && merged.contains("worker_id=\"1\""));
+    assert!(!run.join("telemetry/.merge.claim").exists());
+    let out = Command::new(util::exe("aggregate"))
+        .arg(&run)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
 }

@@ -317,6 +317,26 @@ pub fn write_worker_files(
     if let Some(path) = path {
         crate::fsutil::write_atomic(&path, prom::render(t).as_bytes())?;
     }
+    // Shards of one run merge one at a time, so a merge that read fewer worker files cannot land
+    // after one that read more. A merge claim held too long (a stuck shard) is skipped: the next
+    // shard, or `telemetry runs/X`, merges again.
+    let claim_path = dir.join(".merge.claim");
+    let mut claim = None;
+    for _ in 0..500 {
+        match crate::fsutil::Claim::take(&claim_path) {
+            Ok(c) => {
+                claim = Some(c);
+                break;
+            }
+            Err(crate::fsutil::ClaimError::Held { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(crate::fsutil::ClaimError::Io { source, .. }) => return Err(source),
+        }
+    }
+    if claim.is_none() {
+        return Ok(());
+    }
     let (merged, _errors) = prom::merge(&worker_files(&dir));
     crate::fsutil::write_atomic(&dir.join("metrics.prom"), merged.as_bytes())
 }
