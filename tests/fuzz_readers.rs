@@ -164,6 +164,27 @@ fn readers_survive_mutated_input() {
         drivekit::scene::commonroad::import(p).is_ok()
     });
 
+    // The Argoverse 2 importer: its map JSON and its scenario parquet.
+    let av2 = util::test_data().join("av2/forecasting/0a1e6f0a-1817-4a98-b02e-db8c9327d151");
+    let map =
+        fs::read(av2.join("log_map_archive_0a1e6f0a-1817-4a98-b02e-db8c9327d151.json")).unwrap();
+    fuzz("av2 map", &map, d.path().join("map.json"), |p| {
+        drivekit::scene::av2::read_map(p).is_ok()
+    });
+    let scenario =
+        fs::read(av2.join("scenario_0a1e6f0a-1817-4a98-b02e-db8c9327d151.parquet")).unwrap();
+    fuzz(
+        "av2 scenario",
+        &scenario,
+        d.path().join("scenario.parquet"),
+        |p| {
+            let map = util::test_data().join(
+            "av2/forecasting/0a1e6f0a-1817-4a98-b02e-db8c9327d151/log_map_archive_0a1e6f0a-1817-4a98-b02e-db8c9327d151.json",
+        );
+            drivekit::scene::av2::import_forecasting(p, &map).is_ok()
+        },
+    );
+
     // Other benchmarks' result files (a CARLA checkpoint and a NAVSIM CSV written here).
     let carla = serde_json::json!({
         "_checkpoint": {"progress": [2, 2], "records": [
