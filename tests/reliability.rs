@@ -32,6 +32,28 @@ fn simulate_args(out: &Path) -> Vec<String> {
     .to_vec()
 }
 
+/// Runs `simulate run` into `out` with `args` (simulate_args by default); panics on failure.
+fn simulate_ok(out: &Path) {
+    let o = Command::new(util::exe("simulate"))
+        .args(simulate_args(out))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A new run dir `name` beside `whole` that shares its run_metadata.yaml (so its run_uuid and
+/// batch uuids), for reruns compared byte for byte with `whole`.
+fn sibling_run(whole: &Path, name: &str) -> PathBuf {
+    let run = whole.with_file_name(name);
+    fs::create_dir_all(&run).unwrap();
+    fs::copy(
+        whole.join("run_metadata.yaml"),
+        run.join("run_metadata.yaml"),
+    )
+    .unwrap();
+    run
+}
+
 /// Every metrics.parquet of a run, by scene, as bytes.
 fn metrics_files(run: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -243,12 +265,7 @@ fn a_second_writer_of_the_same_shard_is_refused_and_a_dead_ones_claim_taken_over
 fn resuming_with_another_configuration_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let run = d.path().join("run");
-    assert!(Command::new(util::exe("simulate"))
-        .args(simulate_args(&run))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    simulate_ok(&run);
     let before = metrics_files(&run);
     let mut args = simulate_args(&run);
     args[6] = "3".into(); // --rollouts 3
@@ -271,12 +288,7 @@ fn resuming_with_another_configuration_is_refused() {
 fn bad_batches_are_named_and_the_rest_aggregated() {
     let d = tempfile::tempdir().unwrap();
     let run = d.path().join("run");
-    assert!(Command::new(util::exe("simulate"))
-        .args(simulate_args(&run))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    simulate_ok(&run);
     let files = util::files_named(&run.join("rollouts"), "metrics.parquet");
     // A 0-row metrics.parquet with the right schema (aggregate panicked on it).
     drivekit::metrics_file::write_metrics_file(
@@ -322,12 +334,7 @@ fn bad_batches_are_named_and_the_rest_aggregated() {
 fn evaluate_and_render_do_not_write_through_a_symlink_out_of_the_run_dir() {
     let d = tempfile::tempdir().unwrap();
     let run = d.path().join("run");
-    assert!(Command::new(util::exe("simulate"))
-        .args(simulate_args(&run))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    simulate_ok(&run);
     let batch = util::files_named(&run.join("rollouts"), "metrics.parquet")[0]
         .parent()
         .unwrap()
@@ -376,12 +383,7 @@ fn evaluate_and_render_do_not_write_through_a_symlink_out_of_the_run_dir() {
 fn a_closed_stdout_ends_quietly() {
     let d = tempfile::tempdir().unwrap();
     let run = d.path().join("run");
-    assert!(Command::new(util::exe("simulate"))
-        .args(simulate_args(&run))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    simulate_ok(&run);
     let scene = format!("{SCENES}/DEU_A9-3_1_T-1.dkscene");
     for (bin, args) in [
         ("telemetry", vec![run.to_str().unwrap().to_string()]),
@@ -405,12 +407,7 @@ fn a_closed_stdout_ends_quietly() {
 fn evaluate_refuses_a_log_cut_at_a_record_boundary() {
     let d = tempfile::tempdir().unwrap();
     let run = d.path().join("run");
-    assert!(Command::new(util::exe("simulate"))
-        .args(simulate_args(&run))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    simulate_ok(&run);
     let metrics = util::files_named(&run.join("rollouts"), "metrics.parquet")[0].clone();
     let log = metrics.with_file_name("rollout.asl");
     let bytes = fs::read(&log).unwrap();
@@ -444,31 +441,16 @@ fn evaluate_refuses_a_log_cut_at_a_record_boundary() {
 fn reruns_keep_earlier_telemetry_and_bad_worker_files_are_named() {
     let d = tempfile::tempdir().unwrap();
     let run = d.path().join("run");
-    assert!(Command::new(util::exe("simulate"))
-        .args(simulate_args(&run))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    simulate_ok(&run);
     let tele = run.join("telemetry");
     // A rerun with nothing to do adds no worker file.
-    assert!(Command::new(util::exe("simulate"))
-        .args(simulate_args(&run))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    simulate_ok(&run);
     assert!(!tele.join("metrics_worker_0.1.prom").exists());
     // A rerun that redoes a batch adds its own attempt, keeping the first.
     let first = fs::read(tele.join("metrics_worker_0.prom")).unwrap();
     let batch = util::files_named(&run.join("rollouts"), "_complete")[0].clone();
     fs::remove_file(&batch).unwrap();
-    assert!(Command::new(util::exe("simulate"))
-        .args(simulate_args(&run))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    simulate_ok(&run);
     assert_eq!(fs::read(tele.join("metrics_worker_0.prom")).unwrap(), first);
     assert!(tele.join("metrics_worker_0.1.prom").exists());
     let merged = fs::read_to_string(tele.join("metrics.prom")).unwrap();
@@ -533,20 +515,9 @@ fn reruns_keep_earlier_telemetry_and_bad_worker_files_are_named() {
 fn a_write_limit_mid_run_leaves_earlier_outputs_and_resumes() {
     let d = tempfile::tempdir().unwrap();
     let whole = d.path().join("whole");
-    assert!(Command::new(util::exe("simulate"))
-        .args(simulate_args(&whole))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    simulate_ok(&whole);
     let want = metrics_files(&whole);
-    let run = d.path().join("run");
-    fs::create_dir_all(&run).unwrap();
-    fs::copy(
-        whole.join("run_metadata.yaml"),
-        run.join("run_metadata.yaml"),
-    )
-    .unwrap();
+    let run = sibling_run(&whole, "run");
     let limited = |bin: &str, args: &[String], kb: u32| {
         let mut cmd = format!("ulimit -f {kb}; exec {}", util::exe(bin));
         for a in args {
@@ -815,20 +786,9 @@ fn copy(from: &Path, to: &Path) {
 fn shards_and_aggregate_run_concurrently() {
     let d = tempfile::tempdir().unwrap();
     let whole = d.path().join("whole");
-    assert!(Command::new(util::exe("simulate"))
-        .args(simulate_args(&whole))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    simulate_ok(&whole);
     let want = metrics_files(&whole);
-    let run = d.path().join("run");
-    fs::create_dir_all(&run).unwrap();
-    fs::copy(
-        whole.join("run_metadata.yaml"),
-        run.join("run_metadata.yaml"),
-    )
-    .unwrap();
+    let run = sibling_run(&whole, "run");
     let shard = |s: &str| {
         let mut a = simulate_args(&run);
         a.extend(["--shard".into(), s.into()]);
