@@ -184,6 +184,10 @@ fn aggregate_killed_anywhere_leaves_no_temporary_and_reruns_to_the_same_results(
             .unwrap()
     };
     assert!(agg(&[]).status.success());
+    assert!(
+        run.join("aggregate/_complete").exists(),
+        "a finished set is marked"
+    );
     let want = fs::read(run.join("aggregate/metrics_results.parquet")).unwrap();
     for ms in [5u64, 15, 40, 80, 150] {
         let mut child = Command::new(util::exe("aggregate"))
@@ -195,6 +199,18 @@ fn aggregate_killed_anywhere_leaves_no_temporary_and_reruns_to_the_same_results(
         let _ = child.kill();
         let _ = child.wait();
     }
+    // Stopped after its second write: the outputs are not marked a consistent set.
+    let out = Command::new(util::exe("aggregate"))
+        .arg(&run)
+        .args(["-q", "--no-cache"])
+        .env(drivekit::fsutil::ABORT_AFTER_WRITES_ENV, "2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        !run.join("aggregate/_complete").exists(),
+        "a half-written set is not marked"
+    );
     // A temporary file of a dead aggregate, as a kill at the wrong moment leaves it.
     fs::write(
         run.join("aggregate/.metrics_unprocessed.parquet.tmp-999999999-0"),
@@ -203,6 +219,7 @@ fn aggregate_killed_anywhere_leaves_no_temporary_and_reruns_to_the_same_results(
     .unwrap();
     assert!(agg(&[]).status.success());
     no_temps(&run.join("aggregate"));
+    assert!(run.join("aggregate/_complete").exists());
     assert_eq!(
         fs::read(run.join("aggregate/metrics_results.parquet")).unwrap(),
         want

@@ -219,6 +219,9 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     if !opts.read_only {
         // Temporary files of a killed aggregate (their writers are gone).
         crate::fsutil::remove_stale_temps(&out_dir);
+        // The outputs are about to change one by one: until the new set is complete they are
+        // not a consistent set, and `_complete` says so by its absence.
+        let _ = std::fs::remove_file(out_dir.join(export::COMPLETE));
     }
     let unprocessed_path = out_dir.join(export::UNPROCESSED);
     let mut timer = PhaseTimer::from_env("");
@@ -404,6 +407,16 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         cache::save(&cache_path, &opts.chain, &entries).map_err(|e| werr(&cache_path, &e))?;
     }
     timer.lap("cache save");
+    let marker = out_dir.join(export::COMPLETE);
+    let names: Vec<String> = outcome
+        .outputs
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let body = serde_json::json!({"run_uuid": outcome.results.run_uuid, "outputs": names});
+    crate::fsutil::write_atomic(&marker, body.to_string().as_bytes())
+        .map_err(|e| werr(&marker, &e))?;
+    outcome.outputs.push(marker);
     Ok(outcome)
 }
 

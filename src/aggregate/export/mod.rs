@@ -14,6 +14,9 @@ use super::{Options, Outcome};
 pub const TXT: &str = "metrics_results.txt";
 /// Results plot.
 pub const PNG: &str = "metrics_results.png";
+/// Written last: the outputs beside it are one consistent set (removed when a rerun starts, so a
+/// killed aggregate leaves none).
+pub const COMPLETE: &str = "_complete";
 /// One row per run.
 pub const RESULTS: &str = "metrics_results.parquet";
 /// One row per scene.
