@@ -205,9 +205,20 @@ pub fn write_run(root: &Path, spec: &RunSpec) -> std::io::Result<Vec<PathBuf>> {
     let scenes: Vec<usize> = (spec.scene_offset..spec.scene_offset + spec.scenes).collect();
     for j in 0..jobs {
         // Every job lists all scenes, as a Slurm array's tasks share one config.
-        let all: Vec<String> = scenes.iter().map(|&s| scene_id(s)).collect();
+        let new: Vec<String> = scenes.iter().map(|&s| scene_id(s)).collect();
         let dir = job_dir(j);
-        if !dir.join(run_dir::WIZARD_CONFIG).exists() {
+        let cfg_path = dir.join(run_dir::WIZARD_CONFIG);
+        // Adding scenes to an existing run (`--scene-offset`) appends them to its scene list.
+        let mut all: Vec<String> = crate::config::SimConfig::load(&cfg_path)
+            .map(|c| c.scenes.scene_ids)
+            .unwrap_or_default();
+        let grows = new.iter().any(|id| !all.contains(id));
+        for id in new {
+            if !all.contains(&id) {
+                all.push(id);
+            }
+        }
+        if !cfg_path.exists() || grows {
             fs::create_dir_all(&dir)?;
             write_job_files(
                 &dir,

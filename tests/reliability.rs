@@ -862,3 +862,31 @@ fn shards_and_aggregate_run_concurrently() {
         .unwrap();
     assert!(out.status.success());
 }
+
+#[test]
+fn fixtures_added_with_a_scene_offset_join_the_scene_list() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    let r = run.to_str().unwrap();
+    assert!(util::bin("drivekit-fixtures", &[r, "--scenes", "3"])
+        .status
+        .success());
+    assert!(util::bin(
+        "drivekit-fixtures",
+        &[r, "--scenes", "2", "--scene-offset", "3"]
+    )
+    .status
+    .success());
+    let cfg = drivekit::config::SimConfig::load(&run.join("wizard-config.yaml")).unwrap();
+    assert_eq!(cfg.scenes.scene_ids.len(), 5);
+    // Removing one added batch is then reported as a missing scene.
+    let last = util::files_named(&run.join("rollouts"), "metrics.parquet")
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("scene-000004"))
+        .unwrap();
+    fs::remove_dir_all(last.parent().unwrap().parent().unwrap()).unwrap();
+    let out = util::bin("aggregate", &[r, "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    let txt = fs::read_to_string(run.join("aggregate/metrics_results.txt")).unwrap();
+    assert!(txt.contains("MISSING scene scene-000004"), "{txt}");
+}
