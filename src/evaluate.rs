@@ -114,7 +114,8 @@ fn evaluate_batch(
     // A log cut at a record boundary reads cleanly but holds fewer rollouts, or shorter ones,
     // than the batch scored: rewriting would drop the rest.
     let target = dir.join(run_dir::METRICS);
-    if let Ok(had) = rollout_ends(&target) {
+    let previous = rollout_ends(&target);
+    if let Ok((had, _)) = &previous {
         let replayed: BTreeMap<String, i64> = b
             .rollouts
             .iter()
@@ -182,9 +183,7 @@ fn evaluate_batch(
     }
     // The scene's tags: from the scene file when given, else kept from the previous file.
     let tags = if b.ctx.scene.tags.is_empty() {
-        metrics_file::open_metrics_file(&target)
-            .map(|r| r.scene_tags().to_vec())
-            .unwrap_or_default()
+        previous.map(|(_, tags)| tags).unwrap_or_default()
     } else {
         b.ctx.scene.tags.clone()
     };
@@ -233,12 +232,17 @@ fn scored_metrics(dir: &Path) -> BTreeSet<&'static str> {
         .collect()
 }
 
-/// The rollout ids a metrics file has rows of, with each one's last timestamp.
-fn rollout_ends(path: &Path) -> Result<BTreeMap<String, i64>, String> {
+/// The rollout ids a metrics file has rows of, with each one's last timestamp, and the scene
+/// tags in its footer.
+type RolloutEnds = (BTreeMap<String, i64>, Vec<String>);
+
+fn rollout_ends(path: &Path) -> Result<RolloutEnds, String> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int32Type, Int64Type};
     let mut ends: BTreeMap<String, i64> = BTreeMap::new();
-    for batch in metrics_file::open_metrics_file(path).map_err(|e| e.to_string())? {
+    let reader = metrics_file::open_metrics_file(path).map_err(|e| e.to_string())?;
+    let tags = reader.scene_tags().to_vec();
+    for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         let d = batch
             .column(metrics_file::col::ROLLOUT_ID)
@@ -254,7 +258,7 @@ fn rollout_ends(path: &Path) -> Result<BTreeMap<String, i64>, String> {
             }
         }
     }
-    Ok(ends)
+    Ok((ends, tags))
 }
 
 /// The rows of `path` whose metric is not in `selected`, as one record batch.

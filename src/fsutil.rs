@@ -285,7 +285,8 @@ pub enum ClaimError {
     },
 }
 
-fn hostname() -> String {
+/// This machine's host name (empty when it cannot be read).
+pub fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()

@@ -325,9 +325,7 @@ impl RunMetadata {
                 backend: &'a str,
                 backend_device: &'a str,
             }
-            let host = fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_default();
+            let host = crate::fsutil::hostname();
             let meta = File {
                 run_name: new.run_name,
                 run_uuid: crate::rng::uuid_from(

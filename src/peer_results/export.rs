@@ -9,19 +9,13 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
 use super::PeerResults;
 use crate::fsutil;
 use crate::report::format::num;
 
-const WIDTH: u16 = 160;
-
-fn rule(out: &mut String, title: &str) {
-    let pad = (WIDTH as usize).saturating_sub(title.len() + 2) / 2;
-    let _ = writeln!(out, "{} {title} {}", "─".repeat(pad), "─".repeat(pad));
-}
+use crate::aggregate::export::txt::{rule, table};
 
 /// The text report.
 pub fn render(r: &PeerResults) -> String {
@@ -74,11 +68,8 @@ pub fn render(r: &PeerResults) -> String {
     rule(&mut out, "drivekit's additions");
     let s = r.summary();
     let (lo, hi) = r.interval();
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(WIDTH)
-        .set_header(vec![
+    let mut t = table(
+        [
             "score",
             "n",
             "mean ± std",
@@ -88,7 +79,10 @@ pub fn render(r: &PeerResults) -> String {
             "p50",
             "p75",
             "p95",
-        ]);
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
     let mut row = vec![
         r.score_name.clone(),
         s.count.to_string(),

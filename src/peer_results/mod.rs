@@ -851,9 +851,9 @@ pub fn run(opts: &PeerOptions) -> Result<PeerOutcome, PeerError> {
                 &base_path.display().to_string(),
             );
             let md = out.join("comparison.md");
-            fsutil_write(&md, text.as_bytes()).map_err(io)?;
+            crate::fsutil::write_atomic(&md, text.as_bytes()).map_err(io)?;
             let json = out.join("comparison.json");
-            fsutil_write(
+            crate::fsutil::write_atomic(
                 &json,
                 serde_json::to_string_pretty(&c)
                     .expect("plain data")
@@ -872,8 +872,4 @@ pub fn run(opts: &PeerOptions) -> Result<PeerOutcome, PeerError> {
         comparison,
         outputs,
     })
-}
-
-fn fsutil_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::fsutil::write_atomic(path, bytes)
 }

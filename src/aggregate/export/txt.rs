@@ -15,7 +15,7 @@ use crate::report::format::num;
 pub const WIDTH: u16 = 160;
 
 /// A table of the report's style with `header`, at most [`WIDTH`] wide.
-fn table(header: Vec<String>) -> Table {
+pub fn table(header: Vec<String>) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
@@ -24,7 +24,8 @@ fn table(header: Vec<String>) -> Table {
     t
 }
 
-fn rule(out: &mut String, title: &str) {
+/// A section rule with `title` centred, [`WIDTH`] wide.
+pub fn rule(out: &mut String, title: &str) {
     let pad = (WIDTH as usize).saturating_sub(title.len() + 2) / 2;
     let _ = writeln!(out, "{} {title} {}", "─".repeat(pad), "─".repeat(pad));
 }
