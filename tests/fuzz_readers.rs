@@ -3,18 +3,72 @@
 //! truncations, random overwrites, duplicated and deleted chunks of real inputs. Every mutant must
 //! give `Ok` or an error — never a panic, never a hang (each reader runs under a 60 s watchdog).
 //! `cargo fuzz` cannot run in CI here (it needs a nightly toolchain); this is the stand-in.
+//! Memory is bounded too: a counting allocator records each read's peak of live heap bytes, and
+//! no mutant may need more than a few times what the unmutated input needs (SQLite's own
+//! allocations, made with the C allocator, are not counted).
 
+mod nuplan_fixture;
 mod util;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use drivekit::rng::SplitMix64;
 
 /// Mutants per reader.
 const MUTANTS: usize = 400;
+
+/// Live heap bytes and their peak since the last reset.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+struct Counting;
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = System.alloc(l);
+        if !p.is_null() {
+            let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l);
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let q = System.realloc(p, l, new);
+        if !q.is_null() {
+            if new >= l.size() {
+                let now = LIVE.fetch_add(new - l.size(), Ordering::Relaxed) + new - l.size();
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                LIVE.fetch_sub(l.size() - new, Ordering::Relaxed);
+            }
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// One reader fuzzed at a time, so the peak is that reader's.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Heap bytes `f` needed at its peak above what was live before.
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let r = f();
+    (r, PEAK.load(Ordering::Relaxed).saturating_sub(base))
+}
 
 fn mutate(orig: &[u8], rng: &mut SplitMix64) -> Vec<u8> {
     let mut b = orig.to_vec();
@@ -62,25 +116,72 @@ fn mutate(orig: &[u8], rng: &mut SplitMix64) -> Vec<u8> {
     b
 }
 
+/// Turns a mutant into the bytes written.
+type Wrap = fn(&[u8]) -> Vec<u8>;
+
+/// How one reader is fuzzed.
+#[derive(Clone, Copy)]
+struct Plan {
+    mutants: usize,
+    /// Wraps each mutant before it is written (e.g. TFRecord framing with valid CRCs, so the
+    /// payload parser is reached).
+    wrap: Option<Wrap>,
+}
+
+const PLAN: Plan = Plan {
+    mutants: MUTANTS,
+    wrap: None,
+};
+
 /// Runs `read` on `MUTANTS` mutants of `orig` written to `path`; panics (naming the mutant's
-/// seed) on a panic or a hang.
+/// seed) on a panic, a hang, or a read that needs more than 4× the heap the unmutated input
+/// needs plus 16 MiB.
 fn fuzz(name: &str, orig: &[u8], path: PathBuf, read: fn(&Path) -> bool) {
+    fuzz_with(name, orig, path, read, PLAN)
+}
+
+fn fuzz_n(name: &str, orig: &[u8], path: PathBuf, read: fn(&Path) -> bool, mutants: usize) {
+    fuzz_with(name, orig, path, read, Plan { mutants, ..PLAN })
+}
+
+fn fuzz_with(name: &str, orig: &[u8], path: PathBuf, read: fn(&Path) -> bool, plan: Plan) {
+    let mutants = plan.mutants;
+    let wrap = move |b: &[u8]| plan.wrap.map_or_else(|| b.to_vec(), |w| w(b));
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let orig = orig.to_vec();
+    let len = orig.len();
     let (tx, rx) = mpsc::channel();
     let name_owned = name.to_string();
     std::thread::spawn(move || {
+        fs::write(&path, wrap(&orig)).unwrap();
+        let (_, base_peak) = peak_of(|| read(&path));
+        let bound = 4 * base_peak + (16 << 20);
         let mut rng = SplitMix64::new(0x5eed ^ name_owned.len() as u64);
         let mut ok = 0;
-        for i in 0..MUTANTS {
+        let mut worst = 0;
+        for i in 0..mutants {
             let m = mutate(&orig, &mut rng);
-            fs::write(&path, &m).unwrap();
-            let r = std::panic::catch_unwind(|| read(&path));
+            fs::write(&path, wrap(&m)).unwrap();
+            let (r, peak) = peak_of(|| std::panic::catch_unwind(|| read(&path)));
+            let keep = |what: &str| {
+                let keep = path.with_extension(format!("{what}-{i}"));
+                let _ = fs::copy(&path, &keep);
+                keep
+            };
+            if peak > bound {
+                let keep = keep("memory");
+                let _ = tx.send(Err(format!(
+                    "{name_owned}: mutant {i} needed {peak} heap bytes, the input itself {base_peak} (kept as {})",
+                    keep.display()
+                )));
+                return;
+            }
+            worst = worst.max(peak);
             match r {
                 Ok(true) => ok += 1,
                 Ok(false) => {}
                 Err(_) => {
-                    let keep = path.with_extension(format!("panic-{i}"));
-                    let _ = fs::copy(&path, &keep);
+                    let keep = keep("panic");
                     let _ = tx.send(Err(format!(
                         "{name_owned}: mutant {i} panicked (kept as {})",
                         keep.display()
@@ -89,14 +190,17 @@ fn fuzz(name: &str, orig: &[u8], path: PathBuf, read: fn(&Path) -> bool) {
                 }
             }
         }
-        let _ = tx.send(Ok(ok));
+        let _ = tx.send(Ok((ok, base_peak, worst)));
     });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(ok)) => {
-            eprintln!("{name}: {MUTANTS} mutants, {ok} read, the rest rejected with an error")
-        }
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(Ok((ok, base, worst))) => eprintln!(
+            "{name}: {mutants} mutants of {} bytes, {ok} read, the rest rejected with an error; heap peak {:.1} MiB for the input, at most {:.1} MiB for a mutant",
+            len,
+            base as f64 / 1048576.0,
+            worst as f64 / 1048576.0
+        ),
         Ok(Err(e)) => panic!("{e}"),
-        Err(_) => panic!("{name}: a mutant hung (over 60 s)"),
+        Err(_) => panic!("{name}: a mutant hung (over 120 s)"),
     }
 }
 
@@ -138,9 +242,13 @@ fn readers_survive_mutated_input() {
 
     // metrics.parquet, through aggregate's loader.
     let pq = fs::read(batch.join("metrics.parquet")).unwrap();
-    fuzz("metrics.parquet", &pq, d.path().join("m.parquet"), |p| {
-        drivekit::aggregate::load::reduce_batch(p, &Default::default(), true).is_ok()
-    });
+    fuzz_with(
+        "metrics.parquet",
+        &pq,
+        d.path().join("m.parquet"),
+        |p| drivekit::aggregate::load::reduce_batch(p, &Default::default(), true).is_ok(),
+        PLAN,
+    );
 
     // A scene file.
     let scene = fs::read(concat!(
@@ -173,7 +281,7 @@ fn readers_survive_mutated_input() {
     });
     let scenario =
         fs::read(av2.join("scenario_0a1e6f0a-1817-4a98-b02e-db8c9327d151.parquet")).unwrap();
-    fuzz(
+    fuzz_with(
         "av2 scenario",
         &scenario,
         d.path().join("scenario.parquet"),
@@ -183,6 +291,7 @@ fn readers_survive_mutated_input() {
         );
             drivekit::scene::av2::import_forecasting(p, &map).is_ok()
         },
+        PLAN,
     );
 
     // Other benchmarks' result files (a CARLA checkpoint and a NAVSIM CSV written here).
@@ -218,4 +327,141 @@ fn readers_survive_mutated_input() {
         )
         .is_ok()
     });
+
+    // A converted scene of the older format (v1).
+    let v1 = fs::read(util::test_data().join("scene_v1/DEU_A9-3_1_T-1.dkscene")).unwrap();
+    fuzz("scene v1", &v1, d.path().join("v1.dkscene"), |p| {
+        drivekit::scene::Scene::load(p).is_ok()
+    });
+
+    // The Argoverse 2 sensor-log importer: its two Arrow IPC (feather) files.
+    let sensor = util::test_data().join("av2/sensor_log");
+    let ann = fs::read(sensor.join("annotations.feather")).unwrap();
+    fuzz_with(
+        "av2 sensor annotations",
+        &ann,
+        d.path().join("annotations.feather"),
+        |p| {
+            let s = util::test_data().join("av2/sensor_log");
+            drivekit::scene::av2_sensor::import_sensor_log(
+                p,
+                &s.join("city_SE3_egovehicle.feather"),
+                &s.join(
+                    "log_map_archive_adcf7d18-0510-35b0-a2fa-b4cea13a6d76____PIT_city_57819.json",
+                ),
+            )
+            .is_ok()
+        },
+        Plan {
+            mutants: 100,
+            ..PLAN
+        },
+    );
+    let poses = fs::read(sensor.join("city_SE3_egovehicle.feather")).unwrap();
+    fuzz_with(
+        "av2 sensor poses",
+        &poses,
+        d.path().join("poses.feather"),
+        |p| {
+            let s = util::test_data().join("av2/sensor_log");
+            drivekit::scene::av2_sensor::import_sensor_log(
+                &s.join("annotations.feather"),
+                p,
+                &s.join(
+                    "log_map_archive_adcf7d18-0510-35b0-a2fa-b4cea13a6d76____PIT_city_57819.json",
+                ),
+            )
+            .is_ok()
+        },
+        Plan {
+            mutants: 100,
+            ..PLAN
+        },
+    );
+
+    // A nuPlan metric test case (JSON), through its importer.
+    let case =
+        fs::read(util::test_data().join("nuplan_metric_cases/ego_jerk/ego_jerk.json")).unwrap();
+    fuzz("nuplan case", &case, d.path().join("case.json"), |p| {
+        drivekit::scene::nuplan_case::import_case(p).is_ok()
+    });
+
+    // The nuPlan DB importer: a log DB and a GeoPackage map built from the devkit's DDL.
+    let f = nuplan_fixture::fixture("us-nv-las-vegas-strip");
+    let db = fs::read(&f.db).unwrap();
+    let maps = f.maps.clone();
+    fs::write(
+        d.path().join("maps_root"),
+        maps.to_string_lossy().as_bytes(),
+    )
+    .unwrap();
+    fuzz_n(
+        "nuplan db",
+        &db,
+        d.path().join("log.db"),
+        |p| {
+            let root = fs::read_to_string(p.with_file_name("maps_root")).unwrap();
+            let opts = drivekit::scene::nuplan_db::NuplanDbOptions {
+                map_root: Some(PathBuf::from(root)),
+                ..Default::default()
+            };
+            let mut ok = false;
+            drivekit::scene::nuplan_db::read_db(p, &opts, &mut |r| ok |= r.is_ok());
+            ok
+        },
+        150,
+    );
+    let gpkg = fs::read(maps.join("us-nv-las-vegas-strip/9.15.1915/map.gpkg")).unwrap();
+    fuzz_n(
+        "nuplan map",
+        &gpkg,
+        d.path().join("map.gpkg"),
+        |p| drivekit::scene::nuplan_db::read_map(p).is_ok(),
+        150,
+    );
+}
+
+/// The importers of datasets that may not be redistributed (Waymo Open Motion, GPUDrive), on
+/// mutants of the real files in `../shared/data` or `DRIVEKIT_DATASETS`.
+#[test]
+fn dataset_importers_survive_mutated_input() {
+    let d = tempfile::tempdir().unwrap();
+    if let Some(womd) = util::dataset("womd", "fuzz_readers::womd") {
+        let rec = fs::read(womd.join("womd_scenario_input.tfrecord")).unwrap();
+        let read: fn(&Path) -> bool = |p| {
+            let mut ok = false;
+            drivekit::scene::womd::read_file(p, &mut |r| ok |= r.is_ok());
+            ok
+        };
+        // The framing (its CRCs reject almost every mutant), then the Scenario protobuf inside
+        // it, re-framed with valid CRCs so the decoder and the conversion see each mutant.
+        fuzz_n(
+            "womd tfrecord",
+            &rec,
+            d.path().join("s.tfrecord"),
+            read,
+            100,
+        );
+        let payload = &rec[12..rec.len() - 4];
+        fuzz_with(
+            "womd scenario proto",
+            payload,
+            d.path().join("p.tfrecord"),
+            read,
+            Plan {
+                mutants: 200,
+                wrap: Some(drivekit::scene::tfrecord::frame),
+            },
+        );
+    }
+    if let Some(gd) = util::dataset("gpudrive", "fuzz_readers::gpudrive") {
+        let json = fs::read(gd.join("tfrecord-00000-of-01000_4.json")).unwrap();
+        fuzz_n(
+            "gpudrive json",
+            &json,
+            d.path().join("g.json"),
+            |p| drivekit::scene::gpudrive::import(p).is_ok(),
+            200,
+        );
+    }
 }

@@ -300,6 +300,15 @@ pub fn import_forecasting(scenario: &Path, map: &Path) -> Result<Scene, ImportEr
             expected: "non-negative",
         });
     }
+    // Every step has a row (the AV is recorded at all of them), so a step beyond the row count
+    // is damage, and would otherwise size every track's arrays.
+    if n > steps.len() {
+        return Err(ImportError::Column {
+            file: file.to_path_buf(),
+            column: "timestep",
+            expected: "at most one step per row (a timestep beyond the file's row count)",
+        });
+    }
     let start_us = (start_ns / 1000.0).round() as i64;
     let mut tracks: BTreeMap<&str, Track> = BTreeMap::new();
     for i in 0..ids.len() {

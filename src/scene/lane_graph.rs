@@ -34,42 +34,66 @@ pub struct SegmentGrid {
 }
 
 impl SegmentGrid {
-    /// Indexes every segment of `lines` in cells of `cell` metres.
+    /// The most grid cells per indexed segment; above it the cells grow.
+    pub const MAX_CELLS_PER_SEGMENT: usize = 64;
+
+    /// Indexes every segment of `lines` in cells of `cell` metres (larger where the bounding box
+    /// would need more than [`SegmentGrid::MAX_CELLS_PER_SEGMENT`] cells per segment, so a
+    /// stray far-away point of a damaged input cannot make the grid outgrow the input; queries
+    /// give the same answers whatever the cell size). Segments with a non-finite end are left out.
     pub fn new<'a>(lines: impl IntoIterator<Item = &'a [Point]> + Clone, cell: f64) -> SegmentGrid {
+        let finite = |p: &Point| p[0].is_finite() && p[1].is_finite();
         let (mut x0, mut y0, mut x1, mut y1) = (
             f64::INFINITY,
             f64::INFINITY,
             f64::NEG_INFINITY,
             f64::NEG_INFINITY,
         );
+        let mut segments = 0usize;
         for line in lines.clone() {
-            for p in line {
+            for p in line.iter().filter(|p| finite(p)) {
                 x0 = x0.min(p[0]);
                 y0 = y0.min(p[1]);
                 x1 = x1.max(p[0]);
                 y1 = y1.max(p[1]);
             }
+            segments += line.len().saturating_sub(1);
         }
-        if !(x0.is_finite() && y0.is_finite()) {
-            return SegmentGrid {
-                cell,
-                x0: 0.0,
-                y0: 0.0,
-                nx: 0,
-                ny: 0,
-                cells: Vec::new(),
-            };
+        let empty = SegmentGrid {
+            cell,
+            x0: 0.0,
+            y0: 0.0,
+            nx: 0,
+            ny: 0,
+            cells: Vec::new(),
+        };
+        let (w, h) = (x1 - x0, y1 - y0);
+        if !(w.is_finite() && h.is_finite() && cell > 0.0) {
+            return empty;
         }
-        let nx = ((x1 - x0) / cell).floor() as i64 + 1;
-        let ny = ((y1 - y0) / cell).floor() as i64 + 1;
+        let cap = (segments.saturating_mul(Self::MAX_CELLS_PER_SEGMENT)).max(4096) as f64;
+        let mut cell = cell;
+        let need = (w / cell + 1.0) * (h / cell + 1.0);
+        if need > cap {
+            cell *= (need / cap).sqrt() * 1.01;
+            while (w / cell + 1.0) * (h / cell + 1.0) > cap {
+                cell *= 1.1;
+            }
+        }
+        let nx = (w / cell).floor() as i64 + 1;
+        let ny = (h / cell).floor() as i64 + 1;
         let mut cells: Vec<Vec<Segment>> = vec![Vec::new(); (nx * ny) as usize];
+        let at = |v: f64, n: i64| (v.floor() as i64).clamp(0, n - 1);
         for (k, line) in lines.into_iter().enumerate() {
             for w in line.windows(2) {
                 let (a, b) = (w[0], w[1]);
-                let cx0 = ((a[0].min(b[0]) - x0) / cell).floor() as i64;
-                let cx1 = ((a[0].max(b[0]) - x0) / cell).floor() as i64;
-                let cy0 = ((a[1].min(b[1]) - y0) / cell).floor() as i64;
-                let cy1 = ((a[1].max(b[1]) - y0) / cell).floor() as i64;
+                if !(finite(&a) && finite(&b)) {
+                    continue;
+                }
+                let cx0 = at((a[0].min(b[0]) - x0) / cell, nx);
+                let cx1 = at((a[0].max(b[0]) - x0) / cell, nx);
+                let cy0 = at((a[1].min(b[1]) - y0) / cell, ny);
+                let cy1 = at((a[1].max(b[1]) - y0) / cell, ny);
                 for cx in cx0..=cx1 {
                     for cy in cy0..=cy1 {
                         cells[(cy * nx + cx) as usize].push((a, b, k));
@@ -491,6 +515,31 @@ mod tests {
         let centers = SegmentGrid::new([c.as_slice(), other.as_slice()], 5.0);
         let (_, r) = boundaries(&c, &grid, &centers, 0);
         assert!(r.iter().all(|p| (p[1] + 2.2).abs() < 1e-9), "{r:?}");
+    }
+
+    #[test]
+    fn a_stray_far_point_does_not_grow_the_grid_or_change_answers() {
+        let line = vec![[0.0, 1.6], [20.0, 1.6]];
+        let stray = vec![
+            [0.0, -7.0],
+            [1e200, -1e150],
+            [f64::NAN, 0.0],
+            [f64::INFINITY, 1.0],
+        ];
+        let plain = SegmentGrid::new([line.as_slice()], 5.0);
+        let damaged = SegmentGrid::new([line.as_slice(), stray.as_slice()], 5.0);
+        assert!(damaged.cells.len() <= 4096, "{} cells", damaged.cells.len());
+        for x in [0.0, 5.0, 12.5, 20.0] {
+            let q = |g: &SegmentGrid| g.nearest_towards([x, 0.0], [0.0, 1.0], 3.0, None);
+            assert_eq!(q(&plain), Some(1.6));
+            assert_eq!(q(&damaged), q(&plain));
+        }
+        let inf = vec![
+            [f64::NEG_INFINITY, 0.0],
+            [f64::MAX, f64::MAX],
+            [-f64::MAX, 0.0],
+        ];
+        assert!(SegmentGrid::new([inf.as_slice()], 5.0).cells.is_empty());
     }
 
     #[test]
