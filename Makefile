@@ -23,7 +23,7 @@ demo: build
 	$(DEV_BIN)/simulate run --scenes $(SCENES) --out $(DEMO_OUT) --rollouts 4 --driver idm --traffic idm --run-name demo
 	$(DEV_BIN)/aggregate $(DEMO_OUT)
 	$(DEV_BIN)/telemetry $(DEMO_OUT)
-	@echo "Table: $(DEMO_OUT)/aggregate/metrics_results.txt  Plot: $(DEMO_OUT)/aggregate/metrics_results.png"
+	@echo "Report: $(DEMO_OUT)/aggregate/report.html  Table: $(DEMO_OUT)/aggregate/metrics_results.txt  Plot: $(DEMO_OUT)/aggregate/metrics_results.png"
 
 ## demo-aggregate: aggregate the bundled synthetic run (copied to runs/demo-fixture)
 demo-aggregate: build
@@ -81,6 +81,7 @@ bench:
 	$(BENCH_PATH) $(CARGO) bench --bench video
 	$(BENCH_PATH) $(CARGO) bench --bench aggregate
 	$(BENCH_PATH) $(CARGO) bench --bench import
+	$(BENCH_PATH) $(CARGO) bench --bench report
 
 ## fixtures: regenerate the bundled demo run with the fixture generator
 fixtures:

@@ -336,19 +336,7 @@ fn the_violation_page_plays_in_headless_chromium() {
     );
     // Ranks: 001 first in every section.
     assert!(html.contains("/001_"));
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {b}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-    else {
-        util::skip(
-            "video: the violation page in headless Chromium",
-            "chromium not found (apt-get install chromium; scripts/test-deps.sh does)",
-        );
+    let Some(chromium) = util::chromium("video: the violation page in headless Chromium") else {
         return;
     };
     let url = format!("file://{}", index.display());

@@ -122,6 +122,24 @@ pub fn run(
         path: dir.clone(),
         source: e,
     })?;
+    // The run report again, now with its comparison section.
+    let videos = super::export::page::videos_of(dir);
+    let baseline = super::export::page::Baseline {
+        outcome: &base,
+        run_dir: base_dir,
+        rows: &rows,
+    };
+    super::export::page::write(
+        current,
+        &opts.run_dir,
+        &videos,
+        &opts.chain,
+        Some(&baseline),
+    )
+    .map_err(|e| CompareError::Write {
+        path: dir.join(super::export::page::REPORT),
+        source: e,
+    })?;
     Ok(Report {
         regressed: rows
             .iter()

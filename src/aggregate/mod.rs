@@ -21,6 +21,7 @@ pub mod cache;
 pub mod compare;
 pub mod export;
 pub mod load;
+pub mod scorecard;
 pub mod summary;
 pub mod trajectory;
 pub mod unprocessed;
@@ -166,6 +167,8 @@ pub struct Outcome {
     pub problems: Vec<Problem>,
     /// Output files written.
     pub outputs: Vec<PathBuf>,
+    /// The directory of each merged batch ([`summary::Trajectory::batch`] indexes it).
+    pub batch_dirs: Vec<PathBuf>,
 }
 
 impl Outcome {
@@ -389,14 +392,15 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         failed_rollouts,
         problems,
         outputs: unprocessed.into_iter().collect(),
+        batch_dirs: reductions
+            .iter()
+            .map(|(rel, _, _)| root.join(rel))
+            .collect(),
     };
     if opts.read_only {
         return Ok(outcome);
     }
-    let batch_dirs: Vec<PathBuf> = reductions
-        .iter()
-        .map(|(rel, _, _)| root.join(rel))
-        .collect();
+    let batch_dirs = outcome.batch_dirs.clone();
     let written =
         export::write_all(&mut outcome, opts, &batch_dirs).map_err(|(p, e)| werr(&p, &e))?;
     outcome.outputs.extend(written);

@@ -111,6 +111,8 @@ pub struct RunResults {
     /// Per scene tag (scenario type, split…), over the trajectories of the scenes with that tag,
     /// each a row with n_clips = 1 (sorted by tag; empty when no scene has tags).
     pub by_tag: Vec<(String, Stats)>,
+    /// The tags of each scene that has any (from its batches' metrics.parquet footers).
+    pub scene_tags: BTreeMap<String, Vec<String>>,
     /// No batch had an `offroad` metric (AlpaSim then assumes 0.0 and warns).
     pub offroad_defaulted: bool,
     /// Batches rejected while merging.
@@ -268,10 +270,14 @@ pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> Run
     };
     let mut scenes: BTreeMap<&str, Vec<&Trajectory>> = BTreeMap::new();
     let mut tagged: BTreeMap<&str, Vec<&Trajectory>> = BTreeMap::new();
+    let mut scene_tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for t in &kept {
         scenes.entry(t.clipgt_id.as_str()).or_default().push(t);
         for tag in &batches[t.batch].1.tags {
             tagged.entry(tag.as_str()).or_default().push(t);
+        }
+        if !batches[t.batch].1.tags.is_empty() && !scene_tags.contains_key(&t.clipgt_id) {
+            scene_tags.insert(t.clipgt_id.clone(), batches[t.batch].1.tags.clone());
         }
     }
     let by_scene = grouped(scenes);
@@ -286,6 +292,7 @@ pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> Run
         run,
         by_scene,
         by_tag,
+        scene_tags,
         offroad_defaulted,
         problems,
         profiles,

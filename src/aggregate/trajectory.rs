@@ -196,6 +196,56 @@ impl ChainColumns {
     }
 }
 
+/// The rows the modifier chain keeps of one trajectory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// First kept row (the first `eval_relevant > 0`, else 0).
+    pub start: usize,
+    /// The whole trajectory is dropped (an `img_is_black > 0` among the kept rows).
+    pub dropped: bool,
+    /// End (exclusive) after the cut at the first offroad or collision.
+    pub event_end: usize,
+    /// End (exclusive) after the cut at the first `dist_to_gt_trajectory ≥ max` too.
+    pub end: usize,
+}
+
+/// Where the chain cuts `traj` (steps 1, 3, 4 and 5 of the module docs); [`reduce`] reduces over
+/// `start..end`, and the run report marks the same rows.
+pub fn cut(traj: &WideTrajectory, cols: &ChainColumns, params: &ChainParams) -> Cut {
+    let n = traj.timestamps_us.len();
+    let value = |c: Option<usize>, i: usize| -> Option<f64> {
+        c.and_then(|c| traj.columns[c].as_ref())
+            .and_then(|col| col[i])
+    };
+    // 1. keep rows from the first eval_relevant > 0 on (all rows if never).
+    let start = first_event(0..n, |i| gt(value(cols.eval_relevant, i), 0.0)).unwrap_or(0);
+    // 3. drop the whole trajectory on any img_is_black > 0 among the kept rows.
+    let dropped = first_event(start..n, |i| gt(value(cols.img_is_black, i), 0.0)).is_some();
+    // 4. keep rows up to and including the first offroad_or_collision > 0.
+    let mut end = n;
+    if let Some(i) = first_event(start..end, |i| {
+        or(
+            gt(value(cols.collision_any, i), 0.0),
+            gt(value(cols.offroad, i), 0.0),
+        )
+    }) {
+        end = i + 1;
+    }
+    let event_end = end;
+    // 5. keep rows up to and including the first dist_to_gt_trajectory >= max.
+    if let Some(i) = first_event(start..end, |i| {
+        ge(value(cols.dist_to_gt, i), params.max_dist_to_gt_m)
+    }) {
+        end = i + 1;
+    }
+    Cut {
+        start,
+        dropped,
+        event_end,
+        end,
+    }
+}
+
 /// Runs the modifier chain on one trajectory and reduces every column over the kept rows.
 ///
 /// `aggs[i]` is the time aggregation of metric `i`; `cols` comes from [`ChainColumns::resolve`]
@@ -217,11 +267,20 @@ pub fn reduce(
         trajectories: u64::from(removed > 0),
     };
 
-    // 1. keep rows from the first eval_relevant > 0 on (all rows if never).
-    let start = first_event(0..n, |i| gt(value(cols.eval_relevant, i), 0.0)).unwrap_or(0);
-    counts[0] = touched(start);
-
-    // 2. derived columns, computed on every row (only the kept range is ever read).
+    let c = cut(traj, cols, params);
+    counts[0] = touched(c.start);
+    if c.dropped {
+        counts[2] = touched(n - c.start);
+        return Reduced {
+            kept: false,
+            values: Vec::new(),
+            values_if_offroad_zero: None,
+            counts,
+        };
+    }
+    counts[3] = touched(n - c.event_end);
+    counts[4] = touched(c.event_end - c.end);
+    let (start, end) = (c.start, c.end);
     let has_offroad = cols
         .offroad
         .and_then(|c| traj.columns[c].as_ref())
@@ -249,33 +308,6 @@ pub fn reduce(
         // collision_at_fault is materialised as 0.0/1.0/null before AlpaSim compares it with 0.
         or(gt(as_f64(at_fault(i)), 0.0), off)
     };
-
-    // 3. drop the whole trajectory on any img_is_black > 0 among the kept rows.
-    if first_event(start..n, |i| gt(value(cols.img_is_black, i), 0.0)).is_some() {
-        counts[2] = touched(n - start);
-        return Reduced {
-            kept: false,
-            values: Vec::new(),
-            values_if_offroad_zero: None,
-            counts,
-        };
-    }
-
-    // 4. keep rows up to and including the first offroad_or_collision > 0.
-    let mut end = n;
-    if let Some(i) = first_event(start..end, |i| oc(i, false)) {
-        end = i + 1;
-    }
-    counts[3] = touched(n - end);
-
-    // 5. keep rows up to and including the first dist_to_gt_trajectory >= max.
-    let before = end;
-    if let Some(i) = first_event(start..end, |i| {
-        ge(value(cols.dist_to_gt, i), params.max_dist_to_gt_m)
-    }) {
-        end = i + 1;
-    }
-    counts[4] = touched(before - end);
 
     // Reduce over [start, end).
     let mut values = Vec::with_capacity(aggs.len() + 5);

@@ -13,12 +13,13 @@ use drivekit::aggregate::{self, trajectory::ChainParams};
 ///
 /// Reads every complete batch under RUN_DIR/rollouts (or under each job dir of a Slurm array
 /// dir), reduces each rollout's metrics with AlpaSim's semantics, and writes RUN_DIR/aggregate/:
-/// metrics_results.txt, metrics_results.png, metrics_results.parquet,
-/// metrics_results_by_scene.parquet, metrics_unprocessed.parquet, results-summary.json and
-/// videos/. Failed, incomplete and missing rollouts are listed, never dropped silently.
+/// report.html (the run report: open it in a browser), metrics_results.txt,
+/// metrics_results.png (summary), metrics_histograms.png, metrics_results.parquet,
+/// metrics_results_by_scene.parquet, metrics_results_by_tag.parquet,
+/// metrics_unprocessed.parquet, results-summary.json and videos/. Failed, incomplete and missing rollouts are listed, never dropped silently.
 ///
 /// With --compare BASE, also compares every metric with the baseline run (paired by scene,
-/// bootstrap 95 % interval) into comparison.md / .png / .json.
+/// bootstrap 95 % interval) into comparison.md / .png / .json and the report's comparison view.
 ///
 /// Also reads other benchmarks' results (detected by content, or --format): CARLA leaderboard
 /// checkpoint JSONs (LB 1.0 and 2.x; several files are shards, merged), Bench2Drive (a folder of

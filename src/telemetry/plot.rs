@@ -205,6 +205,128 @@ fn stat_rows(f: Option<&Family>, who: &str, scale: f64) -> Vec<Bar> {
     rows
 }
 
+/// One box per process of a `{name, stat}` family: p25–p75 box, median, p05–p95 whiskers, min
+/// and max as dots (AlpaSim's tuning guide reads CPU use as box plots).
+fn box_panel(area: &Area<'_>, title: &str, unit: &str, f: Option<&Family>) -> std::io::Result<()> {
+    let Some(f) = f else {
+        return message(area, title, "no data");
+    };
+    let mut boxes: Vec<(String, [Option<f64>; 7])> = Vec::new();
+    let order = ["min", "p05", "p25", "p50", "p75", "p95", "max"];
+    for x in &f.samples {
+        let who = x.label("name").unwrap_or("process").to_string();
+        let Some(k) = x
+            .label("stat")
+            .and_then(|st| order.iter().position(|o| *o == st))
+        else {
+            continue;
+        };
+        let i = match boxes.iter().position(|b| b.0 == who) {
+            Some(i) => i,
+            None => {
+                boxes.push((who, [None; 7]));
+                boxes.len() - 1
+            }
+        };
+        boxes[i].1[k] = Some(x.value);
+    }
+    boxes.retain(|b| b.1[2].is_some() && b.1[4].is_some() && b.1[3].is_some());
+    if boxes.is_empty() {
+        return message(area, title, "no quantiles recorded");
+    }
+    let hi = boxes
+        .iter()
+        .flat_map(|b| b.1.iter().flatten())
+        .fold(0f64, |a, &v| a.max(v))
+        .max(1.0)
+        * 1.1;
+    let n = boxes.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 17))
+        .margin(8)
+        .margin_right(20)
+        .x_label_area_size(34)
+        .y_label_area_size(8)
+        .build_cartesian_2d(0f64..hi, 0f64..n as f64)
+        .map_err(io)?;
+    chart
+        .configure_mesh()
+        .y_labels(0)
+        .x_labels(6)
+        .x_label_formatter(&|x| crate::report::format::num(Some(*x)))
+        .x_desc(unit)
+        .label_style(("sans-serif", 12))
+        .disable_y_mesh()
+        .draw()
+        .map_err(io)?;
+    let blue = RGBColor(70, 110, 200);
+    for (i, (who, q)) in boxes.iter().enumerate() {
+        let y = i as f64;
+        let label = format!(
+            "{who}: median {} (p05 {} … p95 {})",
+            crate::report::format::num(q[3]),
+            crate::report::format::num(q[1]),
+            crate::report::format::num(q[5])
+        );
+        chart
+            .draw_series(std::iter::once(Text::new(
+                label,
+                (0.0, y + 0.98),
+                ("sans-serif", 12).into_font().color(&BLACK),
+            )))
+            .map_err(io)?;
+        let (p25, p50, p75) = (
+            q[2].unwrap_or(0.0),
+            q[3].unwrap_or(0.0),
+            q[4].unwrap_or(0.0),
+        );
+        if let (Some(a), Some(b)) = (q[1], q[5]) {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(a, y + 0.35), (b, y + 0.35)],
+                    BLACK.stroke_width(1),
+                )))
+                .map_err(io)?;
+            for v in [a, b] {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(v, y + 0.2), (v, y + 0.5)],
+                        BLACK,
+                    )))
+                    .map_err(io)?;
+            }
+        }
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(p25, y + 0.12), (p75, y + 0.58)],
+                RGBColor(207, 224, 244).filled(),
+            )))
+            .map_err(io)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(p25, y + 0.12), (p75, y + 0.58)],
+                blue,
+            )))
+            .map_err(io)?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(p50, y + 0.08), (p50, y + 0.62)],
+                BLACK.stroke_width(3),
+            )))
+            .map_err(io)?;
+        for v in [q[0], q[6]].into_iter().flatten() {
+            chart
+                .draw_series(std::iter::once(Circle::new(
+                    (v, y + 0.35),
+                    3,
+                    BLACK.filled(),
+                )))
+                .map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
 fn histogram_panel(
     area: &Area<'_>,
     title: &str,
@@ -217,15 +339,19 @@ fn histogram_panel(
         return message(area, title, "no data");
     };
     let first = b.iter().position(|(_, c)| *c > 0.0).unwrap_or(0);
-    let rows: Vec<Bar> = b[first..=last]
-        .iter()
-        .map(|(le, c)| {
-            let l = if le.is_finite() {
-                format!("≤ {} {unit}", crate::report::format::num(Some(le * scale)))
-            } else {
-                "> last bound".into()
+    // Each bucket as the range it counts ("0.01–0.05 s"), from the bound below it.
+    let f = |v: f64| crate::report::format::num(Some(v * scale));
+    let rows: Vec<Bar> = (first..=last)
+        .map(|i| {
+            let (le, c) = b[i];
+            let below = if i == 0 { None } else { Some(b[i - 1].0) };
+            let l = match (below, le.is_finite()) {
+                (Some(lo), true) => format!("{}–{} {unit}: {c}", f(lo), f(le)),
+                (None, true) => format!("≤ {} {unit}: {c}", f(le)),
+                (Some(lo), false) => format!("> {} {unit}: {c}", f(lo)),
+                (None, false) => format!("all: {c}"),
             };
-            (l, *c, None)
+            (l, c, None)
         })
         .collect();
     bars(area, title, "count", &rows, false, None)
@@ -310,13 +436,11 @@ pub fn write(
             t.draw_text(row, &("sans-serif", 14).into_font().color(&BLACK), (130, y))
                 .map_err(io)?;
         }
-        bars(
+        box_panel(
             &p[6],
-            "CPU utilisation",
+            "CPU utilisation (box p25–p75, median, whiskers p05–p95)",
             "% of one core",
-            &stat_rows(fam("process_cpu_utilization"), "simulate", 1.0),
-            false,
-            None,
+            fam("process_cpu_utilization"),
         )?;
         if summary.gpu_util_mean.is_empty() {
             message(&p[7], "GPU utilisation", "no GPU")?;

@@ -142,6 +142,26 @@ pub fn have_tool(program: &str, install: &str, test: &str) -> bool {
     found
 }
 
+/// The headless Chromium on PATH (chromium, chromium-browser or google-chrome); otherwise
+/// records a skip of `test`.
+pub fn chromium(test: &str) -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {b}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if found.is_none() {
+        skip(
+            test,
+            "chromium not found (apt-get install chromium; scripts/test-deps.sh does)",
+        );
+    }
+    found
+}
+
 /// True when `python3` imports `modules` (comma-separated); otherwise records a skip of `test`.
 pub fn have_python(modules: &str, test: &str) -> bool {
     let ok = Command::new("python3")

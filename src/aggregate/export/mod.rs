@@ -1,6 +1,7 @@
 //! The outputs of `aggregate`, one module per format, each written atomically into aggregate/.
 
 pub mod json;
+pub mod page;
 pub mod png;
 pub mod tables;
 pub mod txt;
@@ -12,8 +13,10 @@ use super::{Options, Outcome};
 
 /// Readable results table.
 pub const TXT: &str = "metrics_results.txt";
-/// Results plot.
+/// Results plot: the summary.
 pub const PNG: &str = "metrics_results.png";
+/// Per-metric histograms.
+pub const HISTOGRAMS: &str = "metrics_histograms.png";
 /// Written last: the outputs beside it are one consistent set (removed when a rerun starts, so a
 /// killed aggregate leaves none).
 pub const COMPLETE: &str = "_complete";
@@ -60,14 +63,28 @@ pub fn write_all(
     txt::write(&p(TXT), outcome, opts).map_err(e(p(TXT)))?;
     timer.lap("txt");
     png::write(&p(PNG), outcome).map_err(e(p(PNG)))?;
+    png::write_histograms(&p(HISTOGRAMS), outcome).map_err(e(p(HISTOGRAMS)))?;
     timer.lap("png");
-    Ok(vec![
-        p(RESULTS),
-        p(RESULTS_BY_SCENE),
-        p(RESULTS_BY_TAG),
-        p(SUMMARY_JSON),
-        p(TXT),
-        p(PNG),
-        p("videos"),
-    ])
+    let pages = page::write(
+        outcome,
+        &opts.run_dir,
+        &video_report.links,
+        &opts.chain,
+        None,
+    )
+    .map_err(e(p(page::REPORT)))?;
+    timer.lap("report.html");
+    Ok(pages
+        .into_iter()
+        .chain([
+            p(RESULTS),
+            p(RESULTS_BY_SCENE),
+            p(RESULTS_BY_TAG),
+            p(SUMMARY_JSON),
+            p(TXT),
+            p(PNG),
+            p(HISTOGRAMS),
+            p("videos"),
+        ])
+        .collect())
 }

@@ -1,13 +1,18 @@
-//! metrics_results.png: one panel per benchmark score, then per metric, with the distribution of its per-trajectory values
-//! (histogram), and the run's statistics over rollouts marked on top — mean (red line), p25–p75
-//! (blue band), p05–p95 (whiskers) and median (tick) — so the spread reads at a glance.
+//! metrics_results.png, the summary read at a glance: each safety rate as a bar with its 95 %
+//! interval ([`crate::aggregate::scorecard`]), each continuous metric as a box plot on its own
+//! scale (p25–p75 box, median, p05–p95 whiskers, the numbers beside it), and each benchmark
+//! score as a bar on its scale.
+//!
+//! metrics_histograms.png: one panel per benchmark score, then per metric, with the distribution
+//! of its per-trajectory values (histogram), and the run's statistics over rollouts marked on top
+//! — mean (red line), p25–p75 (blue band), p05–p95 (whiskers) and median (tick).
 
 use std::path::Path;
 
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::aggregate::Outcome;
+use crate::aggregate::{scorecard, Outcome};
 use crate::report::format::num;
 
 const PANEL_W: u32 = 420;
@@ -19,8 +24,8 @@ fn io(e: impl std::fmt::Display) -> std::io::Error {
 
 pub use crate::report::plot::register_font;
 
-/// Renders the figure to a PNG file.
-pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
+/// Renders the histograms figure to a PNG file.
+pub fn write_histograms(path: &Path, o: &Outcome) -> std::io::Result<()> {
     register_font();
     let r = &o.results;
     // The benchmark scores first, then the per-step metrics and km per incident; the rollout
@@ -199,4 +204,222 @@ fn draw_panel<DB: DrawingBackend>(
         area.draw_text("no finite values", &style, (w as i32 / 2, h as i32 / 2))?;
     }
     Ok(())
+}
+
+const ROW: i32 = 30;
+const LABEL_W: i32 = 300;
+const PLOT_W: i32 = 520;
+const NUM_W: i32 = 320;
+
+/// Renders the summary figure to a PNG file.
+pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
+    register_font();
+    let r = &o.results;
+    let rates = scorecard::rates(o);
+    let binary = |c: usize| {
+        r.trajectories
+            .iter()
+            .filter(|t| t.kept)
+            .all(|t| t.values[c].is_none_or(|v| v == 0.0 || v == 1.0))
+    };
+    let scores: Vec<(String, f64, usize)> = r
+        .profiles
+        .iter()
+        .flat_map(|p| &p.scores)
+        .filter(|s| s.n_scored > 0)
+        .map(|s| (s.name.to_string(), s.sum / s.n_scored as f64, s.column))
+        .collect();
+    let score_cols: Vec<usize> = scores.iter().map(|s| s.2).collect();
+    let continuous: Vec<usize> = (0..r.metric_columns.len())
+        .filter(|&c| {
+            !binary(c)
+                && !score_cols.contains(&c)
+                && r.run
+                    .columns
+                    .get(c)
+                    .is_some_and(|s| s.quantiles[2].is_some())
+        })
+        .collect();
+    let sections = [rates.len(), continuous.len(), scores.len()];
+    let body: i32 = sections.iter().map(|&n| 40 + ROW * n.max(1) as i32).sum();
+    let (w, h) = ((LABEL_W + PLOT_W + NUM_W) as u32, (70 + body + 10) as u32);
+    crate::report::plot::write_png(path, (w, h), |root| {
+        root.fill(&WHITE).map_err(io)?;
+        let big = ("sans-serif", 22).into_font().color(&BLACK);
+        let head = ("sans-serif", 17).into_font().color(&BLACK);
+        let text = ("sans-serif", 14).into_font().color(&BLACK);
+        let grey = ("sans-serif", 13).into_font().color(&RGBColor(80, 80, 80));
+        let right = TextStyle::from(("sans-serif", 14).into_font())
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        let mid = ("sans-serif", 13)
+            .into_font()
+            .color(&RGBColor(60, 60, 60))
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        let t =
+            |s: &str, style: &TextStyle, at: (i32, i32)| root.draw_text(s, style, at).map_err(io);
+        t(
+            &format!(
+                "{} — {} scenes, {} kept rollouts",
+                r.run_name,
+                r.by_scene.len(),
+                r.trajectories.iter().filter(|t| t.kept).count()
+            ),
+            &big,
+            (12, 10),
+        )?;
+        t(
+            "rates: bar with 95 % interval · box: p25–p75, median, whiskers p05–p95 (each row on its own scale) · histograms: metrics_histograms.png",
+            &grey,
+            (12, 42),
+        )?;
+        let x0 = LABEL_W;
+        let mut y = 70;
+        // Rates.
+        t("Safety rates (share of rollouts)", &head, (12, y))?;
+        y += 30;
+        let top = rates
+            .iter()
+            .map(|r| r.hi.max(r.rate))
+            .fold(0.05f64, f64::max)
+            * 1.1;
+        let px = |v: f64| x0 + ((PLOT_W - 20) as f64 * (v / top).clamp(0.0, 1.0)) as i32;
+        if rates.is_empty() {
+            t("the run has none of the rate metrics", &text, (x0, y))?;
+            y += ROW;
+        }
+        for rt in &rates {
+            let cy = y + ROW / 2;
+            t(rt.label, &right, (x0 - 10, cy))?;
+            root.draw(&Rectangle::new(
+                [(x0, cy - 8), (px(rt.rate).max(x0 + 1), cy + 8)],
+                RGBColor(111, 159, 216).filled(),
+            ))
+            .map_err(io)?;
+            root.draw(&PathElement::new(
+                vec![(px(rt.lo), cy), (px(rt.hi), cy)],
+                BLACK.stroke_width(2),
+            ))
+            .map_err(io)?;
+            for v in [rt.lo, rt.hi] {
+                root.draw(&PathElement::new(
+                    vec![(px(v), cy - 6), (px(v), cy + 6)],
+                    BLACK.stroke_width(2),
+                ))
+                .map_err(io)?;
+            }
+            t(
+                &format!(
+                    "{:.1} % [{:.1}–{:.1} %]  {}/{}",
+                    100.0 * rt.rate,
+                    100.0 * rt.lo,
+                    100.0 * rt.hi,
+                    rt.k,
+                    rt.n
+                ),
+                &mid,
+                (x0 + PLOT_W + 4, cy),
+            )?;
+            y += ROW;
+        }
+        y += 10;
+        // Continuous metrics.
+        t("Continuous metrics over kept rollouts", &head, (12, y))?;
+        y += 30;
+        for &c in &continuous {
+            let s = &r.run.columns[c];
+            let [Some(p05), Some(p25), Some(p50), Some(p75), Some(p95)] = s.quantiles else {
+                continue;
+            };
+            let cy = y + ROW / 2;
+            t(&r.metric_columns[c].name, &right, (x0 - 10, cy))?;
+            let span = (p95 - p05).abs().max(1e-12);
+            let px = |v: f64| {
+                x0 + 10 + ((PLOT_W - 40) as f64 * ((v - p05) / span).clamp(0.0, 1.0)) as i32
+            };
+            root.draw(&PathElement::new(
+                vec![(px(p05), cy), (px(p95), cy)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(io)?;
+            for v in [p05, p95] {
+                root.draw(&PathElement::new(
+                    vec![(px(v), cy - 5), (px(v), cy + 5)],
+                    BLACK,
+                ))
+                .map_err(io)?;
+            }
+            root.draw(&Rectangle::new(
+                [(px(p25), cy - 9), (px(p75).max(px(p25) + 1), cy + 9)],
+                RGBColor(207, 224, 244).filled(),
+            ))
+            .map_err(io)?;
+            root.draw(&Rectangle::new(
+                [(px(p25), cy - 9), (px(p75).max(px(p25) + 1), cy + 9)],
+                RGBColor(31, 95, 168),
+            ))
+            .map_err(io)?;
+            root.draw(&PathElement::new(
+                vec![(px(p50), cy - 11), (px(p50), cy + 11)],
+                RGBColor(11, 46, 89).stroke_width(3),
+            ))
+            .map_err(io)?;
+            t(
+                &format!(
+                    "median {}  ({} … {})",
+                    num(Some(p50)),
+                    num(Some(p05)),
+                    num(Some(p95))
+                ),
+                &mid,
+                (x0 + PLOT_W + 4, cy),
+            )?;
+            y += ROW;
+        }
+        if continuous.is_empty() {
+            y += ROW;
+        }
+        y += 10;
+        // Scores.
+        t(
+            "Benchmark scores (mean over scored rollouts)",
+            &head,
+            (12, y),
+        )?;
+        y += 30;
+        for (name, mean, _) in &scores {
+            let cy = y + ROW / 2;
+            // CARLA's percent scores on 0–100, scores in [0, 1] on 0–1, anything else (a
+            // divergence in metres) on its own scale.
+            let (full, fixed) = if name.starts_with("carla_") && *mean > 1.0 {
+                (100.0, true)
+            } else if (0.0..=1.0).contains(mean) {
+                (1.0, true)
+            } else {
+                (mean.abs() * 1.25, false)
+            };
+            let px = |v: f64| x0 + ((PLOT_W - 20) as f64 * (v / full).clamp(0.0, 1.0)) as i32;
+            t(name, &right, (x0 - 10, cy))?;
+            root.draw(&Rectangle::new(
+                [(x0, cy - 8), (px(full), cy + 8)],
+                RGBColor(235, 235, 235).filled(),
+            ))
+            .map_err(io)?;
+            root.draw(&Rectangle::new(
+                [(x0, cy - 8), (px(*mean).max(x0 + 1), cy + 8)],
+                RGBColor(92, 160, 110).filled(),
+            ))
+            .map_err(io)?;
+            let label = if fixed {
+                format!("{} of {full}", num(Some(*mean)))
+            } else {
+                format!("{} (no fixed scale)", num(Some(*mean)))
+            };
+            t(&label, &mid, (x0 + PLOT_W + 4, cy))?;
+            y += ROW;
+        }
+        if scores.is_empty() {
+            t("no score profile", &text, (x0, y))?;
+        }
+        Ok(())
+    })
 }

@@ -1,0 +1,679 @@
+//! aggregate/report.html: the page a reviewer opens first. One self-contained HTML file (its
+//! script and styles inline, no CDN, no server: it works from `file://` and from any static file
+//! server) with the run's overview, scorecard, scenes, rollouts and, with a baseline, the
+//! comparison. What grows with the run is loaded on demand from `report/*.js` beside it (script
+//! files, since browsers refuse `fetch` on `file://`): the rollout table in chunks of
+//! [`CHUNK`] rollouts, and the per-step series of the rollouts that have one (every rollout of a
+//! small run, the worst [`SERIES_WORST`] of a large one) with the rows the aggregation kept.
+//! The scorecard's numbers come from [`crate::aggregate::scorecard`], as metrics_results.png's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+use arrow_array::{Array, DictionaryArray, StringArray};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::aggregate::compare::{self, Better, MetricComparison};
+use crate::aggregate::trajectory::{self, names, ChainColumns, ChainParams, WideTrajectory};
+use crate::aggregate::Outcome;
+use crate::fsutil;
+use crate::metrics_file::{self, col};
+
+/// The page, in aggregate/.
+pub const REPORT: &str = "report.html";
+/// Its data files, in aggregate/.
+pub const REPORT_DATA: &str = "report";
+/// Rollouts per data chunk.
+pub const CHUNK: usize = 5000;
+/// Runs up to this many rollouts get every rollout's series.
+pub const SERIES_ALL_UP_TO: usize = 2000;
+/// Larger runs get the series of this many of their worst rollouts.
+pub const SERIES_WORST: usize = 500;
+
+const SCRIPT: &str = include_str!("../../../assets/report.js");
+const STYLE: &str = include_str!("../../../assets/report.css");
+
+use super::super::scorecard::RATES;
+
+/// A baseline run for the comparison section.
+pub struct Baseline<'a> {
+    /// Its results (aggregated read-only).
+    pub outcome: &'a Outcome,
+    /// Its run dir.
+    pub run_dir: &'a Path,
+    /// The per-metric comparison of [`compare::compare`].
+    pub rows: &'a [MetricComparison],
+}
+
+/// Writes aggregate/report.html and aggregate/report/ for `o` (run dir `run_dir`), with
+/// `videos` mapping (scene, rollout) to a video path relative to aggregate/. Returns the paths.
+pub fn write(
+    o: &Outcome,
+    run_dir: &Path,
+    videos: &HashMap<(String, String), String>,
+    params: &ChainParams,
+    base: Option<&Baseline<'_>>,
+) -> std::io::Result<Vec<PathBuf>> {
+    let dir = &o.output_dir;
+    let r = &o.results;
+    let data_dir = dir.join(REPORT_DATA);
+    let tmp = dir.join(format!(".{REPORT_DATA}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    fs::create_dir_all(&tmp)?;
+
+    let scene_index: BTreeMap<&str, usize> = {
+        let mut ids: Vec<&str> = r
+            .trajectories
+            .iter()
+            .map(|t| t.clipgt_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter().enumerate().map(|(i, s)| (s, i)).collect()
+    };
+    let with_series = series_choice(o);
+    // Rollout chunks, written in parallel.
+    use rayon::prelude::*;
+    r.trajectories.par_chunks(CHUNK).enumerate().try_for_each(
+        |(k, chunk)| -> std::io::Result<()> {
+            type Row<'a> = (
+                usize,
+                &'a str,
+                bool,
+                Option<&'a String>,
+                bool,
+                Option<String>,
+                Vec<Option<f64>>,
+            );
+            let rows: Vec<Row<'_>> = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, t)| {
+                    (
+                        scene_index[t.clipgt_id.as_str()],
+                        t.rollout_id.as_str(),
+                        t.kept,
+                        videos.get(&(t.clipgt_id.clone(), t.rollout_id.clone())),
+                        with_series.contains_key(&(k * CHUNK + j)),
+                        batch_rel(run_dir, &o.batch_dirs, t.batch),
+                        t.values.iter().map(|v| finite(*v)).collect(),
+                    )
+                })
+                .collect();
+            let body = format!("DK.chunk({k},{});\n", serde_json::to_string(&rows)?);
+            fs::write(tmp.join(format!("rollouts-{k}.js")), body)
+        },
+    )?;
+    // Series, read again from their batches' metrics.parquet (one read per batch, in parallel).
+    let mut by_batch: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &i in with_series.keys() {
+        by_batch.entry(r.trajectories[i].batch).or_default().push(i);
+    }
+    let by_batch: Vec<(usize, Vec<usize>)> = by_batch.into_iter().collect();
+    let results: Vec<std::io::Result<Option<String>>> = by_batch
+        .par_iter()
+        .map(|(b, idx)| {
+            let file = o.batch_dirs[*b].join("metrics.parquet");
+            let found = match read_series(&file) {
+                Ok(found) => found,
+                Err(e) => return Ok(Some(format!("{}: {e}", file.display()))),
+            };
+            for &i in idx {
+                let t = &r.trajectories[i];
+                let Some((names, wide)) = found.get(&t.rollout_id) else {
+                    continue;
+                };
+                let cut = trajectory::cut(wide, &ChainColumns::resolve(names), params);
+                let t0 = wide.timestamps_us.first().copied().unwrap_or(0);
+                let body = json!({
+                    // Seconds since the rollout's first row.
+                    "t": wide.timestamps_us.iter().map(|&u| (u - t0) as f64 / 1e6).collect::<Vec<_>>(),
+                    "names": names,
+                    "values": wide.columns.iter().map(|c| c.as_ref().map(|c| c.iter().map(|v| finite(*v)).collect::<Vec<_>>())).collect::<Vec<_>>(),
+                    "start": cut.start, "event_end": cut.event_end, "end": cut.end,
+                    "dropped": cut.dropped,
+                });
+                fs::write(
+                    tmp.join(format!("series-{i}.js")),
+                    format!("DK.series({i},{body});\n"),
+                )?;
+            }
+            Ok(None)
+        })
+        .collect();
+    let mut series_problems = Vec::new();
+    for r in results {
+        series_problems.extend(r?);
+    }
+
+    let doc = document(o, run_dir, videos, base, &scene_index, &series_problems);
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} — drivekit run report</title><style>{STYLE}</style></head>\n<body>\
+         <noscript>This report needs JavaScript; the numbers are also in metrics_results.txt.</noscript>\
+         <div id=\"app\"></div>\n<script>const DATA = {};</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
+        esc(&r.run_name),
+        // `</` cannot close the script element from inside a JSON string.
+        serde_json::to_string(&doc)?.replace("</", "<\\/"),
+    );
+    if data_dir.exists() {
+        fs::remove_dir_all(&data_dir)?;
+    }
+    fs::rename(&tmp, &data_dir)?;
+    fsutil::write_atomic(&dir.join(REPORT), html.as_bytes())?;
+    Ok(vec![dir.join(REPORT), data_dir])
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn finite(v: Option<f64>) -> Option<f64> {
+    v.filter(|v| v.is_finite())
+}
+
+/// A batch dir relative to aggregate/ (`../rollouts/…`), for links to its files.
+fn batch_rel(run_dir: &Path, dirs: &[PathBuf], b: usize) -> Option<String> {
+    let rel = dirs.get(b)?.strip_prefix(run_dir).ok()?;
+    Some(format!("../{}", rel.to_string_lossy()))
+}
+
+/// The rollouts that get a series file: all of a small run, else the worst (earliest incident,
+/// then largest deviation from the log) — index → rank.
+fn series_choice(o: &Outcome) -> HashMap<usize, usize> {
+    let r = &o.results;
+    let n = r.trajectories.len();
+    if n <= SERIES_ALL_UP_TO {
+        return (0..n).map(|i| (i, i)).collect();
+    }
+    let c = |name: &str| r.metric_columns.iter().position(|c| c.name == name);
+    let (oc, dur, dev) = (
+        c(names::OFFROAD_OR_COLLISION),
+        c("duration_frac_20s"),
+        c(names::DIST_TO_GT_TRAJECTORY),
+    );
+    let get = |i: usize, c: Option<usize>| c.and_then(|c| r.trajectories[i].values[c]);
+    let mut order: Vec<(u8, f64, usize)> = (0..n)
+        .map(|i| {
+            if get(i, oc).is_some_and(|v| v > 0.0) {
+                (0, get(i, dur).unwrap_or(f64::MAX), i)
+            } else {
+                (1, -get(i, dev).unwrap_or(0.0), i)
+            }
+        })
+        .collect();
+    order.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    order
+        .into_iter()
+        .take(SERIES_WORST)
+        .enumerate()
+        .map(|(rank, (_, _, i))| (i, rank))
+        .collect()
+}
+
+/// Every rollout of one metrics.parquet: metric names (file order) and its wide trajectory.
+fn read_series(
+    file: &Path,
+) -> Result<HashMap<String, (Vec<String>, WideTrajectory)>, metrics_file::MetricsFileError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut name_ids: HashMap<String, usize> = HashMap::new();
+    let mut points: HashMap<String, Vec<(usize, i64, Option<f64>)>> = HashMap::new();
+    for batch in metrics_file::open_metrics_file(file)? {
+        let batch = batch?;
+        let dict = |c: usize| -> (Vec<String>, Vec<i32>) {
+            let a: &DictionaryArray<Int32Type> = batch.column(c).as_dictionary();
+            let v: &StringArray = a.values().as_string();
+            (
+                (0..v.len()).map(|i| v.value(i).to_string()).collect(),
+                a.keys().values().to_vec(),
+            )
+        };
+        let (nv, nk) = dict(col::NAME);
+        let (rv, rk) = dict(col::ROLLOUT_ID);
+        let ts = batch.column(col::TIMESTAMPS_US).as_primitive::<Int64Type>();
+        let vals = batch.column(col::VALUES).as_primitive::<Float64Type>();
+        for i in 0..batch.num_rows() {
+            let (Some(name), Some(roll)) = (nv.get(nk[i] as usize), rv.get(rk[i] as usize)) else {
+                continue;
+            };
+            let next = names.len();
+            let m = *name_ids.entry(name.clone()).or_insert(next);
+            if m == next {
+                names.push(name.clone());
+            }
+            let v = (!vals.is_null(i)).then(|| vals.value(i));
+            points
+                .entry(roll.clone())
+                .or_default()
+                .push((m, ts.value(i), v));
+        }
+    }
+    Ok(points
+        .into_iter()
+        .map(|(roll, pts)| {
+            let mut t: Vec<i64> = pts.iter().map(|p| p.1).collect();
+            t.sort_unstable();
+            t.dedup();
+            let mut columns: Vec<Option<Vec<Option<f64>>>> = vec![None; names.len()];
+            for (m, ts, v) in pts {
+                let k = t.binary_search(&ts).unwrap_or(0);
+                columns[m].get_or_insert_with(|| vec![None; t.len()])[k] = v;
+            }
+            (
+                roll,
+                (
+                    names.clone(),
+                    WideTrajectory {
+                        timestamps_us: t,
+                        columns,
+                    },
+                ),
+            )
+        })
+        .collect())
+}
+
+fn better_name(b: Better) -> &'static str {
+    match b {
+        Better::Lower => "lower",
+        Better::Higher => "higher",
+        Better::Neither => "neither",
+    }
+}
+
+/// Per scene: mean over its kept rollouts of each metric column.
+fn scene_means(o: &Outcome) -> BTreeMap<&str, (usize, Vec<Option<f64>>)> {
+    let r = &o.results;
+    let m = r.metric_columns.len();
+    // Per scene: kept rollouts, and per column the sum and count of finite values.
+    type Sums = (usize, Vec<(f64, usize)>);
+    let mut acc: BTreeMap<&str, Sums> = BTreeMap::new();
+    for t in r.trajectories.iter().filter(|t| t.kept) {
+        let e = acc
+            .entry(t.clipgt_id.as_str())
+            .or_insert_with(|| (0, vec![(0.0, 0); m]));
+        e.0 += 1;
+        for (slot, v) in e.1.iter_mut().zip(&t.values) {
+            if let Some(v) = v.filter(|v| v.is_finite()) {
+                slot.0 += v;
+                slot.1 += 1;
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(s, (n, sums))| {
+            (
+                s,
+                (
+                    n,
+                    sums.into_iter()
+                        .map(|(sum, c)| (c > 0).then(|| sum / c as f64))
+                        .collect(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn header(o: &Outcome, run_dir: &Path) -> Value {
+    let meta: serde_norway::Value = fs::read_to_string(run_dir.join("run_metadata.yaml"))
+        .ok()
+        .and_then(|s| serde_norway::from_str(&s).ok())
+        .unwrap_or_default();
+    let field = |k: &str| -> Value {
+        match meta.get(k) {
+            Some(serde_norway::Value::String(s)) => json!(s),
+            Some(serde_norway::Value::Number(n)) => json!(n.as_f64()),
+            _ => Value::Null,
+        }
+    };
+    let started = meta
+        .get("started_unix_s")
+        .and_then(serde_norway::Value::as_i64)
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string());
+    let digest = fs::read(run_dir.join("wizard-config.yaml")).ok().map(|b| {
+        Sha256::digest(&b)
+            .iter()
+            .take(6)
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    });
+    // txt-logs/shard-I-of-N.log: N shards.
+    let shards = fs::read_dir(run_dir.join("txt-logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".log")?
+                .rsplit_once("-of-")?
+                .1
+                .parse::<usize>()
+                .ok()
+        })
+        .max();
+    let r = &o.results;
+    json!({
+        "run_name": r.run_name,
+        "run_uuid": r.run_uuid,
+        "run_dir": run_dir.display().to_string(),
+        "started": started,
+        "drivekit_version": field("drivekit_version"),
+        "aggregated_by": env!("CARGO_PKG_VERSION"),
+        "config_digest": digest,
+        "backend": field("backend"),
+        "backend_device": field("backend_device"),
+        "host": field("host"),
+        "shards": shards,
+        "batches": o.n_batches,
+        "batches_used": o.n_batches_used,
+        "rollouts": r.trajectories.len(),
+        "kept": r.trajectories.iter().filter(|t| t.kept).count(),
+        "failed": o.failed_rollouts.len(),
+    })
+}
+
+fn document(
+    o: &Outcome,
+    run_dir: &Path,
+    videos: &HashMap<(String, String), String>,
+    base: Option<&Baseline<'_>>,
+    scene_index: &BTreeMap<&str, usize>,
+    series_problems: &[String],
+) -> Value {
+    let r = &o.results;
+    let means = scene_means(o);
+    let metrics: Vec<Value> = r
+        .metric_columns
+        .iter()
+        .map(|c| {
+            let binary = r.trajectories.iter().filter(|t| t.kept).all(|t| {
+                t.values[r.metric_columns.iter().position(|x| x.name == c.name).unwrap_or(0)]
+                    .is_none_or(|v| v == 0.0 || v == 1.0)
+            });
+            json!({"name": c.name, "better": better_name(compare::better(&c.name)), "binary": binary})
+        })
+        .collect();
+    let rates = super::super::scorecard::rates(o);
+    // Continuous metrics: every non-binary column.
+    let continuous: Vec<Value> = r
+        .metric_columns
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !metrics[*i]["binary"].as_bool().unwrap_or(true))
+        .filter_map(|(i, c)| {
+            let s = r.run.columns.get(i)?;
+            s.quantiles[2]?;
+            Some(json!({"name": c.name, "better": better_name(compare::better(&c.name)),
+                "p05": s.quantiles[0], "p25": s.quantiles[1], "median": s.quantiles[2],
+                "p75": s.quantiles[3], "p95": s.quantiles[4], "mean": finite(s.mean), "n": s.count}))
+        })
+        .collect();
+    let profiles: Vec<Value> = r
+        .profiles
+        .iter()
+        .map(|p| {
+            json!({"profile": p.profile, "left_out": p.left_out, "notes": p.notes,
+                "scores": p.scores.iter().map(|s| json!({"name": s.name, "n": s.n_scored,
+                    "mean": (s.n_scored > 0).then(|| s.sum / s.n_scored as f64),
+                    "unscored": s.unscored.len()})).collect::<Vec<_>>()})
+        })
+        .collect();
+    let score_col = r
+        .profiles
+        .iter()
+        .flat_map(|p| &p.scores)
+        .map(|s| s.column)
+        .next();
+    let scenes: Vec<Value> = scene_index
+        .keys()
+        .map(|s| {
+            let (n, m) = means.get(s).cloned().unwrap_or((0, Vec::new()));
+            let failed = o
+                .failed_rollouts
+                .iter()
+                .filter(|f| f.clipgt_id == *s)
+                .count();
+            json!({"id": s, "tags": r.scene_tags.get(*s).cloned().unwrap_or_default(),
+                "n": n, "failed": failed, "means": m.into_iter().map(finite).collect::<Vec<_>>()})
+        })
+        .collect();
+    let compare = base.map(|b| comparison(o, b, &means, videos));
+    let problems: Vec<Value> = o
+        .problems
+        .iter()
+        .map(|p| json!({"kind": format!("{:?}", p.kind), "path": p.path, "message": p.message}))
+        .chain(
+            series_problems
+                .iter()
+                .map(|m| json!({"kind": "Warning", "path": "report", "message": m})),
+        )
+        .collect();
+    json!({
+        "header": header(o, run_dir),
+        "metrics": metrics,
+        "rates": rates,
+        "continuous": continuous,
+        "profiles": profiles,
+        "score_column": score_col,
+        "problems": problems,
+        "failed": o.failed_rollouts,
+        "scenes": scenes,
+        "chunks": r.trajectories.len().div_ceil(CHUNK),
+        "chunk_size": CHUNK,
+        "n_rollouts": r.trajectories.len(),
+        "compare": compare,
+    })
+}
+
+/// Why `report` could not rebuild a page.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// The run (or the baseline) could not be aggregated.
+    #[error("{source}")]
+    Aggregate {
+        /// the run dir
+        path: PathBuf,
+        /// why
+        source: Box<crate::aggregate::Error>,
+    },
+    /// The page could not be written.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// aggregate/ of the run
+        path: PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+}
+
+/// `report RUN [--compare BASE]`: rebuilds RUN/aggregate/report.html from the run's batches
+/// (reductions from aggregate's cache where they are current) without rewriting any other output,
+/// with the comparison section when `base` is given. Returns the page's path.
+pub fn rebuild(
+    opts: &crate::aggregate::Options,
+    base: Option<&Path>,
+) -> Result<PathBuf, RebuildError> {
+    let ro = crate::aggregate::Options {
+        read_only: true,
+        ..opts.clone()
+    };
+    let agg = |dir: &Path| {
+        crate::aggregate::run(&crate::aggregate::Options {
+            run_dir: dir.to_path_buf(),
+            ..ro.clone()
+        })
+        .map_err(|e| RebuildError::Aggregate {
+            path: dir.to_path_buf(),
+            source: Box::new(e),
+        })
+    };
+    let current = agg(&opts.run_dir)?;
+    let dir = current.output_dir.clone();
+    let werr = |e| RebuildError::Write {
+        path: dir.clone(),
+        source: e,
+    };
+    fs::create_dir_all(&dir).map_err(werr)?;
+    let videos = videos_of(&dir);
+    let base_outcome = base.map(agg).transpose()?;
+    let rows = base_outcome
+        .as_ref()
+        .map(|b| compare::compare(&current.results, &b.results, &BTreeMap::new()))
+        .unwrap_or_default();
+    let baseline = base
+        .zip(base_outcome.as_ref())
+        .map(|(run_dir, outcome)| Baseline {
+            outcome,
+            run_dir,
+            rows: &rows,
+        });
+    write(
+        &current,
+        &opts.run_dir,
+        &videos,
+        &opts.chain,
+        baseline.as_ref(),
+    )
+    .map_err(werr)?;
+    Ok(dir.join(REPORT))
+}
+
+/// Videos of a run by (scene, rollout), read from its results-summary.json.
+pub fn videos_of(aggregate_dir: &Path) -> HashMap<(String, String), String> {
+    let doc: Value = fs::read(aggregate_dir.join(super::SUMMARY_JSON))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut out = HashMap::new();
+    for key in ["rollouts", "excluded"] {
+        for e in doc[key].as_array().into_iter().flatten() {
+            if let (Some(c), Some(r), Some(v)) = (
+                e["clipgt_id"].as_str(),
+                e["rollout_id"].as_str(),
+                e["video"].as_str(),
+            ) {
+                out.insert((c.to_string(), r.to_string()), v.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn comparison(
+    o: &Outcome,
+    b: &Baseline<'_>,
+    means: &BTreeMap<&str, (usize, Vec<Option<f64>>)>,
+    videos: &HashMap<(String, String), String>,
+) -> Value {
+    let base_means = scene_means(b.outcome);
+    let base_videos = videos_of(&b.outcome.output_dir);
+    let rel_base = pathdiff(&b.outcome.output_dir, &o.output_dir);
+    let cur = &o.results.metric_columns;
+    let base_cols = &b.outcome.results.metric_columns;
+    // Per metric with a direction: the scenes that got worse, worst first (the metrics that
+    // regressed first, then the safety rates, then the rest; five scenes each).
+    let regressed: Vec<&str> = b
+        .rows
+        .iter()
+        .filter(|r| r.regressed)
+        .map(|r| r.metric.as_str())
+        .collect();
+    let mut order: Vec<usize> = (0..cur.len()).collect();
+    order.sort_by_key(|&i| {
+        let n = cur[i].name.as_str();
+        (!regressed.contains(&n), !RATES.iter().any(|r| r.0 == n), i)
+    });
+    let mut worse = Vec::new();
+    for ci in order {
+        let c = &cur[ci];
+        let dir = compare::better(&c.name);
+        let sign = match dir {
+            Better::Lower => 1.0,
+            Better::Higher => -1.0,
+            Better::Neither => continue,
+        };
+        let Some(bi) = base_cols.iter().position(|x| x.name == c.name) else {
+            continue;
+        };
+        let mut rows: Vec<(f64, &str, f64, f64)> = means
+            .iter()
+            .filter_map(|(s, (_, m))| {
+                let now = m.get(ci).copied().flatten()?;
+                let was = base_means.get(s)?.1.get(bi).copied().flatten()?;
+                let d = (now - was) * sign;
+                (d > 1e-12).then_some((d, *s, was, now))
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+        for (d, s, was, now) in rows.into_iter().take(5) {
+            let vid = |v: &HashMap<(String, String), String>, res: &Outcome| {
+                res.results
+                    .trajectories
+                    .iter()
+                    .filter(|t| t.clipgt_id == s)
+                    .find_map(|t| v.get(&(t.clipgt_id.clone(), t.rollout_id.clone())).cloned())
+            };
+            worse.push(
+                json!({"metric": c.name, "regressed": regressed.contains(&c.name.as_str()),
+                "scene": s, "base": was, "current": now,
+                "worse_by": d, "video": vid(videos, o),
+                "base_video": vid(&base_videos, b.outcome).map(|v| format!("{rel_base}/{v}"))}),
+            );
+        }
+    }
+    json!({
+        "base_dir": b.run_dir.display().to_string(),
+        "base_name": b.outcome.results.run_name,
+        "rows": b.rows.iter().map(|m| json!({"metric": m.metric, "n": m.n_scenes,
+            "base": finite(Some(m.base_mean)), "current": finite(Some(m.current_mean)),
+            "diff": finite(Some(m.diff)), "lo": finite(Some(m.ci.0)), "hi": finite(Some(m.ci.1)),
+            "better": better_name(m.better), "regressed": m.regressed})).collect::<Vec<_>>(),
+        "worse": worse,
+    })
+}
+
+/// `to` relative to `from` (both directories), as a URL path.
+fn pathdiff(to: &Path, from: &Path) -> String {
+    let (to, from) = (
+        to.canonicalize().unwrap_or_else(|_| to.to_path_buf()),
+        from.canonicalize().unwrap_or_else(|_| from.to_path_buf()),
+    );
+    let a: Vec<_> = to.components().collect();
+    let b: Vec<_> = from.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = std::iter::repeat_n("..".to_string(), b.len() - common).collect();
+    parts.extend(
+        a[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            pathdiff(Path::new("/a/b/x/aggregate"), Path::new("/a/b/y/aggregate")),
+            "../../x/aggregate"
+        );
+    }
+}
