@@ -46,6 +46,16 @@ pub struct Rate {
     pub scenes: usize,
 }
 
+/// True when every kept rollout's value of metric column `c` is 0, 1 or null (a rate, not a
+/// continuous metric).
+pub fn is_binary(o: &Outcome, c: usize) -> bool {
+    o.results
+        .trajectories
+        .iter()
+        .filter(|t| t.kept)
+        .all(|t| t.values[c].is_none_or(|v| v == 0.0 || v == 1.0))
+}
+
 /// The rates of [`RATES`] the run has.
 pub fn rates(o: &Outcome) -> Vec<Rate> {
     let r = &o.results;

@@ -396,11 +396,9 @@ fn document(
     let metrics: Vec<Value> = r
         .metric_columns
         .iter()
-        .map(|c| {
-            let binary = r.trajectories.iter().filter(|t| t.kept).all(|t| {
-                t.values[r.metric_columns.iter().position(|x| x.name == c.name).unwrap_or(0)]
-                    .is_none_or(|v| v == 0.0 || v == 1.0)
-            });
+        .enumerate()
+        .map(|(i, c)| {
+            let binary = super::super::scorecard::is_binary(o, i);
             json!({"name": c.name, "better": better_name(compare::better(&c.name)), "binary": binary})
         })
         .collect();

@@ -216,12 +216,7 @@ pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
     register_font();
     let r = &o.results;
     let rates = scorecard::rates(o);
-    let binary = |c: usize| {
-        r.trajectories
-            .iter()
-            .filter(|t| t.kept)
-            .all(|t| t.values[c].is_none_or(|v| v == 0.0 || v == 1.0))
-    };
+    let binary = |c: usize| scorecard::is_binary(o, c);
     let scores: Vec<(String, f64, usize)> = r
         .profiles
         .iter()
