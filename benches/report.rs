@@ -96,7 +96,7 @@ fn main() {
     let timings = String::from_utf8_lossy(&o.stderr);
     let report_s: f64 = timings
         .lines()
-        .filter(|l| l.contains("report.html"))
+        .filter(|l| l.contains("report data") || l.contains("report.html"))
         .filter_map(|l| l.split_whitespace().rev().nth(1)?.parse::<f64>().ok())
         .sum();
     let agg = run.join("aggregate");

@@ -922,13 +922,7 @@ fn in_mount_namespace(script: &str, test: &str) -> Option<std::process::Output> 
             };
             // Not a dataset: a sandbox that forbids mounts cannot be fixed by the checkout, so
             // this is reported, not failed (RLIMIT_FSIZE above covers a stopped write there).
-            eprintln!("SKIPPED {test}: cannot mount a tmpfs here ({why})");
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("skipped");
-            let _ = fs::create_dir_all(&dir);
-            let _ = fs::write(
-                dir.join(test),
-                format!("{test}: cannot mount a tmpfs ({why})\n"),
-            );
+            util::record_skip(test, &format!("cannot mount a tmpfs here ({why})"));
             return None;
         }
     }

@@ -122,24 +122,20 @@ pub fn run(
         path: dir.clone(),
         source: e,
     })?;
-    // The run report again, now with its comparison section.
+    // The run report's page again, now with its comparison section (its data in report/ does
+    // not depend on the baseline).
     let videos = super::export::page::videos_of(dir);
     let baseline = super::export::page::Baseline {
         outcome: &base,
         run_dir: base_dir,
         rows: &rows,
     };
-    super::export::page::write(
-        current,
-        &opts.run_dir,
-        &videos,
-        &opts.chain,
-        Some(&baseline),
-    )
-    .map_err(|e| CompareError::Write {
-        path: dir.join(super::export::page::REPORT),
-        source: e,
-    })?;
+    super::export::page::write_html(current, &opts.run_dir, &videos, Some(&baseline)).map_err(
+        |e| CompareError::Write {
+            path: dir.join(super::export::page::REPORT),
+            source: e,
+        },
+    )?;
     Ok(Report {
         regressed: rows
             .iter()

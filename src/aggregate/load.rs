@@ -330,12 +330,22 @@ pub fn reduce_batch(
 
 /// Pivots one trajectory's points to wide form; `Err((metric, t))` on a duplicate row.
 fn widen(tb: &TrajBuild, n_metrics: usize) -> Result<WideTrajectory, (usize, i64)> {
-    let mut timestamps_us: Vec<i64> = tb.points.iter().flatten().map(|p| p.0).collect();
+    widen_points(&tb.points, n_metrics)
+}
+
+/// One trajectory's points per metric id (`(timestamp_us, value)`, usually in time order) as a
+/// wide trajectory over the union of their timestamps; `Err((metric, timestamp))` on a metric
+/// with two rows at one timestamp.
+pub fn widen_points(
+    points: &[Vec<(i64, Option<f64>)>],
+    n_metrics: usize,
+) -> Result<WideTrajectory, (usize, i64)> {
+    let mut timestamps_us: Vec<i64> = points.iter().flatten().map(|p| p.0).collect();
     timestamps_us.sort_unstable();
     timestamps_us.dedup();
     let mut columns = Vec::with_capacity(n_metrics);
     for m in 0..n_metrics {
-        let Some(points) = tb.points.get(m).filter(|p| !p.is_empty()) else {
+        let Some(points) = points.get(m).filter(|p| !p.is_empty()) else {
             columns.push(None);
             continue;
         };

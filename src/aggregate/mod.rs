@@ -400,9 +400,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     if opts.read_only {
         return Ok(outcome);
     }
-    let batch_dirs = outcome.batch_dirs.clone();
-    let written =
-        export::write_all(&mut outcome, opts, &batch_dirs).map_err(|(p, e)| werr(&p, &e))?;
+    let written = export::write_all(&mut outcome, opts).map_err(|(p, e)| werr(&p, &e))?;
     outcome.outputs.extend(written);
     timer.lap("exports");
     if opts.use_cache {

@@ -56,6 +56,20 @@ pub fn is_binary(o: &Outcome, c: usize) -> bool {
         .all(|t| t.values[c].is_none_or(|v| v == 0.0 || v == 1.0))
 }
 
+/// The continuous metric columns: not [`is_binary`], with a median over the run.
+pub fn continuous_columns(o: &Outcome) -> Vec<usize> {
+    (0..o.results.metric_columns.len())
+        .filter(|&c| {
+            !is_binary(o, c)
+                && o.results
+                    .run
+                    .columns
+                    .get(c)
+                    .is_some_and(|s| s.quantiles[2].is_some())
+        })
+        .collect()
+}
+
 /// The rates of [`RATES`] the run has.
 pub fn rates(o: &Outcome) -> Vec<Rate> {
     let r = &o.results;

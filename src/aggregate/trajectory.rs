@@ -209,26 +209,39 @@ pub struct Cut {
     pub end: usize,
 }
 
+/// `traj`'s value of column `c` at row `i` (null where the column is absent).
+fn value_at(traj: &WideTrajectory, c: Option<usize>, i: usize) -> Option<f64> {
+    c.and_then(|c| traj.columns[c].as_ref())
+        .and_then(|col| col[i])
+}
+
+/// The derived `offroad_or_collision > 0` at row `i` (offroad taken as 0 when `offroad_zero`).
+fn offroad_or_collision(
+    traj: &WideTrajectory,
+    cols: &ChainColumns,
+    i: usize,
+    offroad_zero: bool,
+) -> Option<bool> {
+    let off = if offroad_zero {
+        Some(false)
+    } else {
+        gt(value_at(traj, cols.offroad, i), 0.0)
+    };
+    or(gt(value_at(traj, cols.collision_any, i), 0.0), off)
+}
+
 /// Where the chain cuts `traj` (steps 1, 3, 4 and 5 of the module docs); [`reduce`] reduces over
 /// `start..end`, and the run report marks the same rows.
 pub fn cut(traj: &WideTrajectory, cols: &ChainColumns, params: &ChainParams) -> Cut {
     let n = traj.timestamps_us.len();
-    let value = |c: Option<usize>, i: usize| -> Option<f64> {
-        c.and_then(|c| traj.columns[c].as_ref())
-            .and_then(|col| col[i])
-    };
+    let value = |c: Option<usize>, i: usize| value_at(traj, c, i);
     // 1. keep rows from the first eval_relevant > 0 on (all rows if never).
     let start = first_event(0..n, |i| gt(value(cols.eval_relevant, i), 0.0)).unwrap_or(0);
     // 3. drop the whole trajectory on any img_is_black > 0 among the kept rows.
     let dropped = first_event(start..n, |i| gt(value(cols.img_is_black, i), 0.0)).is_some();
     // 4. keep rows up to and including the first offroad_or_collision > 0.
     let mut end = n;
-    if let Some(i) = first_event(start..end, |i| {
-        or(
-            gt(value(cols.collision_any, i), 0.0),
-            gt(value(cols.offroad, i), 0.0),
-        )
-    }) {
+    if let Some(i) = first_event(start..end, |i| offroad_or_collision(traj, cols, i, false)) {
         end = i + 1;
     }
     let event_end = end;
@@ -257,10 +270,7 @@ pub fn reduce(
     params: &ChainParams,
 ) -> Reduced {
     let n = traj.timestamps_us.len();
-    let value = |c: Option<usize>, i: usize| -> Option<f64> {
-        c.and_then(|c| traj.columns[c].as_ref())
-            .and_then(|col| col[i])
-    };
+    let value = |c: Option<usize>, i: usize| value_at(traj, c, i);
     let mut counts = ModifierCounts::default();
     let touched = |removed: usize| ModifierCount {
         rows: removed as u64,
@@ -285,14 +295,7 @@ pub fn reduce(
         .offroad
         .and_then(|c| traj.columns[c].as_ref())
         .is_some();
-    let oc = |i: usize, offroad_zero: bool| -> Option<bool> {
-        let off = if offroad_zero {
-            Some(false)
-        } else {
-            gt(value(cols.offroad, i), 0.0)
-        };
-        or(gt(value(cols.collision_any, i), 0.0), off)
-    };
+    let oc = |i: usize, offroad_zero: bool| offroad_or_collision(traj, cols, i, offroad_zero);
     let at_fault = |i: usize| -> Option<bool> {
         or(
             gt(value(cols.collision_front, i), 0.0),

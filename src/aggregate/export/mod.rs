@@ -32,12 +32,8 @@ pub const UNPROCESSED: &str = "metrics_unprocessed.parquet";
 pub const SUMMARY_JSON: &str = "results-summary.json";
 
 /// Writes every output except metrics_unprocessed.parquet; returns the paths written or the
-/// path that failed with its error. `batch_dirs[i]` is the directory of merged batch `i`.
-pub fn write_all(
-    outcome: &mut Outcome,
-    opts: &Options,
-    batch_dirs: &[PathBuf],
-) -> Result<Vec<PathBuf>, (PathBuf, String)> {
+/// path that failed with its error.
+pub fn write_all(outcome: &mut Outcome, opts: &Options) -> Result<Vec<PathBuf>, (PathBuf, String)> {
     let dir = outcome.output_dir.clone();
     let p = |n: &str| dir.join(n);
     let e = |path: PathBuf| move |err: std::io::Error| (path, err.to_string());
@@ -47,13 +43,19 @@ pub fn write_all(
         &opts.run_dir,
         &dir,
         outcome,
-        batch_dirs,
+        &outcome.batch_dirs,
         opts.chain.max_dist_to_gt_m,
     )
     .map_err(e(p("videos")))?;
     outcome.problems.extend(video_report.problems);
-    outcome.problems.sort();
     timer.lap("videos");
+    // The run report's data (rollout chunks, series) next: a batch whose series cannot be read
+    // again is a warning every report lists.
+    let unreadable = page::write_data(outcome, &opts.run_dir, &video_report.links, &opts.chain)
+        .map_err(e(p(page::REPORT_DATA)))?;
+    outcome.problems.extend(unreadable);
+    outcome.problems.sort();
+    timer.lap("report data");
     tables::write_results(&p(RESULTS), outcome).map_err(e(p(RESULTS)))?;
     tables::write_by_scene(&p(RESULTS_BY_SCENE), outcome).map_err(e(p(RESULTS_BY_SCENE)))?;
     tables::write_by_tag(&p(RESULTS_BY_TAG), outcome).map_err(e(p(RESULTS_BY_TAG)))?;
@@ -65,26 +67,19 @@ pub fn write_all(
     png::write(&p(PNG), outcome).map_err(e(p(PNG)))?;
     png::write_histograms(&p(HISTOGRAMS), outcome).map_err(e(p(HISTOGRAMS)))?;
     timer.lap("png");
-    let pages = page::write(
-        outcome,
-        &opts.run_dir,
-        &video_report.links,
-        &opts.chain,
-        None,
-    )
-    .map_err(e(p(page::REPORT)))?;
+    let html = page::write_html(outcome, &opts.run_dir, &video_report.links, None)
+        .map_err(e(p(page::REPORT)))?;
     timer.lap("report.html");
-    Ok(pages
-        .into_iter()
-        .chain([
-            p(RESULTS),
-            p(RESULTS_BY_SCENE),
-            p(RESULTS_BY_TAG),
-            p(SUMMARY_JSON),
-            p(TXT),
-            p(PNG),
-            p(HISTOGRAMS),
-            p("videos"),
-        ])
-        .collect())
+    Ok(vec![
+        html,
+        p(page::REPORT_DATA),
+        p(RESULTS),
+        p(RESULTS_BY_SCENE),
+        p(RESULTS_BY_TAG),
+        p(SUMMARY_JSON),
+        p(TXT),
+        p(PNG),
+        p(HISTOGRAMS),
+        p("videos"),
+    ])
 }

@@ -7,7 +7,7 @@
 //! small run, the worst [`SERIES_WORST`] of a large one) with the rows the aggregation kept.
 //! The scorecard's numbers come from [`crate::aggregate::scorecard`], as metrics_results.png's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -18,8 +18,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::aggregate::compare::{self, Better, MetricComparison};
+use crate::aggregate::load;
 use crate::aggregate::trajectory::{self, names, ChainColumns, ChainParams, WideTrajectory};
-use crate::aggregate::Outcome;
+use crate::aggregate::{Outcome, Problem, ProblemKind};
 use crate::fsutil;
 use crate::metrics_file::{self, col};
 
@@ -37,7 +38,7 @@ pub const SERIES_WORST: usize = 500;
 const SCRIPT: &str = include_str!("../../../assets/report.js");
 const STYLE: &str = include_str!("../../../assets/report.css");
 
-use super::super::scorecard::RATES;
+use crate::aggregate::scorecard::{self, RATES};
 
 /// A baseline run for the comparison section.
 pub struct Baseline<'a> {
@@ -49,15 +50,16 @@ pub struct Baseline<'a> {
     pub rows: &'a [MetricComparison],
 }
 
-/// Writes aggregate/report.html and aggregate/report/ for `o` (run dir `run_dir`), with
-/// `videos` mapping (scene, rollout) to a video path relative to aggregate/. Returns the paths.
-pub fn write(
+/// Writes aggregate/report/ for `o` (run dir `run_dir`): the rollout chunks and the series,
+/// with `videos` mapping (scene, rollout) to a video path relative to aggregate/. They do not
+/// depend on a baseline, so a comparison rewrites only the page ([`write_html`]). Returns a
+/// warning for each batch whose series could not be read again.
+pub fn write_data(
     o: &Outcome,
     run_dir: &Path,
     videos: &HashMap<(String, String), String>,
     params: &ChainParams,
-    base: Option<&Baseline<'_>>,
-) -> std::io::Result<Vec<PathBuf>> {
+) -> std::io::Result<Vec<Problem>> {
     let dir = &o.output_dir;
     let r = &o.results;
     let data_dir = dir.join(REPORT_DATA);
@@ -66,17 +68,7 @@ pub fn write(
         fs::remove_dir_all(&tmp)?;
     }
     fs::create_dir_all(&tmp)?;
-
-    let scene_index: BTreeMap<&str, usize> = {
-        let mut ids: Vec<&str> = r
-            .trajectories
-            .iter()
-            .map(|t| t.clipgt_id.as_str())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.into_iter().enumerate().map(|(i, s)| (s, i)).collect()
-    };
+    let scene_index = scene_index(o);
     let with_series = series_choice(o);
     // Rollout chunks, written in parallel.
     use rayon::prelude::*;
@@ -100,7 +92,7 @@ pub fn write(
                         t.rollout_id.as_str(),
                         t.kept,
                         videos.get(&(t.clipgt_id.clone(), t.rollout_id.clone())),
-                        with_series.contains_key(&(k * CHUNK + j)),
+                        with_series.contains(&(k * CHUNK + j)),
                         batch_rel(run_dir, &o.batch_dirs, t.batch),
                         t.values.iter().map(|v| finite(*v)).collect(),
                     )
@@ -112,17 +104,27 @@ pub fn write(
     )?;
     // Series, read again from their batches' metrics.parquet (one read per batch, in parallel).
     let mut by_batch: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for &i in with_series.keys() {
+    for &i in &with_series {
         by_batch.entry(r.trajectories[i].batch).or_default().push(i);
     }
     let by_batch: Vec<(usize, Vec<usize>)> = by_batch.into_iter().collect();
-    let results: Vec<std::io::Result<Option<String>>> = by_batch
+    let results: Vec<std::io::Result<Option<Problem>>> = by_batch
         .par_iter()
         .map(|(b, idx)| {
             let file = o.batch_dirs[*b].join("metrics.parquet");
             let found = match read_series(&file) {
                 Ok(found) => found,
-                Err(e) => return Ok(Some(format!("{}: {e}", file.display()))),
+                Err(e) => {
+                    return Ok(Some(Problem {
+                        kind: ProblemKind::Warning,
+                        path: file
+                            .strip_prefix(run_dir)
+                            .unwrap_or(&file)
+                            .display()
+                            .to_string(),
+                        message: format!("its series cannot be read for the run report ({e})"),
+                    }))
+                }
             };
             for &i in idx {
                 let t = &r.trajectories[i];
@@ -147,28 +149,52 @@ pub fn write(
             Ok(None)
         })
         .collect();
-    let mut series_problems = Vec::new();
+    let mut problems = Vec::new();
     for r in results {
-        series_problems.extend(r?);
+        problems.extend(r?);
     }
+    if data_dir.exists() {
+        fs::remove_dir_all(&data_dir)?;
+    }
+    fs::rename(&tmp, &data_dir)?;
+    Ok(problems)
+}
 
-    let doc = document(o, run_dir, videos, base, &scene_index, &series_problems);
+/// Writes aggregate/report.html for `o` (its report/ written by [`write_data`]), with the
+/// comparison section when `base` is given. Returns its path.
+pub fn write_html(
+    o: &Outcome,
+    run_dir: &Path,
+    videos: &HashMap<(String, String), String>,
+    base: Option<&Baseline<'_>>,
+) -> std::io::Result<PathBuf> {
+    let doc = document(o, run_dir, videos, base);
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} — drivekit run report</title><style>{STYLE}</style></head>\n<body>\
          <noscript>This report needs JavaScript; the numbers are also in metrics_results.txt.</noscript>\
          <div id=\"app\"></div>\n<script>const DATA = {};</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
-        esc(&r.run_name),
+        esc(&o.results.run_name),
         // `</` cannot close the script element from inside a JSON string.
         serde_json::to_string(&doc)?.replace("</", "<\\/"),
     );
-    if data_dir.exists() {
-        fs::remove_dir_all(&data_dir)?;
-    }
-    fs::rename(&tmp, &data_dir)?;
-    fsutil::write_atomic(&dir.join(REPORT), html.as_bytes())?;
-    Ok(vec![dir.join(REPORT), data_dir])
+    let path = o.output_dir.join(REPORT);
+    fsutil::write_atomic(&path, html.as_bytes())?;
+    Ok(path)
+}
+
+/// Each scene of the run's rollouts → its index in the page's scene list (sorted by id).
+fn scene_index(o: &Outcome) -> BTreeMap<&str, usize> {
+    let mut ids: Vec<&str> = o
+        .results
+        .trajectories
+        .iter()
+        .map(|t| t.clipgt_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().enumerate().map(|(i, s)| (s, i)).collect()
 }
 
 fn esc(s: &str) -> String {
@@ -188,12 +214,12 @@ fn batch_rel(run_dir: &Path, dirs: &[PathBuf], b: usize) -> Option<String> {
 }
 
 /// The rollouts that get a series file: all of a small run, else the worst (earliest incident,
-/// then largest deviation from the log) — index → rank.
-fn series_choice(o: &Outcome) -> HashMap<usize, usize> {
+/// then largest deviation from the log).
+fn series_choice(o: &Outcome) -> BTreeSet<usize> {
     let r = &o.results;
     let n = r.trajectories.len();
     if n <= SERIES_ALL_UP_TO {
-        return (0..n).map(|i| (i, i)).collect();
+        return (0..n).collect();
     }
     let c = |name: &str| r.metric_columns.iter().position(|c| c.name == name);
     let (oc, dur, dev) = (
@@ -215,8 +241,7 @@ fn series_choice(o: &Outcome) -> HashMap<usize, usize> {
     order
         .into_iter()
         .take(SERIES_WORST)
-        .enumerate()
-        .map(|(rank, (_, _, i))| (i, rank))
+        .map(|(_, _, i)| i)
         .collect()
 }
 
@@ -226,7 +251,9 @@ fn read_series(
 ) -> Result<HashMap<String, (Vec<String>, WideTrajectory)>, metrics_file::MetricsFileError> {
     let mut names: Vec<String> = Vec::new();
     let mut name_ids: HashMap<String, usize> = HashMap::new();
-    let mut points: HashMap<String, Vec<(usize, i64, Option<f64>)>> = HashMap::new();
+    // Per rollout, per metric id: (timestamp, value).
+    type Points = Vec<Vec<(i64, Option<f64>)>>;
+    let mut points: HashMap<String, Points> = HashMap::new();
     for batch in metrics_file::open_metrics_file(file)? {
         let batch = batch?;
         let dict = |c: usize| -> (Vec<String>, Vec<i32>) {
@@ -251,33 +278,20 @@ fn read_series(
                 names.push(name.clone());
             }
             let v = (!vals.is_null(i)).then(|| vals.value(i));
-            points
-                .entry(roll.clone())
-                .or_default()
-                .push((m, ts.value(i), v));
+            let p = points.entry(roll.clone()).or_default();
+            if p.len() <= m {
+                p.resize_with(m + 1, Vec::new);
+            }
+            p[m].push((ts.value(i), v));
         }
     }
+    // A rollout with two rows of one metric at one timestep has no series (aggregate rejects
+    // such a batch).
     Ok(points
         .into_iter()
-        .map(|(roll, pts)| {
-            let mut t: Vec<i64> = pts.iter().map(|p| p.1).collect();
-            t.sort_unstable();
-            t.dedup();
-            let mut columns: Vec<Option<Vec<Option<f64>>>> = vec![None; names.len()];
-            for (m, ts, v) in pts {
-                let k = t.binary_search(&ts).unwrap_or(0);
-                columns[m].get_or_insert_with(|| vec![None; t.len()])[k] = v;
-            }
-            (
-                roll,
-                (
-                    names.clone(),
-                    WideTrajectory {
-                        timestamps_us: t,
-                        columns,
-                    },
-                ),
-            )
+        .filter_map(|(roll, pts)| {
+            let wide = load::widen_points(&pts, names.len()).ok()?;
+            Some((roll, (names.clone(), wide)))
         })
         .collect())
 }
@@ -290,34 +304,19 @@ fn better_name(b: Better) -> &'static str {
     }
 }
 
-/// Per scene: mean over its kept rollouts of each metric column.
+/// Per scene: its kept rollouts and each metric column's mean over them (finite or null), as
+/// metrics_results_by_scene.parquet and `aggregate --compare` have them.
 fn scene_means(o: &Outcome) -> BTreeMap<&str, (usize, Vec<Option<f64>>)> {
-    let r = &o.results;
-    let m = r.metric_columns.len();
-    // Per scene: kept rollouts, and per column the sum and count of finite values.
-    type Sums = (usize, Vec<(f64, usize)>);
-    let mut acc: BTreeMap<&str, Sums> = BTreeMap::new();
-    for t in r.trajectories.iter().filter(|t| t.kept) {
-        let e = acc
-            .entry(t.clipgt_id.as_str())
-            .or_insert_with(|| (0, vec![(0.0, 0); m]));
-        e.0 += 1;
-        for (slot, v) in e.1.iter_mut().zip(&t.values) {
-            if let Some(v) = v.filter(|v| v.is_finite()) {
-                slot.0 += v;
-                slot.1 += 1;
-            }
-        }
-    }
-    acc.into_iter()
-        .map(|(s, (n, sums))| {
+    let m = o.results.metric_columns.len();
+    o.results
+        .by_scene
+        .iter()
+        .map(|(scene, st)| {
             (
-                s,
+                scene.as_str(),
                 (
-                    n,
-                    sums.into_iter()
-                        .map(|(sum, c)| (c > 0).then(|| sum / c as f64))
-                        .collect(),
+                    st.n_rollouts,
+                    st.columns.iter().take(m).map(|c| finite(c.mean)).collect(),
                 ),
             )
         })
@@ -388,33 +387,24 @@ fn document(
     run_dir: &Path,
     videos: &HashMap<(String, String), String>,
     base: Option<&Baseline<'_>>,
-    scene_index: &BTreeMap<&str, usize>,
-    series_problems: &[String],
 ) -> Value {
     let r = &o.results;
+    let scene_index = scene_index(o);
     let means = scene_means(o);
     let metrics: Vec<Value> = r
         .metric_columns
         .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let binary = super::super::scorecard::is_binary(o, i);
-            json!({"name": c.name, "better": better_name(compare::better(&c.name)), "binary": binary})
-        })
+        .map(|c| json!({"name": c.name, "better": better_name(compare::better(&c.name))}))
         .collect();
-    let rates = super::super::scorecard::rates(o);
+    let rates = scorecard::rates(o);
     // Continuous metrics: every non-binary column.
-    let continuous: Vec<Value> = r
-        .metric_columns
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !metrics[*i]["binary"].as_bool().unwrap_or(true))
-        .filter_map(|(i, c)| {
-            let s = r.run.columns.get(i)?;
-            s.quantiles[2]?;
-            Some(json!({"name": c.name, "better": better_name(compare::better(&c.name)),
+    let continuous: Vec<Value> = scorecard::continuous_columns(o)
+        .into_iter()
+        .map(|i| {
+            let (c, s) = (&r.metric_columns[i], &r.run.columns[i]);
+            json!({"name": c.name, "better": better_name(compare::better(&c.name)),
                 "p05": s.quantiles[0], "p25": s.quantiles[1], "median": s.quantiles[2],
-                "p75": s.quantiles[3], "p95": s.quantiles[4], "mean": finite(s.mean), "n": s.count}))
+                "p75": s.quantiles[3], "p95": s.quantiles[4], "mean": finite(s.mean), "n": s.count})
         })
         .collect();
     let profiles: Vec<Value> = r
@@ -433,15 +423,15 @@ fn document(
         .flat_map(|p| &p.scores)
         .map(|s| s.column)
         .next();
+    let mut failed_in: HashMap<&str, usize> = HashMap::new();
+    for f in &o.failed_rollouts {
+        *failed_in.entry(f.clipgt_id.as_str()).or_default() += 1;
+    }
     let scenes: Vec<Value> = scene_index
         .keys()
         .map(|s| {
             let (n, m) = means.get(s).cloned().unwrap_or((0, Vec::new()));
-            let failed = o
-                .failed_rollouts
-                .iter()
-                .filter(|f| f.clipgt_id == *s)
-                .count();
+            let failed = failed_in.get(s).copied().unwrap_or(0);
             json!({"id": s, "tags": r.scene_tags.get(*s).cloned().unwrap_or_default(),
                 "n": n, "failed": failed, "means": m.into_iter().map(finite).collect::<Vec<_>>()})
         })
@@ -451,11 +441,6 @@ fn document(
         .problems
         .iter()
         .map(|p| json!({"kind": format!("{:?}", p.kind), "path": p.path, "message": p.message}))
-        .chain(
-            series_problems
-                .iter()
-                .map(|m| json!({"kind": "Warning", "path": "report", "message": m})),
-        )
         .collect();
     json!({
         "header": header(o, run_dir),
@@ -516,7 +501,7 @@ pub fn rebuild(
             source: Box::new(e),
         })
     };
-    let current = agg(&opts.run_dir)?;
+    let mut current = agg(&opts.run_dir)?;
     let dir = current.output_dir.clone();
     let werr = |e| RebuildError::Write {
         path: dir.clone(),
@@ -524,6 +509,9 @@ pub fn rebuild(
     };
     fs::create_dir_all(&dir).map_err(werr)?;
     let videos = videos_of(&dir);
+    let unreadable = write_data(&current, &opts.run_dir, &videos, &opts.chain).map_err(werr)?;
+    current.problems.extend(unreadable);
+    current.problems.sort();
     let base_outcome = base.map(agg).transpose()?;
     let rows = base_outcome
         .as_ref()
@@ -536,15 +524,7 @@ pub fn rebuild(
             run_dir,
             rows: &rows,
         });
-    write(
-        &current,
-        &opts.run_dir,
-        &videos,
-        &opts.chain,
-        baseline.as_ref(),
-    )
-    .map_err(werr)?;
-    Ok(dir.join(REPORT))
+    write_html(&current, &opts.run_dir, &videos, baseline.as_ref()).map_err(werr)
 }
 
 /// Videos of a run by (scene, rollout), read from its results-summary.json.

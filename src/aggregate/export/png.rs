@@ -216,7 +216,6 @@ pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
     register_font();
     let r = &o.results;
     let rates = scorecard::rates(o);
-    let binary = |c: usize| scorecard::is_binary(o, c);
     let scores: Vec<(String, f64, usize)> = r
         .profiles
         .iter()
@@ -225,15 +224,9 @@ pub fn write(path: &Path, o: &Outcome) -> std::io::Result<()> {
         .map(|s| (s.name.to_string(), s.sum / s.n_scored as f64, s.column))
         .collect();
     let score_cols: Vec<usize> = scores.iter().map(|s| s.2).collect();
-    let continuous: Vec<usize> = (0..r.metric_columns.len())
-        .filter(|&c| {
-            !binary(c)
-                && !score_cols.contains(&c)
-                && r.run
-                    .columns
-                    .get(c)
-                    .is_some_and(|s| s.quantiles[2].is_some())
-        })
+    let continuous: Vec<usize> = scorecard::continuous_columns(o)
+        .into_iter()
+        .filter(|c| !score_cols.contains(c))
         .collect();
     let sections = [rates.len(), continuous.len(), scores.len()];
     let body: i32 = sections.iter().map(|&n| 40 + ROW * n.max(1) as i32).sum();
