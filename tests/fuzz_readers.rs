@@ -226,6 +226,17 @@ fn run_once(out: &Path) -> PathBuf {
         .to_path_buf()
 }
 
+/// The AV2 sensor log of tests/data with `annotations` or `poses` replaced.
+fn sensor_log(annotations: Option<&Path>, poses: Option<&Path>) -> bool {
+    let s = util::test_data().join("av2/sensor_log");
+    drivekit::scene::av2_sensor::import_sensor_log(
+        annotations.unwrap_or(&s.join("annotations.feather")),
+        poses.unwrap_or(&s.join("city_SE3_egovehicle.feather")),
+        &s.join("log_map_archive_adcf7d18-0510-35b0-a2fa-b4cea13a6d76____PIT_city_57819.json"),
+    )
+    .is_ok()
+}
+
 #[test]
 fn readers_survive_mutated_input() {
     let d = tempfile::tempdir().unwrap();
@@ -334,50 +345,22 @@ fn readers_survive_mutated_input() {
         drivekit::scene::Scene::load(p).is_ok()
     });
 
-    // The Argoverse 2 sensor-log importer: its two Arrow IPC (feather) files.
+    // The Argoverse 2 sensor-log importer: its two Arrow IPC (feather) files, each mutated
+    // with the other and the map as they are.
     let sensor = util::test_data().join("av2/sensor_log");
-    let ann = fs::read(sensor.join("annotations.feather")).unwrap();
-    fuzz_with(
-        "av2 sensor annotations",
-        &ann,
-        d.path().join("annotations.feather"),
-        |p| {
-            let s = util::test_data().join("av2/sensor_log");
-            drivekit::scene::av2_sensor::import_sensor_log(
-                p,
-                &s.join("city_SE3_egovehicle.feather"),
-                &s.join(
-                    "log_map_archive_adcf7d18-0510-35b0-a2fa-b4cea13a6d76____PIT_city_57819.json",
-                ),
-            )
-            .is_ok()
-        },
-        Plan {
-            mutants: 100,
-            ..PLAN
-        },
-    );
-    let poses = fs::read(sensor.join("city_SE3_egovehicle.feather")).unwrap();
-    fuzz_with(
-        "av2 sensor poses",
-        &poses,
-        d.path().join("poses.feather"),
-        |p| {
-            let s = util::test_data().join("av2/sensor_log");
-            drivekit::scene::av2_sensor::import_sensor_log(
-                &s.join("annotations.feather"),
-                p,
-                &s.join(
-                    "log_map_archive_adcf7d18-0510-35b0-a2fa-b4cea13a6d76____PIT_city_57819.json",
-                ),
-            )
-            .is_ok()
-        },
-        Plan {
-            mutants: 100,
-            ..PLAN
-        },
-    );
+    for (name, file, read) in [
+        (
+            "av2 sensor annotations",
+            "annotations.feather",
+            (|p| sensor_log(Some(p), None)) as fn(&Path) -> bool,
+        ),
+        ("av2 sensor poses", "city_SE3_egovehicle.feather", |p| {
+            sensor_log(None, Some(p))
+        }),
+    ] {
+        let orig = fs::read(sensor.join(file)).unwrap();
+        fuzz_n(name, &orig, d.path().join(file), read, 100);
+    }
 
     // A nuPlan metric test case (JSON), through its importer.
     let case =
