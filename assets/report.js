@@ -16,7 +16,8 @@
   const waiting = {};
   window.DK = {
     chunk: function (k, rows) { chunks[k] = rows; done("chunk" + k); },
-    series: function (i, s) { series[i] = s; done("series" + i); },
+    series: function (i, s) { series[i] = s; },
+    done: function (key) { done(key); },
   };
   function done(key) { (waiting[key] || []).forEach(function (f) { f(); }); delete waiting[key]; }
   function load(key, src, f) {
@@ -327,16 +328,18 @@
       wrap.appendChild(left);
       const right = h("div", { id: "series" });
       wrap.appendChild(right);
-      if (!r[4]) {
+      if (r[4] === null) {
         right.appendChild(h("p", { class: "note", text: "Per-step series are kept for every rollout of runs up to 2000 rollouts and for the 500 worst of larger runs; this one's are in its metrics.parquet." }));
         document.body.dataset.loaded = "1";
         return;
       }
-      load("series" + i, "report/series-" + i + ".js", function (e) {
-        if (e) { right.appendChild(h("p", { text: "Could not load its series." })); return; }
+      // r[4]: its batch's series file, which holds the series of that batch's rollouts.
+      const plot = function (e) {
+        if (e || !series[i]) { right.appendChild(h("p", { text: "Could not load its series." })); return; }
         plotSeries(right, series[i]);
         document.body.dataset.loaded = "1";
-      });
+      };
+      if (series[i]) plot(); else load("series" + r[4], "report/series-" + r[4] + ".js", plot);
     });
   }
   function plotSeries(el, sr) {

@@ -173,22 +173,27 @@ fn main() {
         return;
     }
     println!();
-    println!("AlpaSim-written input (every metrics.parquet rewritten by polars), cold, against AlpaSim's own aggregation of such runs (DESIGN §9: measured on this kind of 2-core machine, not re-run here):");
+    println!("AlpaSim-written input (every metrics.parquet rewritten by polars), cold, against the same run as drivekit writes it (measured here, same run of the bench) and AlpaSim's own aggregation of such runs (DESIGN §9: measured on this kind of 2-core machine, not re-run here: AlpaSim is not installable here):");
     println!();
-    println!("| rollouts | drivekit wall (s) | peak RSS (MB) | AlpaSim (DESIGN §9) | speed-up | less memory |");
-    println!("|---:|---:|---:|---|---:|---:|");
+    println!("| rollouts | polars-written wall (s) | peak RSS (MB) | drivekit-written wall (s) | polars / drivekit-written | AlpaSim (DESIGN §9) | speed-up | less memory |");
+    println!("|---:|---:|---:|---:|---:|---|---:|---:|");
     for n in polars_sizes {
         let Some(dir) = ensure_run_as(&root, n, true) else {
-            println!("| {n} | skipped: python3 with polars not found (make test installs it in target/test-venv) | | | | |");
+            println!("| {n} | skipped: python3 with polars not found (make test installs it in target/test-venv) | | | | | | |");
             continue;
         };
+        let own = ensure_run(&root, n);
+        let _ = std::fs::remove_dir_all(own.join("aggregate"));
+        let own = run_aggregate(&own, &[]);
         let _ = std::fs::remove_dir_all(dir.join("aggregate"));
         let cold = run_aggregate(&dir, &[]);
         let alpasim = ALPASIM.iter().find(|a| a.0 == n);
         println!(
-            "| {n} | {:.2} | {:.0} | {} | {} | {} |",
+            "| {n} | {:.2} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
             cold.wall_s,
             cold.peak_rss_mb,
+            own.wall_s,
+            cold.wall_s / own.wall_s,
             alpasim.map_or("not measured at this size".into(), |a| format!(
                 "{} s, {} GB",
                 a.1, a.2

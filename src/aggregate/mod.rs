@@ -233,8 +233,11 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     } else {
         Default::default()
     };
+    // Columns as nullable as the first batch's: then every batch from the same writer is copied.
+    let first_metrics = complete.first().map(|b| b.dir.join(run_dir::METRICS));
+    let out_schema = unprocessed::output_schema(first_metrics.as_deref());
     let previous = if opts.use_cache && !opts.read_only {
-        PreviousFile::open(&unprocessed_path)
+        PreviousFile::open(&unprocessed_path, &out_schema)
     } else {
         None
     };
@@ -248,7 +251,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         None
     } else {
         Some(
-            UnprocessedWriter::create(&unprocessed_path, &guess)
+            UnprocessedWriter::create(&unprocessed_path, &guess, out_schema.clone())
                 .map_err(|e| werr(&unprocessed_path, &e))?,
         )
     };
@@ -294,43 +297,75 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         }
         out
     };
-    for (group, group_keys) in complete.chunks(chunk).zip(keys.chunks(chunk)) {
-        let loaded: Vec<Loaded> = group
-            .par_iter()
-            .zip(group_keys)
-            .map(|(b, key)| load_one(b, key, opts, &cached, previous.as_ref(), encoder.as_ref()))
-            .collect();
-        for (b, l) in group.iter().zip(loaded) {
-            bar.inc(1);
-            if let Loaded::Reduced(_, red) | Loaded::Cached(_, red, _) | Loaded::Fresh(_, red, _) =
-                &l
-            {
-                problems.extend(suspicious(&b.rel, red));
-            }
-            match l {
-                Loaded::Skipped(p) => problems.push(p),
-                Loaded::Reduced(key, red) => {
-                    n_read += 1;
-                    reductions.push((b.rel.clone(), key, red));
+    // One thread appends to metrics_unprocessed.parquet (copying chunks is mostly I/O) while
+    // the workers read and reduce the next batches.
+    writer = std::thread::scope(|scope| -> Result<Option<UnprocessedWriter>, Error> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(BatchKey, Source<'_>)>(chunk * 2);
+        let appender = writer.take().map(|mut w| {
+            scope.spawn(move || -> Result<UnprocessedWriter, parquet::errors::ParquetError> {
+                for (key, source) in rx {
+                    w.append(key, source)?;
                 }
-                Loaded::Cached(key, red, groups) => {
-                    if let Some(w) = writer.as_mut() {
-                        let prev = previous.as_ref().expect("cached only with a previous file");
-                        w.append(key.clone(), Source::Copy(prev, groups))
-                            .map_err(|e| werr(&unprocessed_path, &e))?;
+                Ok(w)
+            })
+        });
+        let tx = appender.as_ref().map(|_| tx);
+        // False when the appender stopped on an error (reported when it is joined below).
+        let send = |key: &BatchKey, source| {
+            tx.as_ref()
+                .is_some_and(|tx| tx.send((key.clone(), source)).is_ok())
+        };
+        'groups: for (group, group_keys) in complete.chunks(chunk).zip(keys.chunks(chunk)) {
+            let loaded: Vec<Loaded> = group
+                .par_iter()
+                .zip(group_keys)
+                .map(|(b, key)| {
+                    load_one(b, key, opts, &cached, previous.as_ref(), encoder.as_ref())
+                })
+                .collect();
+            for (b, l) in group.iter().zip(loaded) {
+                bar.inc(1);
+                if let Loaded::Reduced(_, red)
+                | Loaded::Cached(_, red, _)
+                | Loaded::Fresh(_, red, _) = &l
+                {
+                    problems.extend(suspicious(&b.rel, red));
+                }
+                match l {
+                    Loaded::Skipped(p) => problems.push(p),
+                    Loaded::Reduced(key, red) => {
+                        n_read += 1;
+                        reductions.push((b.rel.clone(), key, red));
                     }
-                    reductions.push((b.rel.clone(), key, red));
-                }
-                Loaded::Fresh(key, red, rows) => {
-                    n_read += 1;
-                    let w = writer.as_mut().expect("fresh batches only when writing");
-                    w.append(key.clone(), rows)
-                        .map_err(|e| werr(&unprocessed_path, &e))?;
-                    reductions.push((b.rel.clone(), key, red));
+                    Loaded::Cached(key, red, groups) => {
+                        if tx.is_some() {
+                            let prev = previous.as_ref().expect("cached only with a previous file");
+                            if !send(&key, Source::Copy(prev, groups)) {
+                                break 'groups;
+                            }
+                        }
+                        reductions.push((b.rel.clone(), key, red));
+                    }
+                    Loaded::Fresh(key, red, rows) => {
+                        n_read += 1;
+                        if !send(&key, rows) {
+                            break 'groups;
+                        }
+                        reductions.push((b.rel.clone(), key, red));
+                    }
                 }
             }
         }
-    }
+        drop(tx);
+        match appender {
+            Some(h) => h
+                .join()
+                .expect("the metrics_unprocessed.parquet appender does not panic")
+                .map(Some)
+                .map_err(|e| werr(&unprocessed_path, &e)),
+            None => Ok(None),
+        }
+    })?;
     bar.finish_and_clear();
 
     timer.lap("read + reduce + unprocessed");
@@ -375,7 +410,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     };
     if let Some(path) = &unprocessed {
         if results.run_uuid != guess || !rejected.is_empty() {
-            rewrite_unprocessed(path, &results.run_uuid, &reductions, &rejected)?;
+            rewrite_unprocessed(path, &out_schema, &results.run_uuid, &reductions, &rejected)?;
         }
     }
 
@@ -463,6 +498,7 @@ fn classify<'a>(
 /// copying the encoded rows of the others.
 fn rewrite_unprocessed(
     path: &Path,
+    schema: &arrow_schema::SchemaRef,
     run_uuid: &str,
     reductions: &[(String, BatchKey, BatchReduction)],
     rejected: &BTreeSet<String>,
@@ -471,8 +507,8 @@ fn rewrite_unprocessed(
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let prev = PreviousFile::open(path).ok_or_else(|| werr(&"cannot reopen"))?;
-    let mut w = UnprocessedWriter::create(path, run_uuid).map_err(|e| werr(&e))?;
+    let prev = PreviousFile::open(path, schema).ok_or_else(|| werr(&"cannot reopen"))?;
+    let mut w = UnprocessedWriter::create(path, run_uuid, schema.clone()).map_err(|e| werr(&e))?;
     for (rel, key, _) in reductions {
         if rejected.contains(rel) {
             continue;

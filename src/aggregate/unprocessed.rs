@@ -1,9 +1,12 @@
 //! `aggregate/metrics_unprocessed.parquet`: every metrics row of the run, with the combined
 //! run_uuid, one row group per batch in sorted batch order.
 //!
-//! A batch whose metrics.parquet has exactly drivekit's schema (files written by drivekit) has its
-//! encoded column chunks copied as they are; any other file is re-encoded on the worker that read
-//! it (so encoding runs in parallel). One writer appends the row groups in order. The `run_uuid` column is encoded at append time, because the
+//! The output has drivekit's columns and types, each column nullable as it is in the run's first
+//! batch ([`output_schema`]): drivekit writes its key columns required, polars and pyarrow (and so
+//! AlpaSim) write every column optional. A batch whose columns then match the output's exactly
+//! (name, type, nullability, whichever writer made it) has its encoded column chunks copied as
+//! they are; any other file is re-encoded on the worker that read it (so encoding runs in
+//! parallel). One writer appends the row groups in order. The `run_uuid` column is encoded at append time, because the
 //! combined id is only final once every batch is read. A rerun copies the encoded bytes of
 //! unchanged batches from the previous file instead of reading their metrics again; which batch
 //! each row group holds is recorded in the file's key-value metadata.
@@ -15,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray};
-use arrow_schema::Schema;
+use arrow_schema::{Field, Schema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
@@ -35,6 +38,42 @@ use crate::metrics_file::{self, col};
 
 const KV_ROW_GROUPS: &str = "drivekit.row_groups";
 const KV_RUN_UUID: &str = "drivekit.run_uuid";
+
+/// [`metrics_file::arrow_schema`] with each column as nullable as in the metrics file `like`
+/// (the run's first batch; a column it lacks, or the whole file when unreadable, keeps drivekit's
+/// nullability). Every batch written by the same writer then matches the output column for
+/// column, so its chunks are copied, not re-encoded.
+pub fn output_schema(like: Option<&Path>) -> SchemaRef {
+    let base = metrics_file::arrow_schema();
+    let Some(descr) = like
+        .and_then(|p| File::open(p).ok())
+        .and_then(|f| SerializedFileReader::new(f).ok())
+        .map(|r| r.metadata().file_metadata().schema_descr_ptr())
+    else {
+        return base;
+    };
+    let fields: Vec<Field> = base
+        .fields()
+        .iter()
+        .map(|f| {
+            let leaf = (0..descr.num_columns())
+                .map(|i| descr.column(i))
+                .find(|c| c.path().parts() == [f.name().as_str()]);
+            match leaf {
+                Some(c) => f.as_ref().clone().with_nullable(c.self_type().is_optional()),
+                None => f.as_ref().clone(),
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The Parquet schema the output has for the Arrow `schema`.
+fn parquet_schema(schema: &SchemaRef) -> Result<SchemaDescriptor, ParquetError> {
+    ArrowSchemaConverter::new()
+        .with_coerce_types(metrics_file::writer_properties().coerce_types())
+        .convert(schema)
+}
 
 /// Identity of a batch's metrics file: when it matches, its encoded rows can be reused.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -80,11 +119,19 @@ pub struct PreviousFile {
 }
 
 impl PreviousFile {
-    /// Opens `path` if it exists and was written by drivekit; `None` otherwise.
-    pub fn open(path: &Path) -> Option<PreviousFile> {
+    /// Opens `path` if it exists, was written by drivekit and has the columns of `schema`
+    /// (an [`output_schema`]); `None` otherwise.
+    pub fn open(path: &Path, schema: &SchemaRef) -> Option<PreviousFile> {
         let file = File::open(path).ok()?;
         let reader = SerializedFileReader::new(file.try_clone().ok()?).ok()?;
         let meta = reader.metadata().clone();
+        let want = parquet_schema(schema).ok()?;
+        let have = meta.file_metadata().schema_descr();
+        if have.num_columns() != want.num_columns()
+            || (0..want.num_columns()).any(|i| have.column(i).as_ref() != want.column(i).as_ref())
+        {
+            return None;
+        }
         let kv = meta.file_metadata().key_value_metadata()?;
         let groups = kv.iter().find(|k| k.key == KV_ROW_GROUPS)?.value.as_ref()?;
         let keys: Vec<BatchKey> = serde_json::from_str(groups).ok()?;
@@ -186,6 +233,7 @@ fn close_result(meta: &ColumnChunkMetaData, rows: i64) -> ColumnCloseResult {
 
 /// Streams row groups into a temporary file and renames it into place on [`finish`](Self::finish).
 pub struct UnprocessedWriter {
+    schema: SchemaRef,
     writer: SerializedFileWriter<BufWriter<File>>,
     factory: Arc<ArrowRowGroupWriterFactory>,
     descr: SchemaDescPtr,
@@ -203,25 +251,28 @@ fn other(e: impl std::fmt::Display) -> ParquetError {
 }
 
 impl UnprocessedWriter {
-    /// Starts writing `path` (through a temporary sibling), with `run_uuid` in every row.
-    pub fn create(path: &Path, run_uuid: &str) -> Result<UnprocessedWriter, ParquetError> {
+    /// Starts writing `path` (through a temporary sibling) with the columns of `schema` (an
+    /// [`output_schema`]), with `run_uuid` in every row.
+    pub fn create(
+        path: &Path,
+        run_uuid: &str,
+        schema: SchemaRef,
+    ) -> Result<UnprocessedWriter, ParquetError> {
         let tmp = fsutil::TempFile::for_target(path);
         if let Some(p) = path.parent() {
             fs::create_dir_all(p).map_err(other)?;
         }
         let file = File::create(tmp.path()).map_err(other)?;
-        let schema = metrics_file::arrow_schema();
         let props = Arc::new(metrics_file::writer_properties());
-        let descr = ArrowSchemaConverter::new()
-            .with_coerce_types(props.coerce_types())
-            .convert(&schema)?;
+        let descr = parquet_schema(&schema)?;
         let writer = SerializedFileWriter::new(
             BufWriter::with_capacity(1 << 22, file),
             descr.root_schema_ptr(),
             props,
         )?;
-        let factory = Arc::new(ArrowRowGroupWriterFactory::new(&writer, schema));
+        let factory = Arc::new(ArrowRowGroupWriterFactory::new(&writer, Arc::clone(&schema)));
         Ok(UnprocessedWriter {
+            schema,
             writer,
             factory,
             descr: Arc::new(descr),
@@ -238,6 +289,7 @@ impl UnprocessedWriter {
         Encoder {
             factory: Arc::clone(&self.factory),
             descr: Arc::clone(&self.descr),
+            schema: Arc::clone(&self.schema),
         }
     }
 
@@ -293,7 +345,8 @@ impl UnprocessedWriter {
             return Ok(());
         }
         if !self.uuid_chunks.contains_key(&rows) {
-            let chunk = constant_run_uuid_chunk(&self.run_uuid, rows)?;
+            let field = self.schema.field(col::RUN_UUID);
+            let chunk = constant_run_uuid_chunk(field, &self.run_uuid, rows)?;
             self.uuid_chunks.insert(rows, chunk);
         }
         let (uuid_bytes, uuid_close) = &self.uuid_chunks[&rows];
@@ -333,6 +386,7 @@ impl UnprocessedWriter {
 pub struct Encoder {
     factory: Arc<ArrowRowGroupWriterFactory>,
     descr: SchemaDescPtr,
+    schema: SchemaRef,
 }
 
 impl Encoder {
@@ -341,9 +395,9 @@ impl Encoder {
         InputFile::open_if_compatible(path, &self.descr)
     }
 
-    /// Encodes all columns but run_uuid of `batches` (of [`metrics_file::arrow_schema`]).
+    /// Encodes all columns but run_uuid of `batches` (columns of [`metrics_file::arrow_schema`]).
     pub fn encode(&self, batches: &[RecordBatch]) -> Result<EncodedBatch, ParquetError> {
-        let schema = metrics_file::arrow_schema();
+        let schema = &self.schema;
         let writers = self.factory.create_column_writers(0)?;
         let mut chunks = Vec::with_capacity(writers.len() - 1);
         let mut rows = 0;
@@ -368,11 +422,11 @@ impl Encoder {
 /// Encodes a run_uuid column of `rows` copies of `run_uuid` as a one-column Parquet file in
 /// memory and returns its bytes with the chunk's metadata, ready for `append_column`.
 fn constant_run_uuid_chunk(
+    field: &Field,
     run_uuid: &str,
     rows: usize,
 ) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
-    let field = metrics_file::arrow_schema().field(col::RUN_UUID).clone();
-    let schema = Arc::new(Schema::new(vec![field]));
+    let schema = Arc::new(Schema::new(vec![field.clone()]));
     let keys = Int32Array::from(vec![0; rows]);
     let values = Arc::new(StringArray::from(vec![run_uuid]));
     let arr: ArrayRef = Arc::new(DictionaryArray::try_new(keys, values).map_err(other)?);
@@ -404,4 +458,120 @@ fn constant_run_uuid_chunk(
         offset_index: None,
     };
     Ok((bytes, close))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics_file::{MetricRow, MetricsBuilder};
+    use arrow_array::cast::AsArray;
+
+    fn rows() -> RecordBatch {
+        let mut b = MetricsBuilder::new();
+        for t in 0..3 {
+            b.push(&MetricRow {
+                name: "offroad",
+                timestamps_us: t * 100_000,
+                value: Some(0.0),
+                valid: true,
+                time_aggregation: "max",
+                clipgt_id: "clip",
+                rollout_id: "b-0",
+                run_uuid: "u",
+                run_name: "n",
+            });
+        }
+        b.finish()
+    }
+
+    /// Writes `batch` as polars and pyarrow do: every column optional, plain strings.
+    fn write_all_optional(path: &Path, batch: &RecordBatch) {
+        let columns: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| match c.as_dictionary_opt::<arrow_array::types::Int32Type>() {
+                Some(d) => {
+                    let values: &StringArray = d.values().as_string();
+                    let plain: StringArray = d
+                        .keys()
+                        .values()
+                        .iter()
+                        .map(|&k| Some(values.value(k as usize)))
+                        .collect();
+                    Arc::new(plain) as ArrayRef
+                }
+                None => Arc::clone(c),
+            })
+            .collect();
+        let fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), true))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+        let mut w = ArrowWriter::try_new(File::create(path).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn files_with_optional_columns_are_copied_into_an_output_as_optional_as_they_are() {
+        let d = tempfile::tempdir().unwrap();
+        let optional = d.path().join("optional.parquet");
+        write_all_optional(&optional, &rows());
+        let drivekit = d.path().join("drivekit.parquet");
+        metrics_file::write_metrics_file(&drivekit, &[rows()]).unwrap();
+
+        // Each writer's files are copied into an output shaped like them, and only into that.
+        let like_optional = output_schema(Some(&optional));
+        assert!(like_optional.fields().iter().all(|f| f.is_nullable()));
+        let like_drivekit = output_schema(Some(&drivekit));
+        assert_eq!(like_drivekit, metrics_file::arrow_schema());
+        assert_eq!(output_schema(None), metrics_file::arrow_schema());
+        for (schema, copied, encoded) in [
+            (&like_optional, &optional, &drivekit),
+            (&like_drivekit, &drivekit, &optional),
+        ] {
+            let descr = parquet_schema(schema).unwrap();
+            assert!(InputFile::open_if_compatible(copied, &descr).is_some());
+            assert!(InputFile::open_if_compatible(encoded, &descr).is_none());
+        }
+
+        // Both kinds of input go into one output, copied or re-encoded, and read back the same.
+        let out = d.path().join("out.parquet");
+        let mut w = UnprocessedWriter::create(&out, "combined", Arc::clone(&like_optional)).unwrap();
+        let enc = w.encoder();
+        for (i, path) in [&optional, &drivekit].into_iter().enumerate() {
+            let key = BatchKey::of(&format!("b{i}"), path).unwrap();
+            let source = match enc.compatible_input(path) {
+                Some(input) => Source::Input(input),
+                None => {
+                    let batches: Vec<RecordBatch> = metrics_file::open_metrics_file(path)
+                        .unwrap()
+                        .map(|b| b.unwrap())
+                        .collect();
+                    Source::Fresh(enc.encode(&batches).unwrap())
+                }
+            };
+            assert_eq!(matches!(source, Source::Input(_)), i == 0);
+            w.append(key, source).unwrap();
+        }
+        w.finish().unwrap();
+        let read: Vec<RecordBatch> = metrics_file::open_metrics_file(&out)
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+        let total: usize = read.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(total, 6);
+        let uuid: &DictionaryArray<arrow_array::types::Int32Type> =
+            read[0].column(col::RUN_UUID).as_dictionary();
+        let values: &StringArray = uuid.values().as_string();
+        assert_eq!(values.value(uuid.keys().value(0) as usize), "combined");
+        // A previous file is reused only by an output of its own shape.
+        assert!(PreviousFile::open(&out, &like_optional).is_some());
+        assert!(PreviousFile::open(&out, &like_drivekit).is_none());
+    }
 }

@@ -32,11 +32,24 @@ assert abs(res["speed_std"][0] - 2 ** 0.5) < 1e-12, res["speed_std"][0]
 assert res["n_rollouts"][0] == 2
 print("polars-written run aggregated:", res["speed"][0], res["speed_std"][0])
 
-# The polars-written file goes through the re-encoding path: rows must survive it unchanged.
+# The polars-written file's column chunks are copied as polars encoded them (every column
+# optional, as polars writes it), and its rows survive unchanged.
+import pyarrow.parquet as pq
+out_meta = pq.ParquetFile(os.path.join(work, "aggregate", "metrics_unprocessed.parquet")).metadata
+in_meta = pq.ParquetFile(os.path.join(batch, "metrics.parquet")).metadata
+assert out_meta.num_row_groups == in_meta.num_row_groups == 1
+out_cols = {out_meta.row_group(0).column(i).path_in_schema: out_meta.row_group(0).column(i) for i in range(9)}
+for i in range(9):
+    c = in_meta.row_group(0).column(i)
+    if c.path_in_schema == "run_uuid":
+        continue
+    o = out_cols[c.path_in_schema]
+    assert (o.compression, o.encodings, o.total_compressed_size) == (c.compression, c.encodings, c.total_compressed_size), c.path_in_schema
+assert all(f.nullable for f in pq.read_schema(os.path.join(work, "aggregate", "metrics_unprocessed.parquet")))
 unp = pl.read_parquet(os.path.join(work, "aggregate", "metrics_unprocessed.parquet"))
 src = pl.read_parquet(os.path.join(batch, "metrics.parquet"))
 key = ["rollout_id", "name", "timestamps_us"]
 cols = ["name", "timestamps_us", "values", "valid", "time_aggregation", "clipgt_id", "rollout_id", "run_name"]
-assert unp.select(cols).sort(key).equals(src.select(cols).sort(key)), "re-encoded rows differ"
+assert unp.select(cols).sort(key).equals(src.select(cols).sort(key)), "copied rows differ"
 assert unp["run_uuid"].unique().to_list() != ["uuid-1"] and unp["run_uuid"].n_unique() == 1
-print("re-encoded unprocessed rows match the polars input")
+print("unprocessed rows copied from the polars input, chunk for chunk")

@@ -79,7 +79,7 @@ pub fn write_data(
                 &'a str,
                 bool,
                 Option<&'a String>,
-                bool,
+                Option<usize>,
                 Option<String>,
                 Vec<Option<f64>>,
             );
@@ -92,7 +92,8 @@ pub fn write_data(
                         t.rollout_id.as_str(),
                         t.kept,
                         videos.get(&(t.clipgt_id.clone(), t.rollout_id.clone())),
-                        with_series.contains(&(k * CHUNK + j)),
+                        // Its series file (series-B.js, B its batch), when it has one.
+                        with_series.contains(&(k * CHUNK + j)).then_some(t.batch),
                         batch_rel(run_dir, &o.batch_dirs, t.batch),
                         t.values.iter().map(|v| finite(*v)).collect(),
                     )
@@ -126,6 +127,9 @@ pub fn write_data(
                     }))
                 }
             };
+            // One file per batch (fewer, larger files: creating thousands of small ones costs
+            // more than writing them); each rollout's series is one DK.series call in it.
+            let mut body = String::new();
             for &i in idx {
                 let t = &r.trajectories[i];
                 let Some((names, wide)) = found.get(&t.rollout_id) else {
@@ -133,19 +137,25 @@ pub fn write_data(
                 };
                 let cut = trajectory::cut(wide, &ChainColumns::resolve(names), params);
                 let t0 = wide.timestamps_us.first().copied().unwrap_or(0);
-                let body = json!({
+                let series = SeriesData {
                     // Seconds since the rollout's first row.
-                    "t": wide.timestamps_us.iter().map(|&u| (u - t0) as f64 / 1e6).collect::<Vec<_>>(),
-                    "names": names,
-                    "values": wide.columns.iter().map(|c| c.as_ref().map(|c| c.iter().map(|v| finite(*v)).collect::<Vec<_>>())).collect::<Vec<_>>(),
-                    "start": cut.start, "event_end": cut.event_end, "end": cut.end,
-                    "dropped": cut.dropped,
-                });
-                fs::write(
-                    tmp.join(format!("series-{i}.js")),
-                    format!("DK.series({i},{body});\n"),
-                )?;
+                    t: wide.timestamps_us.iter().map(|&u| (u - t0) as f64 / 1e6).collect(),
+                    names,
+                    values: wide
+                        .columns
+                        .iter()
+                        .map(|c| c.as_ref().map(|c| c.iter().map(|v| plotted(*v)).collect()))
+                        .collect(),
+                    start: cut.start,
+                    event_end: cut.event_end,
+                    end: cut.end,
+                    dropped: cut.dropped,
+                };
+                let series = serde_json::to_string(&series)?;
+                body.push_str(&format!("DK.series({i},{series});\n"));
             }
+            body.push_str(&format!("DK.done(\"series{b}\");\n"));
+            fs::write(tmp.join(format!("series-{b}.js")), body)?;
             Ok(None)
         })
         .collect();
@@ -203,6 +213,24 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// One rollout's per-step series as the page plots it (`DK.series(i, …)` in series-B.js).
+#[derive(serde::Serialize)]
+struct SeriesData<'a> {
+    t: Vec<f64>,
+    names: &'a [String],
+    values: Vec<Option<Vec<Option<f32>>>>,
+    start: usize,
+    event_end: usize,
+    end: usize,
+    dropped: bool,
+}
+
+/// A series value as plotted: finite, at single precision (7 significant digits, beyond what a
+/// 420-pixel plot or its 2-decimal axis labels show; it halves the text to write and load).
+fn plotted(v: Option<f64>) -> Option<f32> {
+    finite(v).map(|v| v as f32).filter(|v| v.is_finite())
+}
+
 fn finite(v: Option<f64>) -> Option<f64> {
     v.filter(|v| v.is_finite())
 }
@@ -251,34 +279,45 @@ fn read_series(
 ) -> Result<HashMap<String, (Vec<String>, WideTrajectory)>, metrics_file::MetricsFileError> {
     let mut names: Vec<String> = Vec::new();
     let mut name_ids: HashMap<String, usize> = HashMap::new();
-    // Per rollout, per metric id: (timestamp, value).
-    type Points = Vec<Vec<(i64, Option<f64>)>>;
-    let mut points: HashMap<String, Points> = HashMap::new();
+    let mut rollouts: Vec<String> = Vec::new();
+    let mut rollout_ids: HashMap<String, usize> = HashMap::new();
+    // Per rollout id, per metric id: (timestamp, value).
+    let mut points: Vec<Vec<Vec<(i64, Option<f64>)>>> = Vec::new();
+    // The id of each dictionary value of column `c`, interned once per record batch (rows only
+    // index these).
+    fn ids(
+        batch: &arrow_array::RecordBatch,
+        c: usize,
+        seen: &mut Vec<String>,
+        index: &mut HashMap<String, usize>,
+    ) -> (Vec<usize>, Vec<i32>) {
+        let a: &DictionaryArray<Int32Type> = batch.column(c).as_dictionary();
+        let v: &StringArray = a.values().as_string();
+        let map = (0..v.len())
+            .map(|i| {
+                let s = v.value(i);
+                *index.entry(s.to_string()).or_insert_with(|| {
+                    seen.push(s.to_string());
+                    seen.len() - 1
+                })
+            })
+            .collect();
+        (map, a.keys().values().to_vec())
+    }
     for batch in metrics_file::open_metrics_file(file)? {
         let batch = batch?;
-        let dict = |c: usize| -> (Vec<String>, Vec<i32>) {
-            let a: &DictionaryArray<Int32Type> = batch.column(c).as_dictionary();
-            let v: &StringArray = a.values().as_string();
-            (
-                (0..v.len()).map(|i| v.value(i).to_string()).collect(),
-                a.keys().values().to_vec(),
-            )
-        };
-        let (nv, nk) = dict(col::NAME);
-        let (rv, rk) = dict(col::ROLLOUT_ID);
+        let (name_map, nk) = ids(&batch, col::NAME, &mut names, &mut name_ids);
+        let (roll_map, rk) = ids(&batch, col::ROLLOUT_ID, &mut rollouts, &mut rollout_ids);
+        points.resize_with(rollouts.len(), Vec::new);
         let ts = batch.column(col::TIMESTAMPS_US).as_primitive::<Int64Type>();
         let vals = batch.column(col::VALUES).as_primitive::<Float64Type>();
         for i in 0..batch.num_rows() {
-            let (Some(name), Some(roll)) = (nv.get(nk[i] as usize), rv.get(rk[i] as usize)) else {
+            let (Some(&m), Some(&r)) = (name_map.get(nk[i] as usize), roll_map.get(rk[i] as usize))
+            else {
                 continue;
             };
-            let next = names.len();
-            let m = *name_ids.entry(name.clone()).or_insert(next);
-            if m == next {
-                names.push(name.clone());
-            }
             let v = (!vals.is_null(i)).then(|| vals.value(i));
-            let p = points.entry(roll.clone()).or_default();
+            let p = &mut points[r];
             if p.len() <= m {
                 p.resize_with(m + 1, Vec::new);
             }
@@ -287,8 +326,9 @@ fn read_series(
     }
     // A rollout with two rows of one metric at one timestep has no series (aggregate rejects
     // such a batch).
-    Ok(points
+    Ok(rollouts
         .into_iter()
+        .zip(points)
         .filter_map(|(roll, pts)| {
             let wide = load::widen_points(&pts, names.len()).ok()?;
             Some((roll, (names.clone(), wide)))
