@@ -16,7 +16,7 @@
   const waiting = {};
   window.DK = {
     chunk: function (k, rows) { chunks[k] = rows; done("chunk" + k); },
-    series: function (i, s) { series[i] = s; },
+    series: function (key, s) { series[key] = s; },
     done: function (key) { done(key); },
   };
   function done(key) { (waiting[key] || []).forEach(function (f) { f(); }); delete waiting[key]; }
@@ -333,13 +333,14 @@
         document.body.dataset.loaded = "1";
         return;
       }
-      // r[4]: its batch's series file, which holds the series of that batch's rollouts.
+      // r[4]: its series file (one per batch, keyed by file and rollout id).
+      const key = r[4] + "/" + r[1];
       const plot = function (e) {
-        if (e || !series[i]) { right.appendChild(h("p", { text: "Could not load its series." })); return; }
-        plotSeries(right, series[i]);
+        if (e || !series[key]) { right.appendChild(h("p", { text: "Could not load its series." })); return; }
+        plotSeries(right, series[key]);
         document.body.dataset.loaded = "1";
       };
-      if (series[i]) plot(); else load("series" + r[4], "report/series-" + r[4] + ".js", plot);
+      if (series[key]) plot(); else load("series" + r[4], "report/series-" + r[4] + ".js", plot);
     });
   }
   function plotSeries(el, sr) {

@@ -446,8 +446,27 @@ fn incremental_rerun_reads_only_new_batches_and_matches_a_cold_run() {
     // Nothing new: nothing read, and metrics_unprocessed.parquet is left as it is.
     let unp = root.join("aggregate/metrics_unprocessed.parquet");
     let before = fs::metadata(&unp).unwrap().modified().unwrap();
+    // The report's series files (one per batch) by name, with their inodes.
+    let series = || -> std::collections::BTreeMap<String, u64> {
+        use std::os::unix::fs::MetadataExt;
+        fs::read_dir(root.join("aggregate/report"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("series-"))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().ino(),
+                )
+            })
+            .collect()
+    };
+    let series_before = series();
+    assert_eq!(series_before.len(), 6);
     let again = aggregate::run(&quiet(&root)).unwrap();
     assert_eq!(again.n_batches_read, 0);
+    // Nothing changed: the same series files, reused (hard-linked), not written again.
+    assert_eq!(series(), series_before);
     assert_eq!(fs::metadata(&unp).unwrap().modified().unwrap(), before);
     assert_eq!(
         serde_json::to_string(&again.results).unwrap(),
@@ -466,6 +485,11 @@ fn incremental_rerun_reads_only_new_batches_and_matches_a_cold_run() {
     ]);
     let inc = aggregate::run(&quiet(&root)).unwrap();
     assert_eq!((inc.n_batches_read, inc.n_batches_used), (1, 7));
+    let series_inc = series();
+    assert_eq!(series_inc.len(), 7);
+    assert!(series_before
+        .iter()
+        .all(|(k, v)| series_inc.get(k) == Some(v)));
     let mut cold_opts = quiet(&root);
     cold_opts.use_cache = false;
     let cold_json = |o: &aggregate::Outcome| serde_json::to_string(&o.results).unwrap();

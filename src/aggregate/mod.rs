@@ -302,12 +302,14 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     writer = std::thread::scope(|scope| -> Result<Option<UnprocessedWriter>, Error> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(BatchKey, Source<'_>)>(chunk * 2);
         let appender = writer.take().map(|mut w| {
-            scope.spawn(move || -> Result<UnprocessedWriter, parquet::errors::ParquetError> {
-                for (key, source) in rx {
-                    w.append(key, source)?;
-                }
-                Ok(w)
-            })
+            scope.spawn(
+                move || -> Result<UnprocessedWriter, parquet::errors::ParquetError> {
+                    for (key, source) in rx {
+                        w.append(key, source)?;
+                    }
+                    Ok(w)
+                },
+            )
         });
         let tx = appender.as_ref().map(|_| tx);
         // False when the appender stopped on an error (reported when it is joined below).

@@ -60,7 +60,10 @@ pub fn output_schema(like: Option<&Path>) -> SchemaRef {
                 .map(|i| descr.column(i))
                 .find(|c| c.path().parts() == [f.name().as_str()]);
             match leaf {
-                Some(c) => f.as_ref().clone().with_nullable(c.self_type().is_optional()),
+                Some(c) => f
+                    .as_ref()
+                    .clone()
+                    .with_nullable(c.self_type().is_optional()),
                 None => f.as_ref().clone(),
             }
         })
@@ -270,7 +273,10 @@ impl UnprocessedWriter {
             descr.root_schema_ptr(),
             props,
         )?;
-        let factory = Arc::new(ArrowRowGroupWriterFactory::new(&writer, Arc::clone(&schema)));
+        let factory = Arc::new(ArrowRowGroupWriterFactory::new(
+            &writer,
+            Arc::clone(&schema),
+        ));
         Ok(UnprocessedWriter {
             schema,
             writer,
@@ -489,19 +495,21 @@ mod tests {
         let columns: Vec<ArrayRef> = batch
             .columns()
             .iter()
-            .map(|c| match c.as_dictionary_opt::<arrow_array::types::Int32Type>() {
-                Some(d) => {
-                    let values: &StringArray = d.values().as_string();
-                    let plain: StringArray = d
-                        .keys()
-                        .values()
-                        .iter()
-                        .map(|&k| Some(values.value(k as usize)))
-                        .collect();
-                    Arc::new(plain) as ArrayRef
-                }
-                None => Arc::clone(c),
-            })
+            .map(
+                |c| match c.as_dictionary_opt::<arrow_array::types::Int32Type>() {
+                    Some(d) => {
+                        let values: &StringArray = d.values().as_string();
+                        let plain: StringArray = d
+                            .keys()
+                            .values()
+                            .iter()
+                            .map(|&k| Some(values.value(k as usize)))
+                            .collect();
+                        Arc::new(plain) as ArrayRef
+                    }
+                    None => Arc::clone(c),
+                },
+            )
             .collect();
         let fields: Vec<Field> = batch
             .schema()
@@ -542,7 +550,8 @@ mod tests {
 
         // Both kinds of input go into one output, copied or re-encoded, and read back the same.
         let out = d.path().join("out.parquet");
-        let mut w = UnprocessedWriter::create(&out, "combined", Arc::clone(&like_optional)).unwrap();
+        let mut w =
+            UnprocessedWriter::create(&out, "combined", Arc::clone(&like_optional)).unwrap();
         let enc = w.encoder();
         for (i, path) in [&optional, &drivekit].into_iter().enumerate() {
             let key = BatchKey::of(&format!("b{i}"), path).unwrap();

@@ -70,6 +70,22 @@ pub fn write_data(
     fs::create_dir_all(&tmp)?;
     let scene_index = scene_index(o);
     let with_series = series_choice(o);
+    // The series files: one per batch with chosen rollouts, named for what it holds.
+    let mut by_batch: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &i in &with_series {
+        by_batch.entry(r.trajectories[i].batch).or_default().push(i);
+    }
+    let series_files: Vec<(usize, Vec<usize>, String)> = by_batch
+        .into_iter()
+        .map(|(b, idx)| {
+            let name = series_file_name(o, b, &idx, params);
+            (b, idx, name)
+        })
+        .collect();
+    let file_of: HashMap<usize, &str> = series_files
+        .iter()
+        .flat_map(|(_, idx, name)| idx.iter().map(move |&i| (i, name.as_str())))
+        .collect();
     // Rollout chunks, written in parallel.
     use rayon::prelude::*;
     r.trajectories.par_chunks(CHUNK).enumerate().try_for_each(
@@ -79,7 +95,7 @@ pub fn write_data(
                 &'a str,
                 bool,
                 Option<&'a String>,
-                Option<usize>,
+                Option<&'a str>,
                 Option<String>,
                 Vec<Option<f64>>,
             );
@@ -92,8 +108,8 @@ pub fn write_data(
                         t.rollout_id.as_str(),
                         t.kept,
                         videos.get(&(t.clipgt_id.clone(), t.rollout_id.clone())),
-                        // Its series file (series-B.js, B its batch), when it has one.
-                        with_series.contains(&(k * CHUNK + j)).then_some(t.batch),
+                        // Its series file (series-{name}.js), when it has one.
+                        file_of.get(&(k * CHUNK + j)).copied(),
                         batch_rel(run_dir, &o.batch_dirs, t.batch),
                         t.values.iter().map(|v| finite(*v)).collect(),
                     )
@@ -103,15 +119,19 @@ pub fn write_data(
             fs::write(tmp.join(format!("rollouts-{k}.js")), body)
         },
     )?;
-    // Series, read again from their batches' metrics.parquet (one read per batch, in parallel).
-    let mut by_batch: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for &i in &with_series {
-        by_batch.entry(r.trajectories[i].batch).or_default().push(i);
-    }
-    let by_batch: Vec<(usize, Vec<usize>)> = by_batch.into_iter().collect();
-    let results: Vec<std::io::Result<Option<Problem>>> = by_batch
+    // Series, read again from their batches' metrics.parquet (one read per batch, in parallel),
+    // unless the previous report has the same file (same batch file, rollouts and settings).
+    let results: Vec<std::io::Result<Option<Problem>>> = series_files
         .par_iter()
-        .map(|(b, idx)| {
+        .map(|(b, idx, name)| {
+            let file_name = format!("series-{name}.js");
+            let previous = data_dir.join(&file_name);
+            if previous.is_file()
+                && (fs::hard_link(&previous, tmp.join(&file_name)).is_ok()
+                    || fs::copy(&previous, tmp.join(&file_name)).is_ok())
+            {
+                return Ok(None);
+            }
             let file = o.batch_dirs[*b].join("metrics.parquet");
             let found = match read_series(&file) {
                 Ok(found) => found,
@@ -139,7 +159,11 @@ pub fn write_data(
                 let t0 = wide.timestamps_us.first().copied().unwrap_or(0);
                 let series = SeriesData {
                     // Seconds since the rollout's first row.
-                    t: wide.timestamps_us.iter().map(|&u| (u - t0) as f64 / 1e6).collect(),
+                    t: wide
+                        .timestamps_us
+                        .iter()
+                        .map(|&u| (u - t0) as f64 / 1e6)
+                        .collect(),
                     names,
                     values: wide
                         .columns
@@ -152,10 +176,11 @@ pub fn write_data(
                     dropped: cut.dropped,
                 };
                 let series = serde_json::to_string(&series)?;
-                body.push_str(&format!("DK.series({i},{series});\n"));
+                let key = serde_json::to_string(&format!("{name}/{}", t.rollout_id))?;
+                body.push_str(&format!("DK.series({key},{series});\n"));
             }
-            body.push_str(&format!("DK.done(\"series{b}\");\n"));
-            fs::write(tmp.join(format!("series-{b}.js")), body)?;
+            body.push_str(&format!("DK.done(\"series{name}\");\n"));
+            fs::write(tmp.join(&file_name), body)?;
             Ok(None)
         })
         .collect();
@@ -211,6 +236,32 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Bumped when the content of series files changes, so a rerun does not reuse older ones.
+const SERIES_FORMAT: u32 = 1;
+
+/// The name of batch `b`'s series file holding rollouts `idx`: a digest of everything its content
+/// depends on (the batch's metrics.parquet by path, size and mtime, the rollouts, the chain's
+/// settings), so a rerun reuses the previous report's file when nothing of that changed.
+fn series_file_name(o: &Outcome, b: usize, idx: &[usize], params: &ChainParams) -> String {
+    let dir = &o.batch_dirs[b];
+    let metrics = dir.join("metrics.parquet");
+    let key = super::super::unprocessed::BatchKey::of(&dir.display().to_string(), &metrics).ok();
+    let mut ids: Vec<&str> = idx
+        .iter()
+        .map(|&i| o.results.trajectories[i].rollout_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    let mut h = Sha256::new();
+    h.update(format!("{SERIES_FORMAT}\u{1f}{key:?}\u{1f}{params:?}\u{1f}").as_bytes());
+    h.update(ids.join("\u{1f}").as_bytes());
+    // Without a key (metrics.parquet cannot be stat'ed) the name is unique to this run.
+    if key.is_none() {
+        h.update(format!("{}", std::process::id()).as_bytes());
+    }
+    let digest = h.finalize();
+    digest[..8].iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// One rollout's per-step series as the page plots it (`DK.series(i, …)` in series-B.js).
