@@ -333,6 +333,19 @@ fn widen(tb: &TrajBuild, n_metrics: usize) -> Result<WideTrajectory, (usize, i64
     widen_points(&tb.points, n_metrics)
 }
 
+/// The timestamps when every metric with points has them at the same, strictly increasing
+/// timestamps (the usual case: one row per metric per step, in time order); `None` otherwise.
+/// Spares the sort of all points.
+fn shared_timestamps(points: &[Vec<(i64, Option<f64>)>]) -> Option<Vec<i64>> {
+    let mut metrics = points.iter().filter(|p| !p.is_empty());
+    let first = metrics.next()?;
+    let increasing = first.windows(2).all(|w| w[0].0 < w[1].0);
+    let same = |p: &&Vec<(i64, Option<f64>)>| {
+        p.len() == first.len() && p.iter().zip(first).all(|(a, b)| a.0 == b.0)
+    };
+    (increasing && metrics.all(|p| same(&p))).then(|| first.iter().map(|p| p.0).collect())
+}
+
 /// One trajectory's points per metric id (`(timestamp_us, value)`, usually in time order) as a
 /// wide trajectory over the union of their timestamps; `Err((metric, timestamp))` on a metric
 /// with two rows at one timestamp.
@@ -340,9 +353,12 @@ pub fn widen_points(
     points: &[Vec<(i64, Option<f64>)>],
     n_metrics: usize,
 ) -> Result<WideTrajectory, (usize, i64)> {
-    let mut timestamps_us: Vec<i64> = points.iter().flatten().map(|p| p.0).collect();
-    timestamps_us.sort_unstable();
-    timestamps_us.dedup();
+    let timestamps_us = shared_timestamps(points).unwrap_or_else(|| {
+        let mut all: Vec<i64> = points.iter().flatten().map(|p| p.0).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    });
     let mut columns = Vec::with_capacity(n_metrics);
     for m in 0..n_metrics {
         let Some(points) = points.get(m).filter(|p| !p.is_empty()) else {
@@ -374,4 +390,34 @@ pub fn widen_points(
         timestamps_us,
         columns,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widening_takes_the_shared_timestamps_or_the_sorted_union() {
+        let a = vec![(0, Some(1.0)), (100, Some(2.0)), (200, None)];
+        // Every metric at the same steps: the shared timestamps, as the union would give them.
+        let w = widen_points(&[a.clone(), vec![], a.clone()], 3).unwrap();
+        assert_eq!(w.timestamps_us, vec![0, 100, 200]);
+        assert_eq!(w.columns[0], Some(vec![Some(1.0), Some(2.0), None]));
+        assert_eq!(w.columns[1], None);
+        // A metric at other steps, or out of order: the sorted union.
+        let b = vec![(300, Some(5.0)), (50, Some(4.0))];
+        let w = widen_points(&[a.clone(), b], 2).unwrap();
+        assert_eq!(w.timestamps_us, vec![0, 50, 100, 200, 300]);
+        assert_eq!(
+            w.columns[1],
+            Some(vec![None, Some(4.0), None, None, Some(5.0)])
+        );
+        // Two rows of one metric at one step are an error either way.
+        let dup = vec![(0, Some(1.0)), (0, Some(2.0)), (200, None)];
+        assert_eq!(
+            widen_points(&[a.clone(), dup.clone()], 2).err(),
+            Some((1, 0))
+        );
+        assert_eq!(widen_points(&[dup, a], 2).err(), Some((0, 0)));
+    }
 }

@@ -333,7 +333,8 @@ fn read_series(
     let mut rollouts: Vec<String> = Vec::new();
     let mut rollout_ids: HashMap<String, usize> = HashMap::new();
     // Per rollout id, per metric id: (timestamp, value).
-    let mut points: Vec<Vec<Vec<(i64, Option<f64>)>>> = Vec::new();
+    type Points = Vec<Vec<(i64, Option<f64>)>>;
+    let mut points: Vec<Points> = Vec::new();
     // The id of each dictionary value of column `c`, interned once per record batch (rows only
     // index these).
     fn ids(
