@@ -127,7 +127,12 @@ fn main() {
             n as f64 / cold.wall_s,
             cold.peak_rss_mb
         );
-        // Incremental: 1 % new batches land, then aggregate again.
+        // Incremental: 1 % new batches land, then aggregate again. Adding scenes lists them in
+        // the run's config files too: those are restored afterwards, with the scenes removed.
+        let configs: Vec<(PathBuf, Vec<u8>)> = ["wizard-config.yaml", "run_metadata.yaml"]
+            .iter()
+            .filter_map(|f| Some((dir.join(f), std::fs::read(dir.join(f)).ok()?)))
+            .collect();
         let add = RunSpec {
             run_name: format!("bench-{n}"),
             scenes: extra,
@@ -157,6 +162,9 @@ fn main() {
         for b in added {
             let scene = b.parent().expect("scene dir").to_path_buf();
             let _ = std::fs::remove_dir_all(scene);
+        }
+        for (path, bytes) in configs {
+            std::fs::write(path, bytes).expect("restore the run's config");
         }
     }
     let polars_sizes: Vec<usize> = std::env::var("BENCH_POLARS_SIZES")

@@ -582,7 +582,7 @@ fn load_one(
             "changed while aggregate was running; rerun aggregate to include it".into(),
         );
     };
-    // Files with drivekit's exact schema are copied chunk by chunk; others are re-encoded.
+    // Files whose columns match the output exactly are copied chunk by chunk; others re-encoded.
     let input = encoder.compatible_input(&metrics);
     let result = load::reduce_batch(&metrics, &opts.chain, input.is_none())
         .map_err(|e| e.to_string())
