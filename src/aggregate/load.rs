@@ -122,14 +122,17 @@ impl BatchReduction {
     }
 }
 
+/// Dense ids of strings, in first-seen order.
 #[derive(Default)]
-struct Interner {
+pub(crate) struct Interner {
     ids: HashMap<String, u32>,
-    names: Vec<String>,
+    /// The strings, indexed by id.
+    pub(crate) names: Vec<String>,
 }
 
 impl Interner {
-    fn id(&mut self, s: &str) -> u32 {
+    /// The id of `s`, new ones numbered on.
+    pub(crate) fn id(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.ids.get(s) {
             return id;
         }
@@ -150,8 +153,8 @@ struct TrajBuild {
     points: Vec<Vec<(i64, Option<f64>)>>,
 }
 
-/// Maps each dictionary key of a string column to an interned id.
-fn dict_ids(
+/// Maps each dictionary key of a string column to an interned id; also returns the row keys.
+pub(crate) fn dict_ids(
     batch: &RecordBatch,
     c: usize,
     interner: &mut Interner,

@@ -12,8 +12,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type, Int64Type};
-use arrow_array::{Array, DictionaryArray, StringArray};
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::Array;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -247,7 +247,8 @@ const SERIES_FORMAT: u32 = 1;
 fn series_file_name(o: &Outcome, b: usize, idx: &[usize], params: &ChainParams) -> String {
     let dir = &o.batch_dirs[b];
     let metrics = dir.join("metrics.parquet");
-    let key = super::super::unprocessed::BatchKey::of(&dir.display().to_string(), &metrics).ok();
+    let key =
+        crate::aggregate::unprocessed::BatchKey::of(&dir.display().to_string(), &metrics).ok();
     let mut ids: Vec<&str> = idx
         .iter()
         .map(|&i| o.results.trajectories[i].rollout_id.as_str())
@@ -327,40 +328,18 @@ fn series_choice(o: &Outcome) -> BTreeSet<usize> {
 /// Every rollout of one metrics.parquet: metric names (file order) and its wide trajectory.
 fn read_series(
     file: &Path,
-) -> Result<HashMap<String, (Vec<String>, WideTrajectory)>, metrics_file::MetricsFileError> {
-    let mut names: Vec<String> = Vec::new();
-    let mut name_ids: HashMap<String, usize> = HashMap::new();
-    let mut rollouts: Vec<String> = Vec::new();
-    let mut rollout_ids: HashMap<String, usize> = HashMap::new();
+) -> Result<HashMap<String, (Vec<String>, WideTrajectory)>, load::BatchError> {
+    // Dictionary values are interned once per record batch; rows only index them.
+    let mut names = load::Interner::default();
+    let mut rollouts = load::Interner::default();
     // Per rollout id, per metric id: (timestamp, value).
     type Points = Vec<Vec<(i64, Option<f64>)>>;
     let mut points: Vec<Points> = Vec::new();
-    // The id of each dictionary value of column `c`, interned once per record batch (rows only
-    // index these).
-    fn ids(
-        batch: &arrow_array::RecordBatch,
-        c: usize,
-        seen: &mut Vec<String>,
-        index: &mut HashMap<String, usize>,
-    ) -> (Vec<usize>, Vec<i32>) {
-        let a: &DictionaryArray<Int32Type> = batch.column(c).as_dictionary();
-        let v: &StringArray = a.values().as_string();
-        let map = (0..v.len())
-            .map(|i| {
-                let s = v.value(i);
-                *index.entry(s.to_string()).or_insert_with(|| {
-                    seen.push(s.to_string());
-                    seen.len() - 1
-                })
-            })
-            .collect();
-        (map, a.keys().values().to_vec())
-    }
     for batch in metrics_file::open_metrics_file(file)? {
         let batch = batch?;
-        let (name_map, nk) = ids(&batch, col::NAME, &mut names, &mut name_ids);
-        let (roll_map, rk) = ids(&batch, col::ROLLOUT_ID, &mut rollouts, &mut rollout_ids);
-        points.resize_with(rollouts.len(), Vec::new);
+        let (name_map, nk) = load::dict_ids(&batch, col::NAME, &mut names, file)?;
+        let (roll_map, rk) = load::dict_ids(&batch, col::ROLLOUT_ID, &mut rollouts, file)?;
+        points.resize_with(rollouts.names.len(), Vec::new);
         let ts = batch.column(col::TIMESTAMPS_US).as_primitive::<Int64Type>();
         let vals = batch.column(col::VALUES).as_primitive::<Float64Type>();
         for i in 0..batch.num_rows() {
@@ -368,6 +347,7 @@ fn read_series(
             else {
                 continue;
             };
+            let (m, r) = (m as usize, r as usize);
             let v = (!vals.is_null(i)).then(|| vals.value(i));
             let p = &mut points[r];
             if p.len() <= m {
@@ -378,7 +358,9 @@ fn read_series(
     }
     // A rollout with two rows of one metric at one timestep has no series (aggregate rejects
     // such a batch).
+    let names = names.names;
     Ok(rollouts
+        .names
         .into_iter()
         .zip(points)
         .filter_map(|(roll, pts)| {
