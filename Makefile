@@ -45,7 +45,8 @@ fmt:
 	$(CARGO) fmt
 
 ## bench: simulate step benchmark (1K/16K rollouts × 32 actors, 1 and 2 threads; BENCH_ROLLOUTS, BENCH_STEPS,
-##        BENCH_THREADS), external-driver benchmark (1/8/64 rollouts against examples/driver_server.py)
+##        BENCH_THREADS), external-driver benchmark (1/8/64 rollouts against examples/driver_server.py, and one
+##        rollout in 16 delayed, pipelined vs lockstep)
 ##        evaluate benchmark (1K rollouts re-scored at 1/2 threads), video benchmark (frames/s at
 ##        256 and 512 px) and aggregate benchmark (cold and incremental, 1K/10K/100K rollouts; BENCH_SIZES=…)
 # GPU targets run release binaries: built here when cargo exists, else taken from $(BIN) as copied

@@ -20,13 +20,18 @@ package (``pip install carla-driver-interface``, Apache-2.0), which vendors Alpa
 unchanged; compiling drivekit's ``proto/alpasim_grpc/v0`` with ``grpcio-tools`` gives the same.
 
 Flags for testing a runtime's failure handling: ``--fail-scene ID`` answers every drive of sessions
-of that scene with an error, ``--delay-ms N`` sleeps before each drive answer, ``--die-after N``
-exits the process after N drive calls.
+of that scene with an error, ``--delay-ms N`` sleeps before each drive answer (with
+``--slow-one-in K``, only for the sessions whose SHA-256 of ``session_uuid`` is a multiple of K: one
+rollout in K, the same ones every run), ``--die-after N`` exits the process after N drive calls.
+``--session-log FILE`` appends one JSON line per closed session (its id, whether it was slow, its
+drive calls, and when it started and last got a drive answer, in seconds of the server's clock).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import os
 import sys
@@ -64,6 +69,10 @@ class Session:
         self.route_pose = (0.0, 0.0, 0.0)  # rig pose (local frame) the route is relative to
         self.cameras: list[str] = []  # logical ids declared at start_session
         self.images = 0
+        self.slow = False  # its drive answers wait --delay-ms
+        self.started_s = time.time()
+        self.last_drive_s = 0.0
+        self.drives = 0
 
 
 class RouteKeeper:
@@ -87,13 +96,26 @@ class RouteKeeper:
         scene = request.debug_info.scene_id if request.HasField("debug_info") else ""
         session = Session(scene)
         session.cameras = [c.logical_id for c in request.rollout_spec.vehicle.available_cameras]
+        k = self.args.slow_one_in
+        digest = hashlib.sha256(request.session_uuid.encode()).digest()
+        session.slow = k <= 1 or int.from_bytes(digest[:8], "big") % k == 0
         with self.lock:
             self.sessions[request.session_uuid] = session
         return common_pb2.SessionRequestStatus()
 
     def close_session(self, request, context):
         with self.lock:
-            self.sessions.pop(request.session_uuid, None)
+            s = self.sessions.pop(request.session_uuid, None)
+            if s is not None and self.args.session_log:
+                line = {
+                    "session": request.session_uuid,
+                    "slow": bool(self.args.delay_ms) and s.slow,
+                    "drives": s.drives,
+                    "started_s": s.started_s,
+                    "last_drive_s": s.last_drive_s,
+                }
+                with open(self.args.session_log, "a") as f:
+                    f.write(json.dumps(line) + "\n")
         return common_pb2.Empty()
 
     def submit_egomotion_observation(self, request, context):
@@ -133,13 +155,16 @@ class RouteKeeper:
             drives = self.drives
         if self.args.die_after and drives > self.args.die_after:
             os._exit(3)
-        if self.args.delay_ms:
+        if self.args.delay_ms and s.slow:
             time.sleep(self.args.delay_ms / 1000.0)
         if self.args.require_camera and s.images == 0:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no camera image before drive")
         if self.args.fail_scene and s.scene_id == self.args.fail_scene:
             context.abort(grpc.StatusCode.INTERNAL, f"policy refuses scene {s.scene_id}")
-        return egodriver_pb2.DriveResponse(trajectory=self.plan(s, request.time_now_us))
+        response = egodriver_pb2.DriveResponse(trajectory=self.plan(s, request.time_now_us))
+        s.drives += 1
+        s.last_drive_s = time.time()
+        return response
 
     # -- the policy ----------------------------------------------------------------------------
     def plan(self, s: Session, now_us: int):
@@ -222,6 +247,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
     p.add_argument("--cruise-speed", type=float, default=8.0, help="m/s")
     p.add_argument("--delay-ms", type=float, default=0.0, help="sleep before each drive answer")
+    p.add_argument("--slow-one-in", type=int, default=1, metavar="K",
+                   help="delay only one session in K (chosen by the SHA-256 of its uuid); 1: all")
+    p.add_argument("--session-log", help="append a JSON line per closed session to this file")
     p.add_argument("--fail-scene", default="", help="abort every drive of this scene's sessions")
     p.add_argument("--die-after", type=int, default=0, help="exit after this many drive calls")
     p.add_argument("--require-camera", action="store_true", help="refuse to drive before a camera image arrived")

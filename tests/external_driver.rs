@@ -298,3 +298,128 @@ fn unix_socket_addresses_work() {
         6
     );
 }
+
+/// Every file under `dir` (relative path → bytes).
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Per batch (the session ids' prefix) its sessions' (slow, last drive answer in s of the
+/// server's clock, drive calls), from the example server's `--session-log`.
+fn sessions_by_batch(log: &Path) -> std::collections::BTreeMap<String, Vec<(bool, f64, u64)>> {
+    let mut out: std::collections::BTreeMap<String, Vec<(bool, f64, u64)>> = Default::default();
+    for line in fs::read_to_string(log).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = v["session"].as_str().unwrap();
+        let batch = id.rsplit_once('-').unwrap().0.to_string();
+        out.entry(batch).or_default().push((
+            v["slow"].as_bool().unwrap(),
+            v["last_drive_s"].as_f64().unwrap(),
+            v["drives"].as_u64().unwrap(),
+        ));
+    }
+    out
+}
+
+/// A rollout waiting on its driver holds only itself: against a server that delays one session
+/// in 2 by 200 ms per drive call, the other rollouts finish their drives seconds before the slow
+/// ones (in lockstep, as `drivekit.external_driver.lockstep: true`
+/// steps them, they finish within a step of each other), and every output file is the same,
+/// byte for byte, either way.
+#[test]
+fn a_slow_rollout_holds_only_itself_and_results_match_lockstep() {
+    if !util::have_python(
+        "grpc, carla_driver_interface",
+        "external_driver::a_slow_rollout_holds_only_itself_and_results_match_lockstep",
+    ) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let delay_s = 0.2;
+    let mut runs = Vec::new();
+    for lockstep in [false, true] {
+        let log = d.path().join(format!("sessions-{lockstep}.jsonl"));
+        let server = util::example_server(&[
+            "--delay-ms",
+            "200",
+            "--slow-one-in",
+            "2",
+            "--workers",
+            "32",
+            "--session-log",
+            log.to_str().unwrap(),
+        ]);
+        let run = d.path().join(format!("run-{lockstep}"));
+        if let Some(first) = runs.first() {
+            // The same run uuid (the only thing two runs do not share).
+            fs::create_dir_all(&run).unwrap();
+            fs::copy(
+                Path::new(first).join("run_metadata.yaml"),
+                run.join("run_metadata.yaml"),
+            )
+            .unwrap();
+        }
+        let out = simulate(
+            &run,
+            server.port,
+            &[
+                "runtime.simulation_config.n_sim_steps=20",
+                &format!("drivekit.external_driver.lockstep={lockstep}"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(server);
+        // Every rollout has the same 20 steps (19 decisions after the first).
+        let sessions: Vec<(bool, f64, u64)> =
+            sessions_by_batch(&log).into_values().flatten().collect();
+        let last = |slow: bool| {
+            sessions
+                .iter()
+                .filter(|x| x.0 == slow)
+                .map(|x| x.1)
+                .fold(f64::NAN, f64::max)
+        };
+        let drives = sessions.iter().map(|x| x.2).max().unwrap() as f64;
+        let lead = last(true) - last(false);
+        assert!(lead.is_finite(), "slow and other sessions: {sessions:?}");
+        if lockstep {
+            assert!(
+                lead < 2.0 * delay_s,
+                "lockstep: {lead} s apart: {sessions:?}"
+            );
+        } else {
+            assert!(
+                lead > 0.4 * drives * delay_s,
+                "the other rollouts finished only {lead} s before the slow ones ({drives} drives): {sessions:?}"
+            );
+        }
+        runs.push(run);
+    }
+    let (a, b) = (
+        tree(&runs[0].join("rollouts")),
+        tree(&runs[1].join("rollouts")),
+    );
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        assert!(v == &b[k], "{} differs", k.display());
+    }
+}

@@ -195,6 +195,9 @@ pub struct ExternalDriverConfig {
     pub retries: u32,
     /// Also send the recorded ground-truth trajectory at the session start.
     pub send_ground_truth: bool,
+    /// Step the rollouts of a chunk together, each step waiting for every rollout's answer
+    /// (as drivekit did before it pipelined them); the results are the same either way.
+    pub lockstep: bool,
 }
 
 /// `drivekit.perturbation`: how the rollouts of one scene differ. Each rollout draws its values

@@ -359,6 +359,7 @@ impl Reader<'_> {
                 timeout_s: self.f64(&dk("external_driver.timeout_s"))?,
                 retries: self.u32(&dk("external_driver.retries"), 0..=100)?,
                 send_ground_truth: self.bool(&dk("external_driver.send_ground_truth"))?,
+                lockstep: self.bool(&dk("external_driver.lockstep"))?,
             },
             perturbation: Perturbation {
                 seed: self.u64(&dk("perturbation.seed"), 0..=i64::MAX)?,

@@ -133,6 +133,14 @@ pub trait DriverService: Send + Sync {
     fn begin(&self, _st: &BatchState, _scenes: &[SceneCtx], _plans: &mut Plans) {}
     /// Releases what `begin` opened, after the chunk's last step.
     fn end(&self, _st: &BatchState, _scenes: &[SceneCtx]) {}
+    /// For a driver whose answers come back at each rollout's own pace (an external driver's
+    /// calls): a pipeline for one chunk, through which the step loop sends each rollout's step as
+    /// soon as that rollout is ready and steps on with the rollouts answered, so that a rollout
+    /// waiting on its driver holds only itself. `None` (the default): every step of the chunk
+    /// waits for [`DriverService::drive`] over all its rollouts (lockstep).
+    fn pipeline(&self) -> Option<Box<dyn DriverPipeline + '_>> {
+        None
+    }
     /// Called every step for the alive rollouts: takes the observations due (an external driver
     /// submits them) and plans for the driver-controlled ones.
     fn drive(
@@ -143,6 +151,35 @@ pub trait DriverService: Send + Sync {
         plans: &mut Plans,
         dt_s: f64,
     );
+}
+
+/// One chunk's driver calls in flight ([`DriverService::pipeline`]). What a rollout is sent and
+/// what it gets back are exactly what [`DriverService::drive`] would send and return at the
+/// same step, so a pipelined chunk's results are the lockstep chunk's, byte for byte; only the
+/// order in which rollouts advance differs.
+pub trait DriverPipeline {
+    /// Sends the step of each of `rollouts` (alive, at their current time, observed in `obs`):
+    /// the observations due and, once the driver controls the ego, the decision request.
+    fn submit(
+        &mut self,
+        st: &BatchState,
+        scenes: &[SceneCtx],
+        obs: &Observations,
+        rollouts: &[usize],
+        dt_s: f64,
+    );
+    /// How many rollouts have been sent and not yet collected.
+    fn in_flight(&self) -> usize;
+    /// Waits for answers (at least one while any is in flight, then those arriving close behind
+    /// it) and returns the rollouts answered in ascending order, with their plans filled in as
+    /// `drive` fills them: `active` and the points, `failed`, `terminate`.
+    fn collect(
+        &mut self,
+        st: &BatchState,
+        scenes: &[SceneCtx],
+        plans: &mut Plans,
+        dt_s: f64,
+    ) -> Vec<usize>;
 }
 
 /// Tracks the plans with the vehicle model (and moves uncontrolled egos along their recording).

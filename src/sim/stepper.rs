@@ -9,13 +9,19 @@
 //! Order within a step at time t: the driver takes over where t has reached the takeover time
 //! (the seeded perturbation is applied then); evaluation measures the state at t; the trace
 //! records it; then sensor → driver → controller → traffic move everything to t + dt.
+//!
+//! With a driver that answers each rollout at its own pace ([`DriverService::pipeline`]: an
+//! external driver) on a backend that can step some rollouts only ([`StepBackend::parks`]: the
+//! CPU), the rollouts go through the same order each on its own clock: a rollout waiting on its
+//! driver is parked while the others step on, so it holds only itself; the results are those of
+//! the lockstep loop.
 
 use std::time::{Duration, Instant};
 
 use super::evaluation::EvalMemory;
 use super::services::{
-    ControllerService, DriverService, EvaluationService, Observations, Plans, SensorService,
-    StepError, TrafficService,
+    ControllerService, DriverPipeline, DriverService, EvaluationService, Observations, Plans,
+    SensorService, StepError, TrafficService,
 };
 use crate::metrics::table::N_METRICS;
 use crate::rollout::trace::RolloutTrace;
@@ -86,6 +92,14 @@ pub trait StepBackend {
     /// Waits for queued work (for timing each service).
     fn synchronize(&mut self) -> Result<(), StepError> {
         Ok(())
+    }
+    /// Whether a call may move only some of the alive rollouts: the loop parks the others (marks
+    /// them not alive in the host's `st` for the call, and alive again after) so that each
+    /// rollout of a pipelined driver ([`DriverService::pipeline`]) steps when its answer is in.
+    /// The CPU backend can; a backend that keeps its own copy of `alive` says no, and its
+    /// chunks step in lockstep.
+    fn parks(&self) -> bool {
+        false
     }
     /// After the last step: the host's `st` holds the final state.
     fn finish(&mut self, st: &mut BatchState) -> Result<(), StepError>;
@@ -193,6 +207,10 @@ impl StepBackend for CpuBackend<'_> {
 
     fn finish(&mut self, _st: &mut BatchState) -> Result<(), StepError> {
         Ok(())
+    }
+
+    fn parks(&self) -> bool {
+        true
     }
 }
 
@@ -319,7 +337,7 @@ pub struct StepCounts {
     pub rollout_steps: u64,
     /// Agent-steps (ego + present agents, per rollout-step).
     pub agent_steps: u64,
-    /// Lockstep iterations.
+    /// Loop iterations (steps in lockstep; rounds of answers when pipelined).
     pub iterations: u64,
 }
 
@@ -428,46 +446,54 @@ pub fn run_chunk(
     services.driver.begin(st, scenes, &mut plans);
     take_driver_verdicts(st, &mut plans, &mut traces);
     backend.begin(st)?;
+    let pipeline = if host_driver && backend.parks() {
+        services.driver.pipeline()
+    } else {
+        None
+    };
+    if let Some(pipe) = pipeline {
+        let mut l = Loop {
+            st,
+            scenes,
+            services,
+            backend,
+            dt_us,
+            record,
+            probe,
+            chunk_start,
+            times,
+            counts,
+            values,
+            present,
+            due,
+            obs,
+            plans,
+            traces,
+            drives,
+        };
+        l.pipelined(pipe)?;
+        return l.finish();
+    }
     loop {
         if !st.alive.iter().any(|a| *a) {
             break;
         }
-        // Takeover, decided here for every backend; the backend applies the perturbation.
         if drives {
-            let mut any = false;
-            for r in 0..n {
-                let ctx = &scenes[st.scene[r] as usize];
-                due[r] = st.alive[r] && !st.ego_controlled[r] && st.t_us[r] >= ctx.driven_from_us;
-                if due[r] {
-                    st.ego_controlled[r] = true;
-                    any = true;
-                }
-            }
-            if any {
-                backend.take_over(st, &due)?;
-            }
+            take_over_due(st, scenes, &mut due, backend)?;
         }
         let t0 = Instant::now();
         backend.evaluate(st, scenes, &mut values, &mut present, record || host_driver)?;
         let t1 = Instant::now();
         times.evaluation += t1 - t0;
-        // Record the step; a rollout at its last step ends.
-        let mut ended = 0usize;
-        for r in 0..n {
-            if !st.alive[r] {
-                continue;
-            }
-            counts.rollout_steps += 1;
-            counts.agent_steps += u64::from(present[r]);
-            if record {
-                traces[r].push_step(st, r, &values[r * N_METRICS..(r + 1) * N_METRICS]);
-            }
-            st.step[r] += 1;
-            if st.step[r] >= scenes[st.scene[r] as usize].n_steps {
-                st.alive[r] = false;
-                ended += 1;
-            }
-        }
+        let ended = record_step(
+            st,
+            scenes,
+            &values,
+            &present,
+            &mut traces,
+            &mut counts,
+            record,
+        );
         counts.iterations += 1;
         if ended > 0 {
             backend.alive_changed(st)?;
@@ -503,29 +529,19 @@ pub fn run_chunk(
         }
         let t4 = Instant::now();
         times.driver += t4 - t3;
-        let alive_before = st.alive.iter().filter(|a| **a).count();
-        backend.control(st, scenes, &plans)?;
-        if sync {
-            backend.synchronize()?;
-        }
-        let t5 = Instant::now();
-        times.controller += t5 - t4;
-        // An undriven ego whose recording ends (a gap) ends its rollout in the controller.
-        let stopped = alive_before - st.alive.iter().filter(|a| **a).count();
+        let t5 = control_and_traffic(
+            st,
+            scenes,
+            backend,
+            &plans,
+            sync,
+            &mut times,
+            &mut probe,
+            chunk_start,
+            dt_us,
+        )?;
         if let Some(p) = probe.as_mut() {
-            p.rollouts_ended(stopped, (t5 - chunk_start).as_secs_f64());
-        }
-        backend.advance_traffic(st, scenes)?;
-        if sync {
-            backend.synchronize()?;
-        }
-        let t6 = Instant::now();
-        times.traffic += t6 - t5;
-        for r in (0..n).filter(|&r| st.alive[r]) {
-            st.t_us[r] += dt_us;
-        }
-        if let Some(p) = probe.as_mut() {
-            p.services_step([t0, t1, t2, t3, t4, t5, t6]);
+            p.services_step([t0, t1, t2, t3, t4, t5.0, t5.1]);
         }
     }
     if let Some(p) = probe.as_mut() {
@@ -534,6 +550,255 @@ pub fn run_chunk(
     backend.finish(st)?;
     services.driver.end(st, scenes);
     Ok((traces, times, counts))
+}
+
+/// Hands the ego of every alive, undriven rollout whose takeover time has come to the driver
+/// (the backend applies the perturbation); `due` is scratch.
+fn take_over_due(
+    st: &mut BatchState,
+    scenes: &[SceneCtx],
+    due: &mut [bool],
+    backend: &mut dyn StepBackend,
+) -> Result<(), StepError> {
+    let mut any = false;
+    for r in 0..st.len() {
+        let ctx = &scenes[st.scene[r] as usize];
+        due[r] = st.alive[r] && !st.ego_controlled[r] && st.t_us[r] >= ctx.driven_from_us;
+        if due[r] {
+            st.ego_controlled[r] = true;
+            any = true;
+        }
+    }
+    if any {
+        backend.take_over(st, due)?;
+    }
+    Ok(())
+}
+
+/// Counts and (with `record`) records the evaluated step of every alive rollout; a rollout at its
+/// last step ends. Returns how many ended.
+fn record_step(
+    st: &mut BatchState,
+    scenes: &[SceneCtx],
+    values: &[f64],
+    present: &[u32],
+    traces: &mut [RolloutTrace],
+    counts: &mut StepCounts,
+    record: bool,
+) -> usize {
+    let mut ended = 0usize;
+    for r in 0..st.len() {
+        if !st.alive[r] {
+            continue;
+        }
+        counts.rollout_steps += 1;
+        counts.agent_steps += u64::from(present[r]);
+        if record {
+            traces[r].push_step(st, r, &values[r * N_METRICS..(r + 1) * N_METRICS]);
+        }
+        st.step[r] += 1;
+        if st.step[r] >= scenes[st.scene[r] as usize].n_steps {
+            st.alive[r] = false;
+            ended += 1;
+        }
+    }
+    ended
+}
+
+/// Controller + vehicle model, then traffic, then the clocks of the alive rollouts one step on.
+/// Returns the instants after the controller and after the traffic.
+#[allow(clippy::too_many_arguments)]
+fn control_and_traffic(
+    st: &mut BatchState,
+    scenes: &[SceneCtx],
+    backend: &mut dyn StepBackend,
+    plans: &Plans,
+    sync: bool,
+    times: &mut ServiceTimes,
+    probe: &mut Option<Probe<'_>>,
+    chunk_start: Instant,
+    dt_us: i64,
+) -> Result<(Instant, Instant), StepError> {
+    let t4 = Instant::now();
+    let alive_before = st.alive.iter().filter(|a| **a).count();
+    backend.control(st, scenes, plans)?;
+    if sync {
+        backend.synchronize()?;
+    }
+    let t5 = Instant::now();
+    times.controller += t5 - t4;
+    // An undriven ego whose recording ends (a gap) ends its rollout in the controller.
+    let stopped = alive_before - st.alive.iter().filter(|a| **a).count();
+    if let Some(p) = probe.as_mut() {
+        p.rollouts_ended(stopped, (t5 - chunk_start).as_secs_f64());
+    }
+    backend.advance_traffic(st, scenes)?;
+    if sync {
+        backend.synchronize()?;
+    }
+    let t6 = Instant::now();
+    times.traffic += t6 - t5;
+    for r in (0..st.len()).filter(|&r| st.alive[r]) {
+        st.t_us[r] += dt_us;
+    }
+    Ok((t5, t6))
+}
+
+/// Marks the alive rollouts `parked` says not alive; returns them, for [`unpark`].
+fn park(st: &mut BatchState, parked: impl Fn(usize) -> bool) -> Vec<usize> {
+    let out: Vec<usize> = (0..st.len())
+        .filter(|&r| st.alive[r] && parked(r))
+        .collect();
+    for &r in &out {
+        st.alive[r] = false;
+    }
+    out
+}
+
+/// Makes the rollouts [`park`] parked alive again.
+fn unpark(st: &mut BatchState, parked: &[usize]) {
+    for &r in parked {
+        st.alive[r] = true;
+    }
+}
+
+/// The state of a pipelined chunk's loop.
+struct Loop<'a, 'b, 'p> {
+    st: &'b mut BatchState,
+    scenes: &'b [SceneCtx],
+    services: Services<'a>,
+    backend: &'b mut dyn StepBackend,
+    dt_us: i64,
+    record: bool,
+    probe: Option<Probe<'p>>,
+    chunk_start: Instant,
+    times: ServiceTimes,
+    counts: StepCounts,
+    values: Vec<f64>,
+    present: Vec<u32>,
+    due: Vec<bool>,
+    obs: Observations,
+    plans: Plans,
+    traces: Vec<RolloutTrace>,
+    drives: bool,
+}
+
+impl Loop<'_, '_, '_> {
+    /// The chunk with a pipelined driver: each rollout goes through the same steps in the same
+    /// order as in lockstep — takeover, evaluation, record, sensor, driver, controller, traffic —
+    /// but its step waits only for its own driver's answer. Each iteration moves the rollouts
+    /// not waiting on their driver up to their driver call (sent at once), then waits for
+    /// answers and moves those answered through the controller and the traffic to their next
+    /// time; the others are parked meanwhile. Every service computes each rollout from that
+    /// rollout's state alone, so the results are the lockstep loop's.
+    fn pipelined(&mut self, mut pipe: Box<dyn DriverPipeline + '_>) -> Result<(), StepError> {
+        let n = self.st.len();
+        let dt_s = self.dt_us as f64 / 1e6;
+        let mut waiting = vec![false; n];
+        let sync = self.probe.is_some();
+        loop {
+            if !self.st.alive.iter().any(|a| *a) {
+                break;
+            }
+            // The rollouts not waiting on their driver, up to their driver call.
+            let parked = park(self.st, |r| waiting[r]);
+            let t0 = Instant::now();
+            let (mut t1, mut t2, mut t3) = (t0, t0, t0);
+            if self.st.alive.iter().any(|a| *a) {
+                if self.drives {
+                    take_over_due(self.st, self.scenes, &mut self.due, self.backend)?;
+                }
+                self.backend.evaluate(
+                    self.st,
+                    self.scenes,
+                    &mut self.values,
+                    &mut self.present,
+                    true,
+                )?;
+                t1 = Instant::now();
+                self.times.evaluation += t1 - t0;
+                let ended = record_step(
+                    self.st,
+                    self.scenes,
+                    &self.values,
+                    &self.present,
+                    &mut self.traces,
+                    &mut self.counts,
+                    self.record,
+                );
+                if ended > 0 {
+                    self.backend.alive_changed(self.st)?;
+                }
+                t2 = Instant::now();
+                self.times.record += t2 - t1;
+                if let Some(p) = self.probe.as_mut() {
+                    p.rollouts_ended(ended, (t2 - self.chunk_start).as_secs_f64());
+                }
+                let ready: Vec<usize> = (0..n).filter(|&r| self.st.alive[r]).collect();
+                if !ready.is_empty() {
+                    self.services
+                        .sensor
+                        .observe(self.st, self.scenes, &mut self.obs)?;
+                    t3 = Instant::now();
+                    self.times.sensor += t3 - t2;
+                    pipe.submit(self.st, self.scenes, &self.obs, &ready, dt_s);
+                    for r in ready {
+                        waiting[r] = true;
+                    }
+                } else {
+                    t3 = t2;
+                }
+            }
+            unpark(self.st, &parked);
+            self.counts.iterations += 1;
+            if pipe.in_flight() == 0 {
+                // Every rollout has ended.
+                break;
+            }
+            // Those answered: controller and traffic to their next time.
+            let answered = pipe.collect(self.st, self.scenes, &mut self.plans, dt_s);
+            for &r in &answered {
+                waiting[r] = false;
+            }
+            let parked = park(self.st, |r| waiting[r]);
+            if take_driver_verdicts(self.st, &mut self.plans, &mut self.traces) {
+                self.backend.alive_changed(self.st)?;
+            }
+            self.backend.set_plans(&self.plans)?;
+            if self.record {
+                record_plans(&mut self.traces, self.st, &self.plans);
+            }
+            let t4 = Instant::now();
+            self.times.driver += t4 - t3;
+            let (t5, t6) = control_and_traffic(
+                self.st,
+                self.scenes,
+                self.backend,
+                &self.plans,
+                sync,
+                &mut self.times,
+                &mut self.probe,
+                self.chunk_start,
+                self.dt_us,
+            )?;
+            unpark(self.st, &parked);
+            if let Some(p) = self.probe.as_mut() {
+                p.services_step([t0, t1, t2, t3, t4, t5, t6]);
+            }
+        }
+        Ok(())
+    }
+
+    /// After the last step: what [`run_chunk`] returns.
+    #[allow(clippy::type_complexity)]
+    fn finish(mut self) -> Result<(Vec<RolloutTrace>, ServiceTimes, StepCounts), StepError> {
+        if let Some(p) = self.probe.as_mut() {
+            p.chunk_end(&self.traces, self.chunk_start);
+        }
+        self.backend.finish(self.st)?;
+        self.services.driver.end(self.st, self.scenes);
+        Ok((self.traces, self.times, self.counts))
+    }
 }
 
 /// Ends the rollouts the driver failed or terminated, noting why in their traces.

@@ -12,8 +12,10 @@
 //! becomes the plan the controller tracks ([`frames`]). `terminate_session` ends the rollout;
 //! `close_session` after its last step.
 //!
-//! All rollouts of a chunk have their requests ([`session`]) in flight at once; each address
-//! serves at most `deploy.driver.n_concurrent_rollouts` at a time; calls time out after
+//! All rollouts of a chunk have their requests ([`session`]) in flight at once, and each steps
+//! on as soon as its own answers are in (the step loop's pipeline; `drivekit.external_driver.
+//! lockstep: true` makes every step wait for the whole chunk instead, with the same results);
+//! each address serves at most `deploy.driver.n_concurrent_rollouts` at a time; calls time out after
 //! `driver.timeout_s` and are retried `driver.retries` times with exponential backoff
 //! ([`client`]). A rollout whose calls still fail ends as failed, naming the address and the
 //! call.
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::services::{DriverService, Observations, Plans};
+use super::services::{DriverPipeline, DriverService, Observations, Plans};
 use crate::alpasim_grpc::common;
 use crate::alpasim_grpc::egodriver::{self, egodriver_service_client::EgodriverServiceClient};
 use crate::config::SimConfig;
@@ -83,6 +85,7 @@ pub struct ExternalDriver {
     timeout: Duration,
     retries: u32,
     send_ground_truth: bool,
+    lockstep: bool,
     sessions: Mutex<HashMap<String, Session>>,
     stats: Arc<Mutex<RpcStats>>,
     version: String,
@@ -150,6 +153,7 @@ impl ExternalDriver {
             timeout,
             retries: d.retries,
             send_ground_truth: d.send_ground_truth,
+            lockstep: d.lockstep,
             sessions: Mutex::new(HashMap::new()),
             stats,
             version: versions.join(", "),
@@ -166,6 +170,215 @@ impl ExternalDriver {
     /// RPC statistics so far.
     pub fn stats(&self) -> RpcStats {
         self.stats.lock().expect("stats lock").clone()
+    }
+}
+
+impl ExternalDriver {
+    /// The requests of this step for each of `rollouts` (which have sessions), with their
+    /// sessions' origins; built on all cores (the sensor rendered the camera frames, also in
+    /// parallel).
+    fn step_works(
+        &self,
+        st: &BatchState,
+        scenes: &[SceneCtx],
+        obs: &Observations,
+        rollouts: &[usize],
+        dt_us: i64,
+    ) -> Vec<(StepWork, [f64; 2])> {
+        let live: Vec<(usize, Session)> = {
+            let sessions = self.sessions.lock().expect("sessions lock");
+            rollouts
+                .iter()
+                .filter_map(|&r| {
+                    let ctx = &scenes[st.scene[r] as usize];
+                    sessions.get(&session_id(ctx, st, r)).map(|s| (r, *s))
+                })
+                .collect()
+        };
+        use rayon::prelude::*;
+        live.par_iter()
+            .map(|(r, s)| {
+                let image = obs.images.get(*r).cloned().flatten();
+                (step_work(st, scenes, *r, s, dt_us, image), s.origin)
+            })
+            .collect()
+    }
+
+    /// One rollout's calls of a step, in order: egomotion, the image, the route, and `drive`
+    /// when a decision is due. A step holds one slot at its address for all its calls; the wait
+    /// is the first call's, the others start at once.
+    fn step_calls(
+        &self,
+        w: StepWork,
+    ) -> impl std::future::Future<Output = (usize, StepOutcome)> + Send + 'static {
+        let client = self.addresses[w.address].client.clone();
+        let permits = self.addresses[w.address].permits.clone();
+        let waiting = self.addresses[w.address].waiting.clone();
+        let (stats, timeout, retries) = (self.stats.clone(), self.timeout, self.retries);
+        let name = self.addresses[w.address].name.clone();
+        async move {
+            let (_permit, wait, depth) = slot(permits, waiting).await;
+            record_wait(&stats, "submit_egomotion_observation", wait, depth);
+            let run = async {
+                call(
+                    &stats,
+                    "submit_egomotion_observation",
+                    timeout,
+                    retries,
+                    || {
+                        let mut c = client.clone();
+                        let req = w.egomotion.clone();
+                        async move { c.submit_egomotion_observation(req).await }
+                    },
+                )
+                .await?;
+                if let Some(img) = &w.image {
+                    call(&stats, "submit_image_observation", timeout, retries, || {
+                        let mut c = client.clone();
+                        let req = img.clone();
+                        async move { c.submit_image_observation(req).await }
+                    })
+                    .await?;
+                }
+                call(&stats, "submit_route", timeout, retries, || {
+                    let mut c = client.clone();
+                    let req = w.route.clone();
+                    async move { c.submit_route(req).await }
+                })
+                .await?;
+                match &w.drive {
+                    Some(req) => call(&stats, "drive", timeout, retries, || {
+                        let mut c = client.clone();
+                        let req = req.clone();
+                        async move { c.drive(req).await }
+                    })
+                    .await
+                    .map(|resp| StepOutcome::Plan(Box::new(resp))),
+                    None => Ok(StepOutcome::Observed),
+                }
+            };
+            let outcome = run.await.unwrap_or_else(|e| {
+                StepOutcome::Failed(format!("driver {name}, session {}: {e}", w.session))
+            });
+            (w.r, outcome)
+        }
+    }
+}
+
+/// Rollout `r`'s answer into `plans` (its `active` flag already cleared).
+fn apply(
+    outcome: StepOutcome,
+    st: &BatchState,
+    scenes: &[SceneCtx],
+    r: usize,
+    origin: [f64; 2],
+    dt_us: i64,
+    plans: &mut Plans,
+) {
+    match outcome {
+        StepOutcome::Observed => {}
+        StepOutcome::Failed(e) => plans.failed[r] = Some(e),
+        StepOutcome::Plan(resp) => {
+            if resp.terminate_session {
+                plans.terminate[r] = true;
+                return;
+            }
+            let ctx = &scenes[st.scene[r] as usize];
+            plan_from(&resp, ctx, st, r, origin, dt_us, plans);
+            plans.active[r] = true;
+        }
+    }
+}
+
+/// Once the first answer of a collect has arrived, the answers arriving within this share of
+/// the time it took are taken with it (between [`GAP_MIN`] and [`GAP_MAX`]): the rollouts
+/// answered together step together, and a straggler steps on its own when it is answered.
+const GAP_SHARE: u32 = 16;
+/// Shortest wait for a further answer.
+const GAP_MIN: Duration = Duration::from_micros(500);
+/// Longest wait for a further answer.
+const GAP_MAX: Duration = Duration::from_millis(5);
+
+/// One chunk's steps in flight ([`DriverService::pipeline`]): each rollout's calls run as a task
+/// on the runtime and report to the channel when done.
+struct Pipeline<'a> {
+    driver: &'a ExternalDriver,
+    tx: tokio::sync::mpsc::UnboundedSender<(usize, StepOutcome)>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<(usize, StepOutcome)>,
+    in_flight: usize,
+    origins: HashMap<usize, [f64; 2]>,
+}
+
+impl DriverPipeline for Pipeline<'_> {
+    fn submit(
+        &mut self,
+        st: &BatchState,
+        scenes: &[SceneCtx],
+        obs: &Observations,
+        rollouts: &[usize],
+        dt_s: f64,
+    ) {
+        let dt_us = (dt_s * 1e6).round() as i64;
+        for (w, origin) in self.driver.step_works(st, scenes, obs, rollouts, dt_us) {
+            self.origins.insert(w.r, origin);
+            let tx = self.tx.clone();
+            let step = self.driver.step_calls(w);
+            self.driver.rt.spawn(async move {
+                // The receiver lives as long as the chunk's loop.
+                let _ = tx.send(step.await);
+            });
+            self.in_flight += 1;
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    fn collect(
+        &mut self,
+        st: &BatchState,
+        scenes: &[SceneCtx],
+        plans: &mut Plans,
+        dt_s: f64,
+    ) -> Vec<usize> {
+        if self.in_flight == 0 {
+            return Vec::new();
+        }
+        let dt_us = (dt_s * 1e6).round() as i64;
+        let (rx, in_flight) = (&mut self.rx, self.in_flight);
+        let answers = self.driver.rt.block_on(async {
+            let start = tokio::time::Instant::now();
+            let mut out = Vec::new();
+            // Every task sends once; the sender held here keeps the channel open.
+            if let Some(a) = rx.recv().await {
+                out.push(a);
+            }
+            let gap = (start.elapsed() / GAP_SHARE).clamp(GAP_MIN, GAP_MAX);
+            while out.len() < in_flight {
+                while let Ok(a) = rx.try_recv() {
+                    out.push(a);
+                }
+                if out.len() >= in_flight {
+                    break;
+                }
+                match tokio::time::timeout(gap, rx.recv()).await {
+                    Ok(Some(a)) => out.push(a),
+                    _ => break,
+                }
+            }
+            out
+        });
+        self.in_flight -= answers.len();
+        let mut answered = Vec::with_capacity(answers.len());
+        for (r, outcome) in answers {
+            plans.active[r] = false;
+            let origin = self.origins[&r];
+            apply(outcome, st, scenes, r, origin, dt_us, plans);
+            answered.push(r);
+        }
+        answered.sort_unstable();
+        answered
     }
 }
 
@@ -315,26 +528,8 @@ impl DriverService for ExternalDriver {
         dt_s: f64,
     ) {
         let dt_us = (dt_s * 1e6).round() as i64;
-        let work: Vec<(StepWork, [f64; 2])> = {
-            let live: Vec<(usize, Session)> = {
-                let sessions = self.sessions.lock().expect("sessions lock");
-                (0..st.len())
-                    .filter(|&r| st.alive[r])
-                    .filter_map(|r| {
-                        let ctx = &scenes[st.scene[r] as usize];
-                        sessions.get(&session_id(ctx, st, r)).map(|s| (r, *s))
-                    })
-                    .collect()
-            };
-            // Requests built on all cores (the sensor rendered the camera frames, also in parallel).
-            use rayon::prelude::*;
-            live.par_iter()
-                .map(|(r, s)| {
-                    let image = obs.images.get(*r).cloned().flatten();
-                    (step_work(st, scenes, *r, s, dt_us, image), s.origin)
-                })
-                .collect()
-        };
+        let live: Vec<usize> = (0..st.len()).filter(|&r| st.alive[r]).collect();
+        let work = self.step_works(st, scenes, obs, &live, dt_us);
         for r in 0..st.len() {
             plans.active[r] = false;
         }
@@ -342,59 +537,7 @@ impl DriverService for ExternalDriver {
         let results = self.rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
             for (w, _) in work {
-                let client = self.addresses[w.address].client.clone();
-                let permits = self.addresses[w.address].permits.clone();
-                let waiting = self.addresses[w.address].waiting.clone();
-                let (stats, timeout, retries) = (self.stats.clone(), self.timeout, self.retries);
-                let name = self.addresses[w.address].name.clone();
-                set.spawn(async move {
-                    // A rollout's step holds one slot for its three calls; the wait is the
-                    // first call's, the others start at once.
-                    let (_permit, wait, depth) = slot(permits, waiting).await;
-                    record_wait(&stats, "submit_egomotion_observation", wait, depth);
-                    let run = async {
-                        call(
-                            &stats,
-                            "submit_egomotion_observation",
-                            timeout,
-                            retries,
-                            || {
-                                let mut c = client.clone();
-                                let req = w.egomotion.clone();
-                                async move { c.submit_egomotion_observation(req).await }
-                            },
-                        )
-                        .await?;
-                        if let Some(img) = &w.image {
-                            call(&stats, "submit_image_observation", timeout, retries, || {
-                                let mut c = client.clone();
-                                let req = img.clone();
-                                async move { c.submit_image_observation(req).await }
-                            })
-                            .await?;
-                        }
-                        call(&stats, "submit_route", timeout, retries, || {
-                            let mut c = client.clone();
-                            let req = w.route.clone();
-                            async move { c.submit_route(req).await }
-                        })
-                        .await?;
-                        match &w.drive {
-                            Some(req) => call(&stats, "drive", timeout, retries, || {
-                                let mut c = client.clone();
-                                let req = req.clone();
-                                async move { c.drive(req).await }
-                            })
-                            .await
-                            .map(|resp| StepOutcome::Plan(Box::new(resp))),
-                            None => Ok(StepOutcome::Observed),
-                        }
-                    };
-                    let outcome = run.await.unwrap_or_else(|e| {
-                        StepOutcome::Failed(format!("driver {name}, session {}: {e}", w.session))
-                    });
-                    (w.r, outcome)
-                });
+                set.spawn(self.step_calls(w));
             }
             let mut out = Vec::new();
             while let Some(j) = set.join_next().await {
@@ -403,20 +546,22 @@ impl DriverService for ExternalDriver {
             out
         });
         for (r, outcome) in results {
-            match outcome {
-                StepOutcome::Observed => {}
-                StepOutcome::Failed(e) => plans.failed[r] = Some(e),
-                StepOutcome::Plan(resp) => {
-                    if resp.terminate_session {
-                        plans.terminate[r] = true;
-                        continue;
-                    }
-                    let ctx = &scenes[st.scene[r] as usize];
-                    plan_from(&resp, ctx, st, r, origins[&r], dt_us, plans);
-                    plans.active[r] = true;
-                }
-            }
+            apply(outcome, st, scenes, r, origins[&r], dt_us, plans);
         }
+    }
+
+    fn pipeline(&self) -> Option<Box<dyn DriverPipeline + '_>> {
+        if self.lockstep {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Some(Box::new(Pipeline {
+            driver: self,
+            tx,
+            rx,
+            in_flight: 0,
+            origins: HashMap::new(),
+        }))
     }
 
     fn end(&self, st: &BatchState, scenes: &[SceneCtx]) {
