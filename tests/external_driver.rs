@@ -379,6 +379,8 @@ fn a_slow_rollout_holds_only_itself_and_results_match_lockstep() {
             server.port,
             &[
                 "runtime.simulation_config.n_sim_steps=20",
+                // No camera: the other rollouts' steps stay short beside the delay.
+                "drivekit.camera.size_px=0",
                 &format!("drivekit.external_driver.lockstep={lockstep}"),
             ],
         );
