@@ -6,6 +6,13 @@
 //! included, as "record"); and the cost of writing the logs (rollout.asl encoding + metrics rows)
 //! as a share of the step time.
 //!
+//! Last, `simulate run` as a user types it beside the step loop on the same work (#23): 16
+//! procedural scenes × 64 rollouts × 32 actors, IDM ego and IDM traffic, logs and
+//! metrics.parquet written, videos off; the release binary as a child process (its wall time,
+//! start to exit), then the step loop with traces on all cores over the same scenes, laid out
+//! scene by scene as the runner does, with the configuration the run wrote
+//! (`wizard-config.yaml`). `BENCH_CLI_ROLLOUTS=64` per scene.
+//!
 //! One agent-step = one actor advanced one control step with its metrics. Environment:
 //! `BENCH_ROLLOUTS=1000,16000`, `BENCH_STEPS=100`, `BENCH_THREADS=1,2`.
 
@@ -281,4 +288,118 @@ fn main() {
         100.0 * rows_s / step_s
     );
     println!("(Both run on the writer thread, off the step loop; nuPlan spends 158 of 570 ms per step on LZMA logging.)");
+    cli_vs_loop(steps);
+}
+
+/// `simulate run` against the step loop on the same work (see the module doc).
+fn cli_vs_loop(steps: usize) {
+    let per_scene = env_list("BENCH_CLI_ROLLOUTS", "64")[0];
+    let n_scenes = 16u64;
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let scenes = root.path().join("scenes");
+    std::fs::create_dir_all(&scenes).expect("the scenes directory");
+    for seed in 0..n_scenes {
+        drivekit::scene::procedural::generate(&drivekit::scene::procedural::ProceduralSpec {
+            seed,
+            agents: 32,
+            lanes: 3,
+            duration_s: (steps as f64 + 3.0) / 10.0,
+        })
+        .save(&scenes.join(format!("procedural-{seed}-32.dkscene")))
+        .expect("the scene saved");
+    }
+    let run = root.path().join("run");
+    let start = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args(["run", "--scenes"])
+        .arg(&scenes)
+        .arg("--out")
+        .arg(&run)
+        .args(["--rollouts", &per_scene.to_string()])
+        .args([
+            "--driver",
+            "idm",
+            "--traffic",
+            "idm",
+            "--video",
+            "none",
+            "--quiet",
+        ])
+        .arg(format!("runtime.simulation_config.n_sim_steps={steps}"))
+        .output()
+        .expect("simulate runs");
+    let cli_wall = start.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = std::fs::read_to_string(run.join("wizard-config.yaml")).expect("the run's config");
+    let cfg = SimConfig::parse(&yaml, &run.join("wizard-config.yaml")).expect("its config parses");
+    // The writer thread's busy time, from the run's telemetry.
+    let prom = std::fs::read_to_string(run.join("telemetry/metrics_worker_0.prom"))
+        .expect("the run's telemetry");
+    let writer_s: f64 = prom
+        .lines()
+        .filter(|l| l.starts_with("rpc_duration_seconds_sum{") && l.contains("service=\"writer\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let ctxs: Vec<SceneCtx> = (0..n_scenes)
+        .map(|seed| {
+            let scene =
+                drivekit::scene::Scene::load(&scenes.join(format!("procedural-{seed}-32.dkscene")))
+                    .expect("the scene loads");
+            SceneCtx::new(scene, &cfg, format!("bench-{seed}")).expect("scenes fit")
+        })
+        .collect();
+    let members: Vec<(u32, u32)> = (0..n_scenes as u32)
+        .flat_map(|s| (0..per_scene as u32).map(move |r| (s, r)))
+        .collect();
+    let threads = rayon::current_num_threads();
+    let chunk = cfg.chunk_size(members.len(), threads);
+    let configured = ConfiguredServices::new(&cfg);
+    let (driver, traffic) = (
+        Driver::Idm.builtin().expect("built in"),
+        Traffic::Idm.service(),
+    );
+    let start = Instant::now();
+    let agent_steps: u64 = members
+        .par_chunks(chunk)
+        .map(|part| {
+            let mut st = BatchState::new(&ctxs, part, &cfg, true);
+            let (traces, _, c) = configured
+                .run_cpu(&mut st, &ctxs, driver, traffic, true, None)
+                .expect("clocks line up");
+            drop(std::hint::black_box(traces));
+            c.agent_steps
+        })
+        .sum();
+    let loop_wall = start.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let cli_steps: u64 = stdout
+        .split_whitespace()
+        .zip(stdout.split_whitespace().skip(1))
+        .find(|(_, w)| *w == "agent-steps")
+        .and_then(|(n, _)| n.parse().ok())
+        .expect("simulate's summary names its agent-steps");
+    assert_eq!(cli_steps, agent_steps, "the same work");
+    println!();
+    println!("simulate run as typed vs the step loop: {n_scenes} procedural scenes × {per_scene} rollouts × 32 actors, {steps} steps, IDM ego + IDM traffic, logs and metrics.parquet written, videos off, {threads} threads:");
+    println!();
+    println!("| | wall s | agent-steps/s | vs step loop |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| step loop (traces recorded, nothing written) | {loop_wall:.2} | {:.0} | 1.00 |",
+        agent_steps as f64 / loop_wall
+    );
+    println!(
+        "| `simulate run` (child process, start to exit) | {cli_wall:.2} | {:.0} | {:.2}× slower |",
+        agent_steps as f64 / cli_wall,
+        cli_wall / loop_wall
+    );
+    println!();
+    println!(
+        "The run's writer thread (encoding rollout.asl and metrics.parquet, writing and syncing them, _complete) was busy {writer_s:.2} s = {:.0} % of the run's wall time, on the same {threads} cores as the stepping.",
+        100.0 * writer_s / cli_wall
+    );
 }
