@@ -529,7 +529,7 @@ pub fn run_chunk(
         }
         let t4 = Instant::now();
         times.driver += t4 - t3;
-        let t5 = control_and_traffic(
+        let (t5, t6) = control_and_traffic(
             st,
             scenes,
             backend,
@@ -541,7 +541,7 @@ pub fn run_chunk(
             dt_us,
         )?;
         if let Some(p) = probe.as_mut() {
-            p.services_step([t0, t1, t2, t3, t4, t5.0, t5.1]);
+            p.services_step([t0, t1, t2, t3, t4, t5, t6]);
         }
     }
     if let Some(p) = probe.as_mut() {
