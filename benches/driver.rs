@@ -141,14 +141,10 @@ fn main() {
     slow_rollout(&scenes, root.path(), steps);
 }
 
-/// Rollout-steps per second of the sessions `counted` picks from a `--session-log`: from the
-/// first session's start to the last drive answer of those counted; and the seconds to the last
-/// drive answer of any session.
-fn session_throughput(
-    log: &Path,
-    steps: usize,
-    counted: impl Fn(bool) -> bool,
-) -> (f64, f64, usize) {
+/// From a `--session-log`: rollout-steps per second of the sessions not delayed, from the first
+/// session's start to their last drive answer; the seconds to the last drive answer of any
+/// session; and how many sessions were not delayed.
+fn session_throughput(log: &Path, steps: usize) -> (f64, f64, usize) {
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(log)
         .expect("the session log")
         .lines()
@@ -165,11 +161,9 @@ fn session_throughput(
             .map(|v| v["last_drive_s"].as_f64().unwrap() - t0)
             .fold(0.0, f64::max)
     };
-    let n = lines
-        .iter()
-        .filter(|v| counted(v["slow"].as_bool().unwrap()))
-        .count();
-    let t = last(&|v| counted(v["slow"].as_bool().unwrap()));
+    let fast = |v: &serde_json::Value| !v["slow"].as_bool().unwrap();
+    let n = lines.iter().filter(|v| fast(v)).count();
+    let t = last(&fast);
     (n as f64 * steps as f64 / t, last(&|_| true), n)
 }
 
@@ -203,7 +197,7 @@ fn slow_rollout(scenes: &Path, root: &Path, steps: usize) {
             let _ = server.kill();
             let _ = server.wait();
             // Sessions are closed at the end of the run; the log is complete once the run is.
-            let (tput, all_s, n) = session_throughput(&log, steps, |slow| !slow);
+            let (tput, all_s, n) = session_throughput(&log, steps);
             if !delayed {
                 base = tput;
             }

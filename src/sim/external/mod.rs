@@ -174,9 +174,8 @@ impl ExternalDriver {
 }
 
 impl ExternalDriver {
-    /// The requests of this step for each of `rollouts` (which have sessions), with their
-    /// sessions' origins; built on all cores (the sensor rendered the camera frames, also in
-    /// parallel).
+    /// The requests of this step for each of `rollouts` (which have sessions); built on all
+    /// cores (the sensor rendered the camera frames, also in parallel).
     fn step_works(
         &self,
         st: &BatchState,
@@ -184,7 +183,7 @@ impl ExternalDriver {
         obs: &Observations,
         rollouts: &[usize],
         dt_us: i64,
-    ) -> Vec<(StepWork, [f64; 2])> {
+    ) -> Vec<StepWork> {
         let live: Vec<(usize, Session)> = {
             let sessions = self.sessions.lock().expect("sessions lock");
             rollouts
@@ -199,18 +198,19 @@ impl ExternalDriver {
         live.par_iter()
             .map(|(r, s)| {
                 let image = obs.images.get(*r).cloned().flatten();
-                (step_work(st, scenes, *r, s, dt_us, image), s.origin)
+                step_work(st, scenes, *r, s, dt_us, image)
             })
             .collect()
     }
 
     /// One rollout's calls of a step, in order: egomotion, the image, the route, and `drive`
-    /// when a decision is due. A step holds one slot at its address for all its calls; the wait
-    /// is the first call's, the others start at once.
+    /// when a decision is due; yields the rollout, its session's origin and the outcome. A step
+    /// holds one slot at its address for all its calls; the wait is the first call's, the
+    /// others start at once.
     fn step_calls(
         &self,
         w: StepWork,
-    ) -> impl std::future::Future<Output = (usize, StepOutcome)> + Send + 'static {
+    ) -> impl std::future::Future<Output = Answer> + Send + 'static {
         let client = self.addresses[w.address].client.clone();
         let permits = self.addresses[w.address].permits.clone();
         let waiting = self.addresses[w.address].waiting.clone();
@@ -260,21 +260,23 @@ impl ExternalDriver {
             let outcome = run.await.unwrap_or_else(|e| {
                 StepOutcome::Failed(format!("driver {name}, session {}: {e}", w.session))
             });
-            (w.r, outcome)
+            (w.r, w.origin, outcome)
         }
     }
 }
 
-/// Rollout `r`'s answer into `plans` (its `active` flag already cleared).
+/// A rollout's step done: the rollout, its session's origin, the outcome.
+type Answer = (usize, [f64; 2], StepOutcome);
+
+/// Rollout `r`'s answer into `plans`: `active` only when it planned.
 fn apply(
-    outcome: StepOutcome,
+    (r, origin, outcome): Answer,
     st: &BatchState,
     scenes: &[SceneCtx],
-    r: usize,
-    origin: [f64; 2],
     dt_us: i64,
     plans: &mut Plans,
 ) {
+    plans.active[r] = false;
     match outcome {
         StepOutcome::Observed => {}
         StepOutcome::Failed(e) => plans.failed[r] = Some(e),
@@ -303,10 +305,9 @@ const GAP_MAX: Duration = Duration::from_millis(5);
 /// on the runtime and report to the channel when done.
 struct Pipeline<'a> {
     driver: &'a ExternalDriver,
-    tx: tokio::sync::mpsc::UnboundedSender<(usize, StepOutcome)>,
-    rx: tokio::sync::mpsc::UnboundedReceiver<(usize, StepOutcome)>,
+    tx: tokio::sync::mpsc::UnboundedSender<Answer>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Answer>,
     in_flight: usize,
-    origins: HashMap<usize, [f64; 2]>,
 }
 
 impl DriverPipeline for Pipeline<'_> {
@@ -319,8 +320,7 @@ impl DriverPipeline for Pipeline<'_> {
         dt_s: f64,
     ) {
         let dt_us = (dt_s * 1e6).round() as i64;
-        for (w, origin) in self.driver.step_works(st, scenes, obs, rollouts, dt_us) {
-            self.origins.insert(w.r, origin);
+        for w in self.driver.step_works(st, scenes, obs, rollouts, dt_us) {
             let tx = self.tx.clone();
             let step = self.driver.step_calls(w);
             self.driver.rt.spawn(async move {
@@ -370,12 +370,9 @@ impl DriverPipeline for Pipeline<'_> {
             out
         });
         self.in_flight -= answers.len();
-        let mut answered = Vec::with_capacity(answers.len());
-        for (r, outcome) in answers {
-            plans.active[r] = false;
-            let origin = self.origins[&r];
-            apply(outcome, st, scenes, r, origin, dt_us, plans);
-            answered.push(r);
+        let mut answered: Vec<usize> = answers.iter().map(|a| a.0).collect();
+        for a in answers {
+            apply(a, st, scenes, dt_us, plans);
         }
         answered.sort_unstable();
         answered
@@ -533,10 +530,9 @@ impl DriverService for ExternalDriver {
         for r in 0..st.len() {
             plans.active[r] = false;
         }
-        let origins: HashMap<usize, [f64; 2]> = work.iter().map(|(w, o)| (w.r, *o)).collect();
         let results = self.rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
-            for (w, _) in work {
+            for w in work {
                 set.spawn(self.step_calls(w));
             }
             let mut out = Vec::new();
@@ -545,8 +541,8 @@ impl DriverService for ExternalDriver {
             }
             out
         });
-        for (r, outcome) in results {
-            apply(outcome, st, scenes, r, origins[&r], dt_us, plans);
+        for a in results {
+            apply(a, st, scenes, dt_us, plans);
         }
     }
 
@@ -560,7 +556,6 @@ impl DriverService for ExternalDriver {
             tx,
             rx,
             in_flight: 0,
-            origins: HashMap::new(),
         }))
     }
 

@@ -20,6 +20,8 @@ pub(super) struct StepWork {
     pub(super) r: usize,
     pub(super) session: String,
     pub(super) address: usize,
+    /// The session's local frame (the answer's poses are in it).
+    pub(super) origin: [f64; 2],
     pub(super) egomotion: egodriver::RolloutEgoTrajectory,
     pub(super) route: egodriver::RouteRequest,
     pub(super) image: Option<egodriver::RolloutCameraImage>,
@@ -112,6 +114,7 @@ pub(super) fn step_work(
         r,
         session: id,
         address: s.address,
+        origin: s.origin,
         egomotion,
         route,
         image,
