@@ -116,7 +116,19 @@ fn step_all(
 }
 
 /// Steps `rollouts` with traces on one thread, then encodes what the run dir would hold.
-fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f64, f64, f64) {
+/// Seconds spent stepping, encoding rollout.asl, building the metrics rows, encoding
+/// metrics.parquet (drivekit's writer, then the arrow-rs ArrowWriter it used before #23 on the
+/// same rows), and the MB of rollout.asl.
+struct LoggingShare {
+    step: f64,
+    asl: f64,
+    rows: f64,
+    parquet: f64,
+    parquet_arrow: f64,
+    asl_mb: f64,
+}
+
+fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> LoggingShare {
     let members: Vec<(u32, u32)> = (0..rollouts)
         .map(|i| ((i % SCENES) as u32, (i / SCENES) as u32))
         .collect();
@@ -128,6 +140,7 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f
     let mut step = Duration::ZERO;
     let mut encode = Duration::ZERO;
     let mut rows_time = Duration::ZERO;
+    let (mut parquet, mut parquet_arrow) = (Duration::ZERO, Duration::ZERO);
     let mut bytes = 0usize;
     for part in members.chunks(64) {
         let t = Instant::now();
@@ -158,15 +171,36 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> (f64, f
             let rid = format!("{}-{}", ctx.batch_uuid, st.rollout[r]);
             push_trace_rows(&mut rows, ctx, &rid, &meta, tr);
         }
-        std::hint::black_box(rows.finish());
+        let batch = rows.finish();
         rows_time += t.elapsed();
+        let t = Instant::now();
+        let file = drivekit::metrics_file::encode_metrics_file(std::slice::from_ref(&batch))
+            .expect("the rows encode");
+        parquet += t.elapsed();
+        let t = Instant::now();
+        let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+            .with_properties(drivekit::metrics_file::writer_properties())
+            .with_skip_arrow_metadata(true);
+        let mut reference = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new_with_options(
+            &mut reference,
+            drivekit::metrics_file::arrow_schema(),
+            opts,
+        )
+        .expect("the arrow writer starts");
+        w.write(&batch).expect("the rows encode");
+        w.close().expect("the file closes");
+        parquet_arrow += t.elapsed();
+        std::hint::black_box((file, reference));
     }
-    (
-        step.as_secs_f64(),
-        encode.as_secs_f64(),
-        rows_time.as_secs_f64(),
-        bytes as f64 / 1e6,
-    )
+    LoggingShare {
+        step: step.as_secs_f64(),
+        asl: encode.as_secs_f64(),
+        rows: rows_time.as_secs_f64(),
+        parquet: parquet.as_secs_f64(),
+        parquet_arrow: parquet_arrow.as_secs_f64(),
+        asl_mb: bytes as f64 / 1e6,
+    }
 }
 
 fn main() {
@@ -280,12 +314,21 @@ fn main() {
         100.0 * (best[1] - best[0]) / best[0]
     );
     let n_log = sizes[0].min(1000);
-    let (step_s, asl_s, rows_s, mb) = logging_share(&ctxs, &cfg, n_log);
+    let l = logging_share(&ctxs, &cfg, n_log);
     println!();
     println!(
-        "Logging ({n_log} rollouts, IDM, 1 thread): stepping with traces {step_s:.2} s; rollout.asl encoding {asl_s:.3} s ({mb:.0} MB) = {:.2} % of step time; metrics rows {rows_s:.3} s = {:.2} %.",
-        100.0 * asl_s / step_s,
-        100.0 * rows_s / step_s
+        "Logging ({n_log} rollouts, IDM, 1 thread): stepping with traces {:.2} s; rollout.asl encoding {:.3} s ({:.0} MB) = {:.2} % of step time; metrics rows {:.3} s = {:.2} %; metrics.parquet encoding {:.3} s = {:.2} % (the arrow-rs ArrowWriter on the same rows: {:.3} s = {:.2} %, {:.2}× drivekit's).",
+        l.step,
+        l.asl,
+        l.asl_mb,
+        100.0 * l.asl / l.step,
+        l.rows,
+        100.0 * l.rows / l.step,
+        l.parquet,
+        100.0 * l.parquet / l.step,
+        l.parquet_arrow,
+        100.0 * l.parquet_arrow / l.step,
+        l.parquet_arrow / l.parquet
     );
     println!("(Both run on the writer thread, off the step loop; nuPlan spends 158 of 570 ms per step on LZMA logging.)");
     cli_vs_loop(steps);

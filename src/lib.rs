@@ -14,7 +14,7 @@
 //! two modules import each other (`tests/layering.rs` reads this list and checks the code):
 //!
 //! 1. plumbing: [`fsutil`], [`rng`], [`geometry`], [`report`], [`alpasim_grpc`]
-//! 2. formats: [`config`], [`run_dir`], [`metrics_file`], [`scene`]
+//! 2. formats: [`config`], [`run_dir`], [`dict_chunk`], [`metrics_file`], [`scene`]
 //! 3. vocabulary: [`metrics`], [`telemetry`]
 //! 4. state: [`state`]
 //! 5. rollout: [`rollout`]
@@ -31,6 +31,7 @@ pub mod aggregate;
 pub mod alpasim_grpc;
 pub mod config;
 pub mod cuda;
+pub mod dict_chunk;
 pub mod evaluate;
 pub mod fixtures;
 pub mod fsutil;

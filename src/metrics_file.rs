@@ -14,11 +14,14 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
 };
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
+use parquet::arrow::{ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::Compression;
+use parquet::errors::ParquetError;
 use parquet::file::properties::{WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
 
-use crate::fsutil;
+use crate::{dict_chunk, fsutil};
 
 /// Column names, in file order.
 pub const COLUMNS: [&str; 9] = [
@@ -55,7 +58,8 @@ pub mod col {
     pub const RUN_NAME: usize = 8;
 }
 
-fn is_string_column(i: usize) -> bool {
+/// True for the string columns (all but timestamps_us, values and valid).
+pub fn is_string_column(i: usize) -> bool {
     !matches!(i, col::TIMESTAMPS_US | col::VALUES | col::VALID)
 }
 
@@ -97,22 +101,83 @@ fn properties_builder() -> parquet::file::properties::WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(compression())
-        .set_max_row_group_row_count(Some(1 << 20))
+        .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
         .set_created_by(format!("drivekit {}", env!("CARGO_PKG_VERSION")))
 }
 
 /// Builds the columns of a metrics file row by row.
 pub struct MetricsBuilder {
-    name: StringDictionaryBuilder<Int32Type>,
+    name: KeyedStrings,
     ts: Int64Builder,
     values: Float64Builder,
     valid: BooleanBuilder,
-    agg: StringDictionaryBuilder<Int32Type>,
+    agg: KeyedStrings,
     clip: StringDictionaryBuilder<Int32Type>,
     rollout: StringDictionaryBuilder<Int32Type>,
     run_uuid: StringDictionaryBuilder<Int32Type>,
     run_name: StringDictionaryBuilder<Int32Type>,
     rows: usize,
+}
+
+/// A string column built as dictionary keys. Strings are hashed into the dictionary, except
+/// `&'static str`s seen before: their address and length identify their bytes, so a small
+/// direct-mapped cache by address answers them without hashing (the metric names and time
+/// aggregations of [`MetricsBuilder::push_rollout`], two keys per row).
+#[derive(Default)]
+struct KeyedStrings {
+    keys: Vec<i32>,
+    values: Vec<String>,
+    index: std::collections::HashMap<String, i32>,
+    recent: StaticKeys,
+}
+
+/// The cache of [`KeyedStrings`]: (address, length, key) per slot.
+struct StaticKeys([(usize, usize, i32); 64]);
+
+impl Default for StaticKeys {
+    fn default() -> Self {
+        StaticKeys([(0, 0, -1); 64])
+    }
+}
+
+impl KeyedStrings {
+    fn key(&mut self, s: &str) -> i32 {
+        if let Some(&k) = self.index.get(s) {
+            return k;
+        }
+        let k = i32::try_from(self.values.len()).expect("fewer than 2³¹ distinct strings");
+        self.values.push(s.to_string());
+        self.index.insert(s.to_string(), k);
+        k
+    }
+
+    fn push(&mut self, s: &str) {
+        let k = self.key(s);
+        self.keys.push(k);
+    }
+
+    fn push_static(&mut self, s: &'static str) {
+        let addr = s.as_ptr() as usize;
+        let slot = (addr ^ (addr >> 7) ^ s.len()) % self.recent.0.len();
+        let (a, n, k) = self.recent.0[slot];
+        let k = if a == addr && n == s.len() && k >= 0 {
+            k
+        } else {
+            let k = self.key(s);
+            self.recent.0[slot] = (addr, s.len(), k);
+            k
+        };
+        self.keys.push(k);
+    }
+
+    fn finish(self) -> ArrayRef {
+        let keys = arrow_array::Int32Array::from(self.keys);
+        let values: ArrayRef = Arc::new(arrow_array::StringArray::from(self.values));
+        Arc::new(
+            arrow_array::DictionaryArray::<Int32Type>::try_new(keys, values)
+                .expect("every key indexes the dictionary"),
+        )
+    }
 }
 
 /// One row of a metrics file.
@@ -149,11 +214,11 @@ impl MetricsBuilder {
     pub fn new() -> Self {
         let d = StringDictionaryBuilder::<Int32Type>::new;
         MetricsBuilder {
-            name: d(),
+            name: KeyedStrings::default(),
             ts: Int64Builder::new(),
             values: Float64Builder::new(),
             valid: BooleanBuilder::new(),
-            agg: d(),
+            agg: KeyedStrings::default(),
             clip: d(),
             rollout: d(),
             run_uuid: d(),
@@ -164,11 +229,11 @@ impl MetricsBuilder {
 
     /// Appends one row.
     pub fn push(&mut self, r: &MetricRow<'_>) {
-        self.name.append_value(r.name);
+        self.name.push(r.name);
         self.ts.append_value(r.timestamps_us);
         self.values.append_option(r.value);
         self.valid.append_value(r.valid);
-        self.agg.append_value(r.time_aggregation);
+        self.agg.push(r.time_aggregation);
         self.clip.append_value(r.clipgt_id);
         self.rollout.append_value(r.rollout_id);
         self.run_uuid.append_value(r.run_uuid);
@@ -178,19 +243,20 @@ impl MetricsBuilder {
 
     /// Appends the rows of one rollout — `(name, time aggregation, timestamps_us, value)`, all
     /// valid — whose scene, rollout and run columns are the same: those four are appended once
-    /// per rollout instead of once per row.
-    pub fn push_rollout<'a>(
+    /// per rollout instead of once per row. Names and aggregations are static strings (the
+    /// metric tables'), which the builder keys by address without hashing.
+    pub fn push_rollout(
         &mut self,
         clipgt_id: &str,
         rollout_id: &str,
         run_uuid: &str,
         run_name: &str,
-        rows: impl Iterator<Item = (&'a str, &'a str, i64, f64)>,
+        rows: impl Iterator<Item = (&'static str, &'static str, i64, f64)>,
     ) {
         let mut n = 0;
         for (name, agg, t, v) in rows {
-            self.name.append_value(name);
-            self.agg.append_value(agg);
+            self.name.push_static(name);
+            self.agg.push_static(agg);
             self.ts.append_value(t);
             self.values.append_value(v);
             n += 1;
@@ -216,11 +282,11 @@ impl MetricsBuilder {
     /// Finishes the columns into a record batch of [`arrow_schema`].
     pub fn finish(mut self) -> RecordBatch {
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(self.name.finish()),
+            self.name.finish(),
             Arc::new(self.ts.finish()),
             Arc::new(self.values.finish()),
             Arc::new(self.valid.finish()),
-            Arc::new(self.agg.finish()),
+            self.agg.finish(),
             Arc::new(self.clip.finish()),
             Arc::new(self.rollout.finish()),
             Arc::new(self.run_uuid.finish()),
@@ -257,20 +323,107 @@ pub fn write_metrics_file_tagged(
             value,
         )]));
     }
-    let props = props.build();
+    let props = Arc::new(props.build());
     fsutil::write_atomic_with(path, |w| {
-        let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
-            .with_properties(props)
-            .with_skip_arrow_metadata(true);
-        let mut writer = ArrowWriter::try_new_with_options(w, arrow_schema(), opts)
-            .map_err(std::io::Error::other)?;
-        for b in batches {
-            writer.write(b).map_err(std::io::Error::other)?;
-        }
-        writer.close().map_err(std::io::Error::other)?;
-        Ok(())
+        write_parquet(w, batches, props, MAX_ROW_GROUP_ROWS).map_err(std::io::Error::other)
     })
     .map_err(io)
+}
+
+/// The bytes of the metrics file [`write_metrics_file`] would write for `batches` (in memory; for
+/// benchmarks and tests).
+pub fn encode_metrics_file(batches: &[RecordBatch]) -> Result<Vec<u8>, ParquetError> {
+    let mut out = Vec::new();
+    write_parquet(
+        &mut out,
+        batches,
+        Arc::new(writer_properties()),
+        MAX_ROW_GROUP_ROWS,
+    )?;
+    Ok(out)
+}
+
+/// Most rows per row group (larger inputs are split, as the arrow writer splits them).
+const MAX_ROW_GROUP_ROWS: usize = 1 << 20;
+
+/// Writes `batches` as one Parquet file: the numeric columns through the arrow writer's column
+/// writers, the string columns from their dictionary keys ([`dict_chunk`]), at most `max_rows`
+/// rows per row group.
+fn write_parquet<W: std::io::Write + Send>(
+    w: W,
+    batches: &[RecordBatch],
+    props: Arc<WriterProperties>,
+    max_rows: usize,
+) -> Result<(), ParquetError> {
+    let schema = arrow_schema();
+    for b in batches {
+        let same = b.num_columns() == schema.fields().len()
+            && b.schema()
+                .fields()
+                .iter()
+                .zip(schema.fields())
+                .all(|(f, want)| f.data_type() == want.data_type());
+        if !same {
+            return Err(ParquetError::General(format!(
+                "record batch columns {:?} do not match the metrics schema ({})",
+                b.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>(),
+                COLUMNS.join(", ")
+            )));
+        }
+    }
+    let descr = ArrowSchemaConverter::new()
+        .with_coerce_types(props.coerce_types())
+        .convert(&schema)?;
+    let mut writer = SerializedFileWriter::new(w, descr.root_schema_ptr(), props)?;
+    let factory = ArrowRowGroupWriterFactory::new(&writer, Arc::clone(&schema));
+    for (g, pieces) in row_groups(batches, max_rows).iter().enumerate() {
+        let writers = factory.create_column_writers(g)?;
+        let mut rg = writer.next_row_group()?;
+        for (c, mut column) in writers.into_iter().enumerate() {
+            if is_string_column(c) {
+                let keyed = dict_chunk::KeyedColumn::gather(pieces, c)?;
+                let (bytes, close) = dict_chunk::encode_chunk(&descr.column(c), &keyed)?;
+                rg.append_column(&bytes, close)?;
+            } else {
+                for &(b, offset, len) in pieces {
+                    let part = b.column(c).slice(offset, len);
+                    for leaf in compute_leaves(schema.field(c), &part)? {
+                        column.write(&leaf)?;
+                    }
+                }
+                column.close()?.append_to_row_group(&mut rg)?;
+            }
+        }
+        rg.close()?;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+/// Row ranges `(batch, offset, len)` of each row group: the batches in order, cut every `max`
+/// rows.
+fn row_groups(batches: &[RecordBatch], max: usize) -> Vec<Vec<(&RecordBatch, usize, usize)>> {
+    let (mut groups, mut current, mut n) = (Vec::new(), Vec::new(), 0);
+    for b in batches {
+        let mut offset = 0;
+        while offset < b.num_rows() {
+            let take = (max - n).min(b.num_rows() - offset);
+            current.push((b, offset, take));
+            (n, offset) = (n + take, offset + take);
+            if n == max {
+                groups.push(std::mem::take(&mut current));
+                n = 0;
+            }
+        }
+    }
+    if n > 0 {
+        groups.push(current);
+    }
+    groups
 }
 
 /// Problems with a metrics file; every variant names the file.
@@ -432,5 +585,187 @@ impl Iterator for MetricsFileReader {
                     source: parquet::errors::ParquetError::External(Box::new(e)),
                 }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use parquet::arrow::ArrowWriter;
+
+    /// Rows with every kind of string column: 300 metric names (9-bit keys, bit-packed), runs
+    /// shorter and longer than eight, a constant column, values across several data pages.
+    fn batch(rows: usize, salt: usize) -> RecordBatch {
+        let mut b = MetricsBuilder::new();
+        for i in 0..rows {
+            let name = format!("metric_{}", (i * 7 + salt) % 300);
+            let agg = ["mean", "max", "min", "last"][(i / 5) % 4];
+            let clip = format!("clip-{}", (i / 1000 + salt) % 3);
+            let rollout = format!("rollout-{}", i / 37);
+            b.push(&MetricRow {
+                name: &name,
+                timestamps_us: i as i64,
+                value: (i % 11 != 0).then_some(i as f64 * 0.5),
+                valid: i % 3 != 0,
+                time_aggregation: agg,
+                clipgt_id: &clip,
+                rollout_id: &rollout,
+                run_uuid: "uuid",
+                run_name: if salt == 0 { "run" } else { "other run" },
+            });
+        }
+        b.finish()
+    }
+
+    fn plain(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+        let mut rows = Vec::new();
+        for b in batches {
+            for r in 0..b.num_rows() {
+                let mut row = Vec::new();
+                for c in 0..b.num_columns() {
+                    let col = b.column(c);
+                    let col = match col.data_type() {
+                        DataType::Dictionary(_, _) => {
+                            arrow_cast_dictionary(col.as_dictionary::<Int32Type>(), r)
+                        }
+                        _ => format!("{:?}", col.slice(r, 1)),
+                    };
+                    row.push(col);
+                }
+                rows.push(row);
+            }
+        }
+        rows
+    }
+
+    fn arrow_cast_dictionary(d: &arrow_array::DictionaryArray<Int32Type>, r: usize) -> String {
+        let k = d.keys().value(r) as usize;
+        d.values().as_string::<i32>().value(k).to_string()
+    }
+
+    #[test]
+    fn string_columns_written_from_their_keys_read_back_as_the_arrow_writer_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = [
+            batch(45_000, 0),
+            batch(10, 1),
+            batch(0, 0),
+            batch(30_001, 2),
+        ];
+        // drivekit's writer, with row groups cut at 50 000 rows (so a row group spans batches).
+        let ours = dir.path().join("ours.parquet");
+        let file = File::create(&ours).unwrap();
+        write_parquet(file, &batches, Arc::new(writer_properties()), 50_000).unwrap();
+        // The arrow writer, re-interning every row.
+        let theirs = dir.path().join("theirs.parquet");
+        let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+            .with_properties(writer_properties())
+            .with_skip_arrow_metadata(true);
+        let mut w =
+            ArrowWriter::try_new_with_options(File::create(&theirs).unwrap(), arrow_schema(), opts)
+                .unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap();
+        let read = |p: &Path| -> Vec<RecordBatch> {
+            open_metrics_file(p).unwrap().map(|b| b.unwrap()).collect()
+        };
+        let (a, b) = (read(&ours), read(&theirs));
+        assert_eq!(plain(&a).len(), 75_011);
+        assert_eq!(plain(&a), plain(&b));
+        // Footer: two row groups, string chunks dictionary-encoded with exact statistics.
+        let meta =
+            parquet::file::reader::SerializedFileReader::new(File::open(&ours).unwrap()).unwrap();
+        use parquet::file::reader::FileReader;
+        let m = meta.metadata();
+        assert_eq!(m.num_row_groups(), 2);
+        assert_eq!(m.row_group(0).num_rows(), 50_000);
+        let name = m.row_group(0).column(col::NAME);
+        assert!(name.dictionary_page_offset().is_some());
+        match name.statistics() {
+            Some(parquet::file::statistics::Statistics::ByteArray(s)) => {
+                assert_eq!(s.min_opt().map(|v| v.data()), Some(&b"metric_0"[..]));
+                assert_eq!(s.max_opt().map(|v| v.data()), Some(&b"metric_99"[..]));
+            }
+            other => panic!("name statistics {other:?}"),
+        }
+    }
+
+    #[test]
+    fn static_names_keyed_by_address_read_back_as_pushed() {
+        const NAMES: [&str; 3] = ["speed", "offroad", "speed_limit"];
+        let mut b = MetricsBuilder::new();
+        // Row by row first (hashed), then by rollout (keyed by address), then row by row again.
+        b.push(&MetricRow {
+            name: &String::from("offroad"),
+            timestamps_us: 0,
+            value: Some(1.0),
+            valid: true,
+            time_aggregation: "max",
+            clipgt_id: "c",
+            rollout_id: "r0",
+            run_uuid: "u",
+            run_name: "n",
+        });
+        let rows = (0..300).map(|i| (NAMES[i % 3], ["mean", "max"][i % 2], i as i64, 0.0));
+        b.push_rollout("c", "r1", "u", "n", rows);
+        b.push(&MetricRow {
+            name: "speed_limit",
+            timestamps_us: 0,
+            value: None,
+            valid: true,
+            time_aggregation: "mean",
+            clipgt_id: "c",
+            rollout_id: "r2",
+            run_uuid: "u",
+            run_name: "n",
+        });
+        let batch = b.finish();
+        let got = plain(std::slice::from_ref(&batch));
+        assert_eq!(got.len(), 302);
+        assert_eq!((got[0][0].as_str(), got[0][4].as_str()), ("offroad", "max"));
+        for (i, row) in got[1..301].iter().enumerate() {
+            assert_eq!(row[0], NAMES[i % 3], "row {i}");
+            assert_eq!(row[4], ["mean", "max"][i % 2]);
+            assert_eq!(row[6], "r1");
+        }
+        assert_eq!(
+            (got[301][0].as_str(), got[301][6].as_str()),
+            ("speed_limit", "r2")
+        );
+        // One dictionary entry per distinct name.
+        let names = batch.column(col::NAME).as_dictionary::<Int32Type>();
+        assert_eq!(names.values().len(), 3);
+    }
+
+    #[test]
+    fn batches_that_are_not_metrics_rows_are_refused() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(arrow_array::Int64Array::from(vec![1])) as ArrayRef],
+        )
+        .unwrap();
+        let e = write_parquet(Vec::new(), &[b], Arc::new(writer_properties()), 10).unwrap_err();
+        assert!(
+            e.to_string().contains("do not match the metrics schema"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn row_groups_cut_across_batches() {
+        let bs = [batch(5, 0), batch(0, 0), batch(7, 0)];
+        let g = row_groups(&bs, 4);
+        let sizes: Vec<Vec<(usize, usize)>> = g
+            .iter()
+            .map(|p| p.iter().map(|&(_, o, n)| (o, n)).collect())
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![vec![(0, 4)], vec![(4, 1), (0, 3)], vec![(3, 4)]]
+        );
     }
 }

@@ -83,3 +83,73 @@ fn metrics_written_by_polars_are_aggregated() {
 fn means_stds_and_quantiles_match_alpasim_semantics_in_polars() {
     run_script("alpasim_reference.py");
 }
+
+/// metrics.parquet's string columns are written from their dictionary keys (src/dict_chunk.rs):
+/// pyarrow, pandas and polars read the same table from such a file as from the same rows written
+/// by the arrow-rs ArrowWriter (with 300 distinct names, runs and literals, several pages, two
+/// row groups).
+#[test]
+fn string_columns_written_from_their_keys_read_as_the_arrow_writer_writes_them() {
+    use drivekit::metrics_file::{self, MetricRow, MetricsBuilder};
+    if !util::have_python(
+        "pyarrow, pandas, polars",
+        "python_readers::string_columns_written_from_their_keys_read_as_the_arrow_writer_writes_them",
+    ) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let batches: Vec<_> = [(1_100_000usize, 0usize), (25_000, 1)]
+        .into_iter()
+        .map(|(rows, salt)| {
+            let mut b = MetricsBuilder::new();
+            for i in 0..rows {
+                let (name, clip) = (
+                    format!("metric_{}", (i * 7 + salt) % 300),
+                    format!("clip-{}", (i / 1000 + salt) % 3),
+                );
+                let rollout = format!("rollout-{}", i / 37);
+                b.push(&MetricRow {
+                    name: &name,
+                    timestamps_us: i as i64,
+                    value: (i % 11 != 0).then_some(i as f64 * 0.5),
+                    valid: i % 3 != 0,
+                    time_aggregation: ["mean", "max", "min", "last"][(i / 5) % 4],
+                    clipgt_id: &clip,
+                    rollout_id: &rollout,
+                    run_uuid: "uuid",
+                    run_name: "run",
+                });
+            }
+            b.finish()
+        })
+        .collect();
+    let ours = d.path().join("ours.parquet");
+    metrics_file::write_metrics_file(&ours, &batches).unwrap();
+    let reference = d.path().join("reference.parquet");
+    let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+        .with_properties(metrics_file::writer_properties())
+        .with_skip_arrow_metadata(true);
+    let mut w = parquet::arrow::ArrowWriter::try_new_with_options(
+        std::fs::File::create(&reference).unwrap(),
+        metrics_file::arrow_schema(),
+        opts,
+    )
+    .unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/same_tables.py");
+    let py = Command::new("python3")
+        .arg(script)
+        .arg(&ours)
+        .arg(&reference)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        py.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+}

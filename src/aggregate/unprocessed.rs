@@ -17,22 +17,20 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray};
+use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowSchemaConverter;
-use parquet::arrow::ArrowWriter;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ColumnChunkMetaData, KeyValue, ParquetMetaData};
-use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
 use serde::{Deserialize, Serialize};
 
+use crate::dict_chunk;
 use crate::fsutil;
 use crate::metrics_file::{self, col};
 
@@ -108,8 +106,27 @@ impl BatchKey {
 
 /// The columns of one batch, encoded (all but run_uuid).
 pub struct EncodedBatch {
-    chunks: Vec<ArrowColumnChunk>,
+    chunks: Vec<Chunk>,
     rows: usize,
+}
+
+/// One encoded column chunk: numbers through the arrow writer, strings from their dictionary
+/// keys ([`dict_chunk`]).
+enum Chunk {
+    Arrow(ArrowColumnChunk),
+    Keyed(Bytes, ColumnCloseResult),
+}
+
+impl Chunk {
+    fn append_to_row_group(
+        self,
+        rg: &mut SerializedRowGroupWriter<'_, BufWriter<File>>,
+    ) -> Result<(), ParquetError> {
+        match self {
+            Chunk::Arrow(chunk) => chunk.append_to_row_group(rg),
+            Chunk::Keyed(bytes, close) => rg.append_column(&bytes, close),
+        }
+    }
 }
 
 /// A previous `metrics_unprocessed.parquet` whose row groups can be copied.
@@ -244,8 +261,8 @@ pub struct UnprocessedWriter {
     tmp: fsutil::TempFile,
     path: PathBuf,
     run_uuid: String,
-    /// Encoded constant run_uuid chunks by row count: most batches share a row count, and
-    /// encoding a constant column row by row costs as much as the rest of the row group.
+    /// Encoded constant run_uuid chunks by row count (most batches share a row count; each is
+    /// one RLE run, [`dict_chunk`]).
     uuid_chunks: HashMap<usize, (Bytes, ColumnCloseResult)>,
 }
 
@@ -351,8 +368,10 @@ impl UnprocessedWriter {
             return Ok(());
         }
         if !self.uuid_chunks.contains_key(&rows) {
-            let field = self.schema.field(col::RUN_UUID);
-            let chunk = constant_run_uuid_chunk(field, &self.run_uuid, rows)?;
+            let chunk = dict_chunk::encode_chunk(
+                &self.descr.column(col::RUN_UUID),
+                &dict_chunk::KeyedColumn::constant(&self.run_uuid, rows),
+            )?;
             self.uuid_chunks.insert(rows, chunk);
         }
         let (uuid_bytes, uuid_close) = &self.uuid_chunks[&rows];
@@ -410,60 +429,28 @@ impl Encoder {
         for b in batches {
             rows += b.num_rows();
         }
+        let pieces: Vec<_> = batches.iter().map(|b| (b, 0, b.num_rows())).collect();
         for (c, mut w) in writers.into_iter().enumerate() {
             if c == col::RUN_UUID {
                 continue;
+            }
+            if metrics_file::is_string_column(c) {
+                // A string column with nulls (allowed in optional columns) goes the arrow way.
+                if let Ok(keyed) = dict_chunk::KeyedColumn::gather(&pieces, c) {
+                    let (bytes, close) = dict_chunk::encode_chunk(&self.descr.column(c), &keyed)?;
+                    chunks.push(Chunk::Keyed(bytes, close));
+                    continue;
+                }
             }
             for b in batches {
                 for leaf in compute_leaves(schema.field(c), b.column(c))? {
                     w.write(&leaf)?;
                 }
             }
-            chunks.push(w.close()?);
+            chunks.push(Chunk::Arrow(w.close()?));
         }
         Ok(EncodedBatch { chunks, rows })
     }
-}
-
-/// Encodes a run_uuid column of `rows` copies of `run_uuid` as a one-column Parquet file in
-/// memory and returns its bytes with the chunk's metadata, ready for `append_column`.
-fn constant_run_uuid_chunk(
-    field: &Field,
-    run_uuid: &str,
-    rows: usize,
-) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
-    let schema = Arc::new(Schema::new(vec![field.clone()]));
-    let keys = Int32Array::from(vec![0; rows]);
-    let values = Arc::new(StringArray::from(vec![run_uuid]));
-    let arr: ArrayRef = Arc::new(DictionaryArray::try_new(keys, values).map_err(other)?);
-    let batch = RecordBatch::try_new(schema.clone(), vec![arr]).map_err(other)?;
-    let props = WriterProperties::builder()
-        .set_compression(metrics_file::compression())
-        .set_max_row_group_row_count(None)
-        .build();
-    let opts = ArrowWriterOptions::new()
-        .with_properties(props)
-        .with_skip_arrow_metadata(true);
-    let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new_with_options(&mut buf, schema, opts)?;
-    w.write(&batch)?;
-    w.close()?;
-    let bytes = Bytes::from(buf);
-    let reader = SerializedFileReader::new(bytes.clone())?;
-    let group = reader.metadata().row_group(0);
-    if reader.metadata().num_row_groups() != 1 || group.num_rows() as usize != rows {
-        return Err(other("run_uuid column did not fit one row group"));
-    }
-    let meta = group.column(0).clone();
-    let close = ColumnCloseResult {
-        bytes_written: meta.compressed_size() as u64,
-        rows_written: rows as u64,
-        metadata: meta,
-        bloom_filter: None,
-        column_index: None,
-        offset_index: None,
-    };
-    Ok((bytes, close))
 }
 
 #[cfg(test)]
@@ -471,6 +458,8 @@ mod tests {
     use super::*;
     use crate::metrics_file::{MetricRow, MetricsBuilder};
     use arrow_array::cast::AsArray;
+    use arrow_array::{ArrayRef, DictionaryArray, StringArray};
+    use parquet::arrow::ArrowWriter;
 
     fn rows() -> RecordBatch {
         let mut b = MetricsBuilder::new();
