@@ -178,18 +178,9 @@ fn logging_share(ctxs: &[SceneCtx], cfg: &SimConfig, rollouts: usize) -> Logging
             .expect("the rows encode");
         parquet += t.elapsed();
         let t = Instant::now();
-        let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
-            .with_properties(drivekit::metrics_file::writer_properties())
-            .with_skip_arrow_metadata(true);
-        let mut reference = Vec::new();
-        let mut w = parquet::arrow::ArrowWriter::try_new_with_options(
-            &mut reference,
-            drivekit::metrics_file::arrow_schema(),
-            opts,
-        )
-        .expect("the arrow writer starts");
-        w.write(&batch).expect("the rows encode");
-        w.close().expect("the file closes");
+        let reference =
+            drivekit::metrics_file::encode_with_arrow_writer(std::slice::from_ref(&batch))
+                .expect("the rows encode");
         parquet_arrow += t.elapsed();
         std::hint::black_box((file, reference));
     }

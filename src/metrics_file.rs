@@ -343,6 +343,22 @@ pub fn encode_metrics_file(batches: &[RecordBatch]) -> Result<Vec<u8>, ParquetEr
     Ok(out)
 }
 
+/// The bytes the arrow-rs `ArrowWriter` writes for `batches` with the same settings: the encoder
+/// drivekit used before [`dict_chunk`] (it re-interns every string row). The benchmark's baseline
+/// and the tests' reference; nothing in the tools writes with it.
+pub fn encode_with_arrow_writer(batches: &[RecordBatch]) -> Result<Vec<u8>, ParquetError> {
+    let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+        .with_properties(writer_properties())
+        .with_skip_arrow_metadata(true);
+    let mut out = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new_with_options(&mut out, arrow_schema(), opts)?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(out)
+}
+
 /// Most rows per row group (larger inputs are split, as the arrow writer splits them).
 const MAX_ROW_GROUP_ROWS: usize = 1 << 20;
 
@@ -592,7 +608,6 @@ impl Iterator for MetricsFileReader {
 mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
-    use parquet::arrow::ArrowWriter;
 
     /// Rows with every kind of string column: 300 metric names (9-bit keys, bit-packed), runs
     /// shorter and longer than eight, a constant column, values across several data pages.
@@ -659,16 +674,7 @@ mod tests {
         write_parquet(file, &batches, Arc::new(writer_properties()), 50_000).unwrap();
         // The arrow writer, re-interning every row.
         let theirs = dir.path().join("theirs.parquet");
-        let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
-            .with_properties(writer_properties())
-            .with_skip_arrow_metadata(true);
-        let mut w =
-            ArrowWriter::try_new_with_options(File::create(&theirs).unwrap(), arrow_schema(), opts)
-                .unwrap();
-        for b in &batches {
-            w.write(b).unwrap();
-        }
-        w.close().unwrap();
+        std::fs::write(&theirs, encode_with_arrow_writer(&batches).unwrap()).unwrap();
         let read = |p: &Path| -> Vec<RecordBatch> {
             open_metrics_file(p).unwrap().map(|b| b.unwrap()).collect()
         };

@@ -126,19 +126,11 @@ fn string_columns_written_from_their_keys_read_as_the_arrow_writer_writes_them()
     let ours = d.path().join("ours.parquet");
     metrics_file::write_metrics_file(&ours, &batches).unwrap();
     let reference = d.path().join("reference.parquet");
-    let opts = parquet::arrow::arrow_writer::ArrowWriterOptions::new()
-        .with_properties(metrics_file::writer_properties())
-        .with_skip_arrow_metadata(true);
-    let mut w = parquet::arrow::ArrowWriter::try_new_with_options(
-        std::fs::File::create(&reference).unwrap(),
-        metrics_file::arrow_schema(),
-        opts,
+    std::fs::write(
+        &reference,
+        metrics_file::encode_with_arrow_writer(&batches).unwrap(),
     )
     .unwrap();
-    for b in &batches {
-        w.write(b).unwrap();
-    }
-    w.close().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/same_tables.py");
     let py = Command::new("python3")
         .arg(script)

@@ -54,26 +54,53 @@ fn frame_entry(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// The bytes of `Pose{vec, quat}` of a row (at most 2 + 15 + 2 + 20 bytes) and their count.
-fn pose_bytes(p: &PoseRow<'_>) -> ([u8; 40], usize) {
+/// Writes the bytes of `Pose{vec, quat}` of a row at `buf[at..]` (at most 2 + 15 + 2 + 20 bytes)
+/// and returns the position after them.
+#[inline(always)]
+fn put_pose(buf: &mut [u8], at: usize, p: &PoseRow<'_>) -> usize {
     let (v, q) = floats(p);
-    let mut pose = [0u8; 40];
-    let mut n = 0;
+    let mut n = at;
     for (tag, fields) in [(0x0Au8, &v[..]), (0x12u8, &q[..])] {
-        pose[n] = tag; // Pose.vec = 1, Pose.quat = 2
+        buf[n] = tag; // Pose.vec = 1, Pose.quat = 2
         let len_at = n + 1;
         n += 2;
         for (i, f) in fields.iter().enumerate() {
             if *f != 0.0 {
-                pose[n] = (((i + 1) << 3) | 5) as u8;
-                pose[n + 1..n + 5].copy_from_slice(&f.to_le_bytes());
+                buf[n] = (((i + 1) << 3) | 5) as u8;
+                buf[n + 1..n + 5].copy_from_slice(&f.to_le_bytes());
                 n += 5;
             }
         }
-        pose[len_at] = (n - len_at - 1) as u8;
+        buf[len_at] = (n - len_at - 1) as u8;
     }
+    n
+}
+
+/// The bytes of `Pose{vec, quat}` of a row and their count.
+fn pose_bytes(p: &PoseRow<'_>) -> ([u8; 40], usize) {
+    let mut pose = [0u8; 40];
+    let n = put_pose(&mut pose, 0, p);
     (pose, n)
 }
+
+/// Writes `v` as a varint at `buf[at..]`; returns the position after it.
+#[inline(always)]
+fn put_varint_at(buf: &mut [u8], mut at: usize, mut v: usize) -> usize {
+    while v >= 0x80 {
+        buf[at] = (v as u8) | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    buf[at] = v as u8;
+    at + 1
+}
+
+/// Longest actor id and state written through the fixed record buffer of
+/// [`encode_actor_poses`]; longer ones take the general path.
+const FAST_ID: usize = 48;
+const FAST_STATE: usize = 8;
+/// The record buffer: header (1 + 2), id (1 + 1 + 48), pose (2 + 40), state (2 + 1 + 64).
+const RECORD: usize = 3 + 2 + FAST_ID + 2 + 40 + 3 + 8 * FAST_STATE;
 
 /// Appends one complete `LogEntry{driver_ego_trajectory}` record (entry 12): a trajectory of
 /// poses (`id` and `state` of the rows unused) with their timestamps.
@@ -100,51 +127,112 @@ pub fn encode_trajectory<'a>(
 }
 
 /// Appends one complete rollout.asl record (`[u32 BE length][LogEntry{actor_poses}]`) for the
-/// poses at `timestamp_us`. One pass: each pose's trigonometry is computed once, the ActorPoses
-/// body goes to `scratch` and is copied behind its header.
+/// poses at `timestamp_us`. One pass: each pose's trigonometry is computed once and its record
+/// assembled in a fixed buffer, the body goes straight into `out` behind a header that is
+/// filled in (and moved, when the body's length needs other than two varint bytes) at the end.
+/// `scratch` is used for records over the buffer (ids over 48 bytes, states over 8 values).
 pub fn encode_actor_poses<'a>(
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
     timestamp_us: u64,
     poses: impl Iterator<Item = PoseRow<'a>>,
 ) {
-    scratch.clear();
+    const ASSUMED: usize = 2; // varint bytes of the body length reserved in the header
+    let start = out.len();
+    out.extend_from_slice(&[0; 5 + ASSUMED]);
+    let body = out.len();
     if timestamp_us != 0 {
-        scratch.push(0x09); // ActorPoses.timestamp_us = 1, fixed64
-        scratch.extend_from_slice(&timestamp_us.to_le_bytes());
+        out.push(0x09); // ActorPoses.timestamp_us = 1, fixed64
+        out.extend_from_slice(&timestamp_us.to_le_bytes());
     }
+    let mut rec = [0u8; RECORD];
     for p in poses {
-        let (pose, n) = pose_bytes(&p);
-        let id = if p.id.is_empty() {
-            0
-        } else {
-            1 + varint_len(p.id.len()) + p.id.len()
-        };
-        // drivekit_state = 1001, packed doubles: tag varint (1001 << 3 | 2) = CA 3E.
-        let ext = if p.state.is_empty() {
-            0
-        } else {
-            2 + varint_len(8 * p.state.len()) + 8 * p.state.len()
-        };
-        scratch.push(0x12); // ActorPoses.actor_poses = 2
-        put_varint(scratch, id + 2 + n + ext);
-        if !p.id.is_empty() {
-            scratch.push(0x0A); // ActorPose.actor_id = 1
-            put_varint(scratch, p.id.len());
-            scratch.extend_from_slice(p.id);
+        if p.id.len() > FAST_ID || p.state.len() > FAST_STATE {
+            scratch.clear();
+            encode_actor_pose_slow(scratch, &p);
+            out.extend_from_slice(scratch);
+            continue;
         }
-        scratch.push(0x12); // ActorPose.actor_pose = 2
-        scratch.push(n as u8);
-        scratch.extend_from_slice(&pose[..n]);
+        // The ActorPose body from offset 3, its header in front of it afterwards.
+        let mut n = 3;
+        if !p.id.is_empty() {
+            rec[n] = 0x0A; // ActorPose.actor_id = 1
+            rec[n + 1] = p.id.len() as u8;
+            rec[n + 2..n + 2 + p.id.len()].copy_from_slice(p.id);
+            n += 2 + p.id.len();
+        }
+        rec[n] = 0x12; // ActorPose.actor_pose = 2
+        let pose_at = n + 2;
+        let end = put_pose(&mut rec, pose_at, &p);
+        rec[n + 1] = (end - pose_at) as u8;
+        n = end;
         if !p.state.is_empty() {
-            scratch.extend_from_slice(&[0xCA, 0x3E]);
-            put_varint(scratch, 8 * p.state.len());
+            // drivekit_state = 1001, packed doubles: tag varint (1001 << 3 | 2) = CA 3E.
+            rec[n] = 0xCA;
+            rec[n + 1] = 0x3E;
+            rec[n + 2] = (8 * p.state.len()) as u8;
+            n += 3;
             for v in p.state {
-                scratch.extend_from_slice(&v.to_le_bytes());
+                rec[n..n + 8].copy_from_slice(&v.to_le_bytes());
+                n += 8;
             }
         }
+        let len = n - 3;
+        let head = 1 + varint_len(len);
+        let from = 3 - head;
+        rec[from] = 0x12; // ActorPoses.actor_poses = 2
+        put_varint_at(&mut rec, from + 1, len);
+        out.extend_from_slice(&rec[from..n]);
     }
-    frame_entry(out, 0x12, scratch); // LogEntry.actor_poses = 2
+    let len = out.len() - body;
+    let width = varint_len(len);
+    if width != ASSUMED {
+        // Move the body so the header's varint is minimal, as prost writes it.
+        let at = start + 5 + width;
+        if width < ASSUMED {
+            out.copy_within(body.., at);
+            out.truncate(at + len);
+        } else {
+            out.resize(at + len, 0);
+            out.copy_within(body..body + len, at);
+        }
+    }
+    let entry = 1 + width + len;
+    out[start..start + 4].copy_from_slice(&(entry as u32).to_be_bytes());
+    out[start + 4] = 0x12; // LogEntry.actor_poses = 2
+    put_varint_at(out, start + 5, len);
+}
+
+/// One `ActorPoses.actor_poses` field of any size (ids and states over the fast path's buffer).
+fn encode_actor_pose_slow(out: &mut Vec<u8>, p: &PoseRow<'_>) {
+    let (pose, n) = pose_bytes(p);
+    let id = if p.id.is_empty() {
+        0
+    } else {
+        1 + varint_len(p.id.len()) + p.id.len()
+    };
+    let ext = if p.state.is_empty() {
+        0
+    } else {
+        2 + varint_len(8 * p.state.len()) + 8 * p.state.len()
+    };
+    out.push(0x12); // ActorPoses.actor_poses = 2
+    put_varint(out, id + 2 + n + ext);
+    if !p.id.is_empty() {
+        out.push(0x0A); // ActorPose.actor_id = 1
+        put_varint(out, p.id.len());
+        out.extend_from_slice(p.id);
+    }
+    out.push(0x12); // ActorPose.actor_pose = 2
+    out.push(n as u8);
+    out.extend_from_slice(&pose[..n]);
+    if !p.state.is_empty() {
+        out.extend_from_slice(&[0xCA, 0x3E]);
+        put_varint(out, 8 * p.state.len());
+        for v in p.state {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
 }
 
 /// The prost message of the same pose (for metadata and tests).
@@ -202,9 +290,30 @@ mod tests {
                 state: &[1.5, 0.0, 3.1, 0.0],
             },
         ];
+        check_against_prost(&rows);
+        // Bodies under 128 bytes (one varint byte) and over 16 KiB (three), ids and states at
+        // and just over the fast path's buffer.
+        check_against_prost(&rows[1..2]);
+        let long_id = [b'x'; FAST_ID + 1];
+        let state9 = [0.25; FAST_STATE + 1];
+        let many: Vec<PoseRow<'_>> = (0..400)
+            .map(|i| PoseRow {
+                id: &long_id[..FAST_ID + i % 2],
+                x: i as f64,
+                y: -(i as f64) * 0.5,
+                yaw: i as f64 * 0.01,
+                state: &state9[..FAST_STATE + (i / 2) % 2],
+            })
+            .collect();
+        check_against_prost(&many);
+    }
+
+    fn check_against_prost(rows: &[PoseRow<'_>]) {
         for ts in [0u64, 1_000_000, u64::MAX] {
-            let mut ours = Vec::new();
+            let mut ours = vec![7u8; 3]; // bytes already in the buffer stay
             encode_actor_poses(&mut ours, &mut Vec::new(), ts, rows.iter().copied());
+            assert_eq!(&ours[..3], &[7, 7, 7]);
+            let ours = ours[3..].to_vec();
             let entry = LogEntry {
                 entry: Some(proto::Entry::ActorPoses(proto::ActorPoses {
                     timestamp_us: ts,
