@@ -14,12 +14,16 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
 };
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
+};
 use parquet::arrow::{ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::Compression;
+use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::file::properties::{WriterProperties, WriterVersion};
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
+use parquet::schema::types::ColumnDescPtr;
 
 use crate::{dict_chunk, fsutil};
 
@@ -399,25 +403,61 @@ fn write_parquet<W: std::io::Write + Send>(
     for (g, pieces) in row_groups(batches, max_rows).iter().enumerate() {
         let writers = factory.create_column_writers(g)?;
         let mut rg = writer.next_row_group()?;
-        for (c, mut column) in writers.into_iter().enumerate() {
-            if is_string_column(c) {
-                let keyed = dict_chunk::KeyedColumn::gather(pieces, c)?;
-                let (bytes, close) = dict_chunk::encode_chunk(&descr.column(c), &keyed)?;
-                rg.append_column(&bytes, close)?;
-            } else {
-                for &(b, offset, len) in pieces {
-                    let part = b.column(c).slice(offset, len);
-                    for leaf in compute_leaves(schema.field(c), &part)? {
-                        column.write(&leaf)?;
-                    }
-                }
-                column.close()?.append_to_row_group(&mut rg)?;
-            }
+        for (c, column) in writers.into_iter().enumerate() {
+            encode_column(pieces, c, &descr.column(c), schema.field(c), column)?
+                .append_to_row_group(&mut rg)?;
         }
         rg.close()?;
     }
     writer.close()?;
     Ok(())
+}
+
+/// One encoded column chunk of a row group, ready to append.
+pub enum ColumnChunk {
+    /// Encoded by the arrow writer's column writer.
+    Arrow(ArrowColumnChunk),
+    /// A string column written from its dictionary keys ([`dict_chunk::encode_chunk`]).
+    Keyed(bytes::Bytes, ColumnCloseResult),
+}
+
+impl ColumnChunk {
+    /// Appends the chunk as the row group's next column.
+    pub fn append_to_row_group<W: std::io::Write + Send>(
+        self,
+        rg: &mut SerializedRowGroupWriter<'_, W>,
+    ) -> Result<(), ParquetError> {
+        match self {
+            ColumnChunk::Arrow(chunk) => chunk.append_to_row_group(rg),
+            ColumnChunk::Keyed(bytes, close) => rg.append_column(&bytes, close),
+        }
+    }
+}
+
+/// Encodes column `c` (a column of [`arrow_schema`], `field` in the output schema, leaf `descr`)
+/// of the row ranges `pieces`: a string column without nulls from its dictionary keys
+/// ([`dict_chunk`]), any other column (nulls are allowed in optional string columns) through
+/// `writer`.
+pub fn encode_column(
+    pieces: &[(&RecordBatch, usize, usize)],
+    c: usize,
+    descr: &ColumnDescPtr,
+    field: &Field,
+    mut writer: ArrowColumnWriter,
+) -> Result<ColumnChunk, ParquetError> {
+    if is_string_column(c) {
+        if let Ok(keyed) = dict_chunk::KeyedColumn::gather(pieces, c) {
+            let (bytes, close) = dict_chunk::encode_chunk(descr, &keyed)?;
+            return Ok(ColumnChunk::Keyed(bytes, close));
+        }
+    }
+    for &(b, offset, len) in pieces {
+        let part = b.column(c).slice(offset, len);
+        for leaf in compute_leaves(field, &part)? {
+            writer.write(&leaf)?;
+        }
+    }
+    Ok(ColumnChunk::Arrow(writer.close()?))
 }
 
 /// Row ranges `(batch, offset, len)` of each row group: the batches in order, cut every `max`

@@ -31,18 +31,24 @@ fn outputs_are_ordinary_parquet_for_pyarrow_pandas_and_polars() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/read_outputs.py");
-        let py = Command::new("python3")
-            .args([script, root.to_str().unwrap(), "18"])
-            .output();
-        let py = py.expect("python3 runs");
-        assert!(
-            py.status.success(),
-            "python check failed (needs `pip install pyarrow pandas polars`):\n{}{}",
-            String::from_utf8_lossy(&py.stdout),
-            String::from_utf8_lossy(&py.stderr)
-        );
+        python_script("read_outputs.py", &[root.as_os_str(), "18".as_ref()]);
     }
+}
+
+/// Runs `tests/python/<script>` with `args`; fails with its output.
+fn python_script(script: &str, args: &[&std::ffi::OsStr]) {
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let py = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        py.status.success(),
+        "python check {script} failed (needs `pip install pyarrow pandas polars`):\n{}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
 }
 
 /// Runs `tests/python/<script>` with the aggregate binary and a fresh work dir; fails with its
@@ -55,20 +61,12 @@ fn run_script(script: &str) {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
-    let py = Command::new("python3")
-        .args([
-            path.as_str(),
-            env!("CARGO_BIN_EXE_aggregate"),
-            d.path().to_str().unwrap(),
-        ])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        py.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&py.stdout),
-        String::from_utf8_lossy(&py.stderr)
+    python_script(
+        script,
+        &[
+            env!("CARGO_BIN_EXE_aggregate").as_ref(),
+            d.path().as_os_str(),
+        ],
     );
 }
 
@@ -131,17 +129,5 @@ fn string_columns_written_from_their_keys_read_as_the_arrow_writer_writes_them()
         metrics_file::encode_with_arrow_writer(&batches).unwrap(),
     )
     .unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/same_tables.py");
-    let py = Command::new("python3")
-        .arg(script)
-        .arg(&ours)
-        .arg(&reference)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        py.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&py.stdout),
-        String::from_utf8_lossy(&py.stderr)
-    );
+    python_script("same_tables.py", &[ours.as_os_str(), reference.as_os_str()]);
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
+use parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory;
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
@@ -106,27 +106,8 @@ impl BatchKey {
 
 /// The columns of one batch, encoded (all but run_uuid).
 pub struct EncodedBatch {
-    chunks: Vec<Chunk>,
+    chunks: Vec<metrics_file::ColumnChunk>,
     rows: usize,
-}
-
-/// One encoded column chunk: numbers through the arrow writer, strings from their dictionary
-/// keys ([`dict_chunk`]).
-enum Chunk {
-    Arrow(ArrowColumnChunk),
-    Keyed(Bytes, ColumnCloseResult),
-}
-
-impl Chunk {
-    fn append_to_row_group(
-        self,
-        rg: &mut SerializedRowGroupWriter<'_, BufWriter<File>>,
-    ) -> Result<(), ParquetError> {
-        match self {
-            Chunk::Arrow(chunk) => chunk.append_to_row_group(rg),
-            Chunk::Keyed(bytes, close) => rg.append_column(&bytes, close),
-        }
-    }
 }
 
 /// A previous `metrics_unprocessed.parquet` whose row groups can be copied.
@@ -430,24 +411,18 @@ impl Encoder {
             rows += b.num_rows();
         }
         let pieces: Vec<_> = batches.iter().map(|b| (b, 0, b.num_rows())).collect();
-        for (c, mut w) in writers.into_iter().enumerate() {
+        for (c, w) in writers.into_iter().enumerate() {
             if c == col::RUN_UUID {
                 continue;
             }
-            if metrics_file::is_string_column(c) {
-                // A string column with nulls (allowed in optional columns) goes the arrow way.
-                if let Ok(keyed) = dict_chunk::KeyedColumn::gather(&pieces, c) {
-                    let (bytes, close) = dict_chunk::encode_chunk(&self.descr.column(c), &keyed)?;
-                    chunks.push(Chunk::Keyed(bytes, close));
-                    continue;
-                }
-            }
-            for b in batches {
-                for leaf in compute_leaves(schema.field(c), b.column(c))? {
-                    w.write(&leaf)?;
-                }
-            }
-            chunks.push(Chunk::Arrow(w.close()?));
+            let descr = self.descr.column(c);
+            chunks.push(metrics_file::encode_column(
+                &pieces,
+                c,
+                &descr,
+                schema.field(c),
+                w,
+            )?);
         }
         Ok(EncodedBatch { chunks, rows })
     }
