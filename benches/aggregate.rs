@@ -5,6 +5,9 @@
 //! sizes of AlpaSim's own figures in DESIGN §9. Reports wall time, rollouts/s and peak RSS of the
 //! aggregate process, measured with wait4(2).
 //!
+//! At each size also the map-reduce of a Slurm array: `aggregate --partial` for each of
+//! `BENCH_SHARDS` (default 8) shards, then the final aggregate merging them, against cold.
+//!
 //! `BENCH_SIZES=1000,10000` and `BENCH_POLARS_SIZES=2000,10000` pick sizes; runs are generated
 //! once under target/bench-runs/. The polars runs need python3 with polars (the test
 //! environment of `make test` has it).
@@ -111,6 +114,10 @@ fn main() {
                 .expect("BENCH_SIZES: comma-separated rollout counts")
         })
         .collect();
+    let shards: usize = std::env::var("BENCH_SHARDS")
+        .ok()
+        .map(|s| s.trim().parse().expect("BENCH_SHARDS: a number of shards"))
+        .unwrap_or(8);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-runs");
     println!("| rollouts | run | wall (s) | rollouts/s | peak RSS (MB) |");
     println!("|---:|---|---:|---:|---:|");
@@ -166,6 +173,37 @@ fn main() {
         for (path, bytes) in configs {
             std::fs::write(path, bytes).expect("restore the run's config");
         }
+        // Map-reduce: each of SHARDS array tasks reduces its shard (`--partial`; here one after
+        // another, each on one thread as an array task with one CPU would), then the final
+        // aggregate merges the partials.
+        let _ = std::fs::remove_dir_all(dir.join("aggregate"));
+        let mut partial_s = Vec::new();
+        let mut partial_rss: f64 = 0.0;
+        for i in 0..shards {
+            let m = run_aggregate(
+                &dir,
+                &["--partial", "--shard", &format!("{i}/{shards}"), "-j", "1"],
+            );
+            partial_s.push(m.wall_s);
+            partial_rss = partial_rss.max(m.peak_rss_mb);
+        }
+        let sum: f64 = partial_s.iter().sum();
+        let slowest = partial_s.iter().copied().fold(0.0, f64::max);
+        println!(
+            "| {n} | {shards} partials (one thread each; sum / slowest) | {sum:.2} / {slowest:.2} | {:.0} per thread | {partial_rss:.0} |",
+            n as f64 / sum
+        );
+        let merge = run_aggregate(&dir, &[]);
+        println!(
+            "| {n} | merge of the partials | {:.2} | {:.0} | {:.0} |",
+            merge.wall_s,
+            n as f64 / merge.wall_s,
+            merge.peak_rss_mb
+        );
+        println!(
+            "|  | merge / cold | {:.1} % | | |",
+            100.0 * merge.wall_s / cold.wall_s
+        );
     }
     let polars_sizes: Vec<usize> = std::env::var("BENCH_POLARS_SIZES")
         .unwrap_or_else(|_| "2000,10000".into())

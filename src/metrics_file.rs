@@ -532,86 +532,151 @@ pub fn open_metrics_file(path: &Path) -> Result<MetricsFileReader, MetricsFileEr
         file: path.to_path_buf(),
         source: e,
     })?;
-    let pq = |e| MetricsFileError::Parquet {
-        file: path.to_path_buf(),
-        source: e,
-    };
-    let plain = ArrowReaderMetadata::load(
-        &file,
-        ArrowReaderOptions::new().with_skip_arrow_metadata(true),
-    )
-    .map_err(pq)?;
-    let file_schema = plain.schema().clone();
-    let mut supplied: Vec<Field> = file_schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let mut roots = [0usize; 9];
-    for (i, name) in COLUMNS.iter().enumerate() {
-        let Some(idx) = file_schema.fields().iter().position(|f| f.name() == name) else {
-            return Err(MetricsFileError::MissingColumn {
-                file: path.to_path_buf(),
-                column: name,
-                expected: COLUMNS.join(", "),
-            });
-        };
-        let found = file_schema.field(idx).data_type();
-        let (ok, expected) = match i {
-            col::TIMESTAMPS_US => (found == &DataType::Int64, "Int64"),
-            col::VALUES => (found == &DataType::Float64, "Float64"),
-            col::VALID => (found == &DataType::Boolean, "Boolean"),
-            _ => (
-                matches!(
-                    found,
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                ),
-                "Utf8 (string)",
-            ),
-        };
-        if !ok {
-            return Err(MetricsFileError::WrongType {
-                file: path.to_path_buf(),
-                column: name,
-                found: found.to_string(),
-                expected,
-            });
-        }
-        if is_string_column(i) {
-            supplied[idx] = Field::new(*name, dict_utf8(), file_schema.field(idx).is_nullable());
-        }
-        roots[i] = idx;
+    MetricsFileMeta::from_file(&file, path)?.reader_of(file, None)
+}
+
+/// A metrics file's footer, read and checked once, for reading some of its row groups at a time
+/// (aggregate reads one batch's rows out of metrics_unprocessed.parquet).
+pub struct MetricsFileMeta {
+    meta: ArrowReaderMetadata,
+    roots: [usize; 9],
+    path: PathBuf,
+    tags: Vec<String>,
+}
+
+impl MetricsFileMeta {
+    /// Reads and checks the footer of `path` (its columns and their types).
+    pub fn open(path: &Path) -> Result<MetricsFileMeta, MetricsFileError> {
+        let file = File::open(path).map_err(|e| MetricsFileError::Io {
+            file: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::from_file(&file, path)
     }
-    let tags: Vec<String> = plain
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == SCENE_TAGS_KEY))
-        .and_then(|k| k.value.as_deref())
-        .and_then(|v| serde_json::from_str(v).ok())
-        .unwrap_or_default();
-    let opts = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(supplied)));
-    let meta = ArrowReaderMetadata::try_new(plain.metadata().clone(), opts).map_err(pq)?;
-    let mask = ProjectionMask::roots(meta.parquet_schema(), roots.iter().copied());
-    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
-        .with_projection(mask)
-        .with_batch_size(1 << 16);
-    // The projection keeps the file's column order; callers index by COLUMNS order.
-    let mut projected = roots;
-    projected.sort_unstable();
-    let order = roots.map(|r| {
-        projected
+
+    fn from_file(file: &File, path: &Path) -> Result<MetricsFileMeta, MetricsFileError> {
+        let pq = |e| MetricsFileError::Parquet {
+            file: path.to_path_buf(),
+            source: e,
+        };
+        let plain = ArrowReaderMetadata::load(
+            file,
+            ArrowReaderOptions::new().with_skip_arrow_metadata(true),
+        )
+        .map_err(pq)?;
+        let file_schema = plain.schema().clone();
+        let mut supplied: Vec<Field> = file_schema
+            .fields()
             .iter()
-            .position(|&p| p == r)
-            .expect("projected above")
-    });
-    let reader = builder.build().map_err(pq)?;
-    Ok(MetricsFileReader {
-        reader,
-        order,
-        path: path.to_path_buf(),
-        tags,
-    })
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut roots = [0usize; 9];
+        for (i, name) in COLUMNS.iter().enumerate() {
+            let Some(idx) = file_schema.fields().iter().position(|f| f.name() == name) else {
+                return Err(MetricsFileError::MissingColumn {
+                    file: path.to_path_buf(),
+                    column: name,
+                    expected: COLUMNS.join(", "),
+                });
+            };
+            let found = file_schema.field(idx).data_type();
+            let (ok, expected) = match i {
+                col::TIMESTAMPS_US => (found == &DataType::Int64, "Int64"),
+                col::VALUES => (found == &DataType::Float64, "Float64"),
+                col::VALID => (found == &DataType::Boolean, "Boolean"),
+                _ => (
+                    matches!(
+                        found,
+                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                    ),
+                    "Utf8 (string)",
+                ),
+            };
+            if !ok {
+                return Err(MetricsFileError::WrongType {
+                    file: path.to_path_buf(),
+                    column: name,
+                    found: found.to_string(),
+                    expected,
+                });
+            }
+            if is_string_column(i) {
+                supplied[idx] =
+                    Field::new(*name, dict_utf8(), file_schema.field(idx).is_nullable());
+            }
+            roots[i] = idx;
+        }
+        let tags: Vec<String> = plain
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == SCENE_TAGS_KEY))
+            .and_then(|k| k.value.as_deref())
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or_default();
+        let opts = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(supplied)));
+        let meta = ArrowReaderMetadata::try_new(plain.metadata().clone(), opts).map_err(pq)?;
+        Ok(MetricsFileMeta {
+            meta,
+            roots,
+            path: path.to_path_buf(),
+            tags,
+        })
+    }
+
+    /// The file's Parquet footer.
+    pub fn parquet_metadata(&self) -> &parquet::file::metadata::ParquetMetaData {
+        self.meta.metadata()
+    }
+
+    /// A reader of the row groups `row_groups` (all of them when `None`).
+    pub fn reader(
+        &self,
+        row_groups: Option<Vec<usize>>,
+    ) -> Result<MetricsFileReader, MetricsFileError> {
+        let file = File::open(&self.path).map_err(|e| MetricsFileError::Io {
+            file: self.path.clone(),
+            source: e,
+        })?;
+        self.reader_of(file, row_groups)
+    }
+
+    fn reader_of(
+        &self,
+        file: File,
+        row_groups: Option<Vec<usize>>,
+    ) -> Result<MetricsFileReader, MetricsFileError> {
+        let path = &self.path;
+        let pq = |e| MetricsFileError::Parquet {
+            file: path.to_path_buf(),
+            source: e,
+        };
+        let roots = self.roots;
+        let mask = ProjectionMask::roots(self.meta.parquet_schema(), roots.iter().copied());
+        let mut builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+                .with_projection(mask)
+                .with_batch_size(1 << 16);
+        if let Some(groups) = row_groups {
+            builder = builder.with_row_groups(groups);
+        }
+        // The projection keeps the file's column order; callers index by COLUMNS order.
+        let mut projected = roots;
+        projected.sort_unstable();
+        let order = roots.map(|r| {
+            projected
+                .iter()
+                .position(|&p| p == r)
+                .expect("projected above")
+        });
+        let reader = builder.build().map_err(pq)?;
+        Ok(MetricsFileReader {
+            reader,
+            order,
+            path: path.to_path_buf(),
+            tags: self.tags.clone(),
+        })
+    }
 }
 
 /// Record batches of a metrics file with the columns in [`COLUMNS`] order.
@@ -623,6 +688,11 @@ pub struct MetricsFileReader {
 }
 
 impl MetricsFileReader {
+    /// The file read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The scene's tags from the footer ([`SCENE_TAGS_KEY`]; empty when absent or unreadable).
     pub fn scene_tags(&self) -> &[String] {
         &self.tags

@@ -509,6 +509,105 @@ fn incremental_rerun_reads_only_new_batches_and_matches_a_cold_run() {
     assert_eq!(rows(inc_unprocessed), rows(cold_unprocessed));
 }
 
+/// `aggregate --json` (or `--partial --json`) on `args`, parsed; the exit status checked.
+fn aggregate_json(args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = bin("aggregate", &all);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Asserts that the outputs of the aggregate/ dir of `root` are byte for byte those of a cold
+/// aggregate (no cache, no partials, no previous outputs) of the same run.
+fn assert_same_as_cold(root: &Path) {
+    let merged = util::aggregate_outputs(&root.join("aggregate"));
+    let aside = root.with_extension("merged");
+    let _ = fs::remove_dir_all(&aside);
+    fs::rename(root.join("aggregate"), &aside).unwrap();
+    let cold = aggregate_json(&[root.to_str().unwrap()], 0);
+    assert_eq!(cold["n_batches_read"], cold["n_batches_used"]);
+    let cold = util::aggregate_outputs(&root.join("aggregate"));
+    assert!(cold.contains_key("metrics_unprocessed.parquet") && cold.len() > 10);
+    assert_eq!(
+        merged.keys().collect::<Vec<_>>(),
+        cold.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &cold {
+        assert!(
+            merged[name] == *bytes,
+            "{name} differs from a cold aggregate's"
+        );
+    }
+}
+
+#[test]
+fn partial_aggregations_merge_into_the_bytes_of_a_cold_aggregate() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("run");
+    let rs = root.to_str().unwrap();
+    let gen = bin(
+        "drivekit-fixtures",
+        &[rs, "--scenes", "9", "--rollouts", "3", "--steps", "40"],
+    );
+    assert!(gen.status.success());
+    let partial = |i: usize| aggregate_json(&[rs, "--partial", "--shard", &format!("{i}/3")], 0);
+    for i in 0..3 {
+        let p = partial(i);
+        // Scenes dealt round-robin over the sorted scene ids, as `simulate run --shard` deals them.
+        assert_eq!(
+            (
+                &p["n_scenes"],
+                &p["n_batches"],
+                &p["n_batches_read"],
+                &p["n_rollouts"]
+            ),
+            (&3.into(), &3.into(), &3.into(), &9.into()),
+            "{p}"
+        );
+    }
+    // A requeued task finds its previous partial current.
+    assert_eq!(partial(1)["n_batches_read"], 0);
+    let merged = aggregate_json(&[rs], 0);
+    assert_eq!(
+        (&merged["n_batches_read"], &merged["n_scenes"]),
+        (&0.into(), &9.into())
+    );
+    assert_same_as_cold(&root);
+
+    // A shard whose partial never ran and a batch rewritten after its partial: those batches are
+    // read again, and the outputs are still a cold aggregate's.
+    fs::remove_dir_all(root.join("aggregate")).unwrap();
+    partial(0);
+    partial(1);
+    let touched = util::files_named(&root.join("rollouts"), "metrics.parquet")[0].clone();
+    let f = fs::File::options().append(true).open(&touched).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    let merged = aggregate_json(&[rs], 0);
+    assert_eq!(merged["n_batches_read"], 4, "{merged}");
+    assert_same_as_cold(&root);
+
+    // Shards need the run's scene list (simulate run writes it into wizard-config.yaml).
+    let bare = d.path().join("bare");
+    util::batch(&bare, "A", "b0", &[&[("speed", "mean", &[1.0, 2.0])]]);
+    let out = bin(
+        "aggregate",
+        &[bare.to_str().unwrap(), "--partial", "--shard", "0/2"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scenes.scene_ids"));
+    let out = bin("aggregate", &[rs, "--partial"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shard I/N"));
+}
+
 #[test]
 fn violation_videos_are_linked_relative_and_inside_the_run() {
     let d = tempfile::tempdir().unwrap();

@@ -228,6 +228,54 @@ fn slurm_array_then_aggregation_on_a_real_slurm() {
     }
     assert!(run.join("aggregate/metrics_results.txt").exists());
     assert!(run.join("telemetry/metrics_plot.png").exists());
+    // Map-reduce: each task reduced its shard (`aggregate --partial`, shard from Slurm's array
+    // variables), and the aggregation job merged them without reading any batch...
+    for shard in 0..3 {
+        let dir = run.join(format!("aggregate/partials/shard-{shard}-of-3"));
+        assert!(
+            dir.join("reductions.bin").is_file()
+                && dir.join("metrics_unprocessed.parquet").is_file(),
+            "no partial of shard {shard}"
+        );
+    }
+    let agg_log = fs::read_dir(run.join("txt-logs"))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("slurm-aggregate-")
+        })
+        .map(|e| fs::read_to_string(e.path()).unwrap())
+        .expect("the aggregation job's log");
+    assert!(
+        agg_log.contains("6 aggregated (0 read, 6 from the cache or partials)"),
+        "{agg_log}"
+    );
+    // ...into the same bytes as a cold aggregate of the run.
+    let merged = util::aggregate_outputs(&run.join("aggregate"));
+    fs::rename(run.join("aggregate"), d.path().join("aggregate-merged")).unwrap();
+    let cold = Command::new(bin_dir.join("aggregate"))
+        .arg(&run)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(
+        cold.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cold.stderr)
+    );
+    let cold = util::aggregate_outputs(&run.join("aggregate"));
+    assert_eq!(
+        merged.keys().collect::<Vec<_>>(),
+        cold.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &cold {
+        assert!(
+            merged[name] == *bytes,
+            "{name} differs from a cold aggregate's"
+        );
+    }
     // The same submission again (a repeated/requeued array): identical results.
     let before = metrics_files(&run);
     submit();

@@ -4,10 +4,12 @@
 #
 #   RUN=runs/X SCENES=fixtures/scenes SHARDS=8 [THROTTLE=4] [ARRAY=3-17:2] [BASELINE=runs/Y] \
 #   [SIM_FLAGS="--driver idm --traffic idm"] [DRIVEKIT_BIN=target/release] [PARTITION=debug] \
-#     pipelines/slurm/submit.sh
+#   [PARTIAL=0] pipelines/slurm/submit.sh
 #
 # ARRAY overrides the index range (stepped arrays work: the shard index is (ID − MIN) / STEP);
 # THROTTLE limits concurrent tasks (%N). Task logs go to RUN/txt-logs/slurm-<job>_<task>.out.
+# Each task also reduces its shard (`aggregate --partial`) for the final aggregate to merge;
+# PARTIAL=0 skips that.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 : "${RUN:?set RUN to the run directory}"
@@ -20,7 +22,7 @@ array=${ARRAY:-0-$((SHARDS - 1))}
 [ -n "${THROTTLE:-}" ] && array="$array%$THROTTLE"
 part=()
 [ -n "${PARTITION:-}" ] && part=(--partition "$PARTITION")
-export DRIVEKIT_BIN RUN SCENES SIM_FLAGS="${SIM_FLAGS:-}" BASELINE="${BASELINE:-}"
+export DRIVEKIT_BIN RUN SCENES SIM_FLAGS="${SIM_FLAGS:-}" BASELINE="${BASELINE:-}" PARTIAL="${PARTIAL:-1}"
 sim=$(sbatch --parsable "${part[@]}" --export=ALL --array="$array" \
   --output="$RUN/txt-logs/slurm-%A_%a.out" "$here/simulate_array.sbatch")
 sim=${sim%%;*}

@@ -31,14 +31,17 @@ fn version() -> String {
 
 /// Loads the cache; empty when absent, unreadable or made with other settings.
 pub fn load(path: &Path, params: &ChainParams) -> Cache {
-    let Ok(bytes) = std::fs::read(path) else {
-        return Cache::new();
-    };
+    read(path, params).unwrap_or_default()
+}
+
+/// Loads the cache; `None` when absent, unreadable or made with other settings.
+pub fn read(path: &Path, params: &ChainParams) -> Option<Cache> {
+    let bytes = std::fs::read(path).ok()?;
     match bincode::deserialize::<Stored>(&bytes) {
         Ok(s) if s.version == version() && s.max_dist_to_gt_m == params.max_dist_to_gt_m => {
-            s.entries.into_iter().collect()
+            Some(s.entries.into_iter().collect())
         }
-        _ => Cache::new(),
+        _ => None,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod cache;
 pub mod compare;
 pub mod export;
 pub mod load;
+pub mod partial;
 pub mod scorecard;
 pub mod summary;
 pub mod trajectory;
@@ -96,6 +97,9 @@ pub enum Error {
         /// differing config
         second: PathBuf,
     },
+    /// `--partial` on a run whose configuration does not list its scenes.
+    #[error("{0}: wizard-config.yaml lists no scenes.scene_ids, so which scenes a shard ran is unknown; `simulate run` lists them there (aggregate this run without --partial)")]
+    PartialWithoutScenes(PathBuf),
     /// An output could not be written.
     #[error("writing {path}: {message}")]
     Write {
@@ -193,7 +197,8 @@ impl Outcome {
 }
 
 enum Loaded {
-    Cached(BatchKey, BatchReduction, Vec<usize>),
+    /// Reduction from the cache, rows in these row groups of `sources[.2]`.
+    Cached(BatchKey, BatchReduction, usize, Vec<usize>),
     /// Read now, reduced only (read-only runs write no unprocessed file).
     Reduced(BatchKey, BatchReduction),
     /// Read now; the rows come re-encoded or straight from the batch's file.
@@ -228,7 +233,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     }
     let unprocessed_path = out_dir.join(export::UNPROCESSED);
     let mut timer = PhaseTimer::from_env("");
-    let cached = if opts.use_cache {
+    let mut cached = if opts.use_cache {
         cache::load(&cache_path, &opts.chain)
     } else {
         Default::default()
@@ -236,6 +241,13 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     // Columns as nullable as the first batch's: then every batch from the same writer is copied.
     let first_metrics = complete.first().map(|b| b.dir.join(run_dir::METRICS));
     let out_schema = unprocessed::output_schema(first_metrics.as_deref());
+    // The array tasks' partial aggregations: their batches need not be read again.
+    let partials = if opts.use_cache {
+        partial::load(&out_dir, opts, &out_schema, &mut cached)
+    } else {
+        Default::default()
+    };
+    problems.extend(partials.problems.iter().cloned());
     let previous = if opts.use_cache && !opts.read_only {
         PreviousFile::open(&unprocessed_path, &out_schema)
     } else {
@@ -247,7 +259,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     let unchanged = previous
         .as_ref()
         .is_some_and(|p| p.unchanged(&keys, &cached, &guess));
-    let mut writer = if unchanged || opts.read_only {
+    let writer = if unchanged || opts.read_only {
         None
     } else {
         Some(
@@ -255,12 +267,148 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
                 .map_err(|e| werr(&unprocessed_path, &e))?,
         )
     };
-    let encoder = writer.as_ref().map(UnprocessedWriter::encoder);
 
     timer.lap("discover + cache load");
+    let mut sources: Vec<&PreviousFile> = previous.iter().collect();
+    sources.extend(partials.files.iter());
+    let read = read_batches(
+        &complete,
+        &keys,
+        opts,
+        &cached,
+        &sources,
+        writer,
+        &unprocessed_path,
+    )?;
+    drop(sources);
+    let Read {
+        reductions,
+        problems: read_problems,
+        n_read,
+        writer,
+    } = read;
+    problems.extend(read_problems);
+
+    timer.lap("read + reduce + unprocessed");
+    let pairs: Vec<(String, &BatchReduction)> = reductions
+        .iter()
+        .map(|(r, _, red)| (r.clone(), red))
+        .collect();
+    let results = summary::merge(&pairs, &opts.profiles);
+    let rejected: BTreeSet<String> = results.problems.iter().map(|p| p.batch.clone()).collect();
+    for p in &results.problems {
+        problems.push(Problem {
+            kind: ProblemKind::SkippedFile,
+            path: format!("{}/{}", p.batch, run_dir::METRICS),
+            message: p.message.clone(),
+        });
+    }
+    let mut modifier_counts = ModifierCounts::default();
+    for (rel, _, red) in &reductions {
+        if !rejected.contains(rel.as_str()) {
+            trajectory::add_counts(&mut modifier_counts, &red.counts);
+        }
+    }
+    if results.offroad_defaulted && !results.trajectories.is_empty() {
+        problems.push(Problem {
+            kind: ProblemKind::Warning,
+            path: String::new(),
+            message:
+                "No offroad column found in the metrics dataframe. Adding a default value of 0.0."
+                    .into(),
+        });
+    }
+    missing_scenes(&layout, &expected_scenes, &mut problems);
+
+    // metrics_unprocessed.parquet: rewrite once more only if the combined run_uuid differs from
+    // the guess or a batch was rejected while merging.
+    timer.lap("merge + stats");
+    // Release the old file before it is replaced.
+    drop(previous);
+    drop(partials);
+    let unprocessed = match writer {
+        Some(w) => Some(w.finish().map_err(|e| werr(&unprocessed_path, &e))?),
+        None if opts.read_only => None,
+        None => Some(unprocessed_path.clone()),
+    };
+    if let Some(path) = &unprocessed {
+        if results.run_uuid != guess || !rejected.is_empty() {
+            rewrite_unprocessed(path, &out_schema, &results.run_uuid, &reductions, &rejected)?;
+        }
+    }
+
+    timer.lap("unprocessed footer");
+    problems.sort();
+    problems.dedup();
+    let mut outcome = Outcome {
+        output_dir: out_dir.clone(),
+        results,
+        modifier_counts,
+        n_batches: layout.batches.len(),
+        n_batches_used: reductions.len() - rejected.len(),
+        n_batches_read: n_read,
+        failed_rollouts,
+        problems,
+        outputs: unprocessed.into_iter().collect(),
+        batch_dirs: reductions
+            .iter()
+            .map(|(rel, _, _)| root.join(rel))
+            .collect(),
+    };
+    if opts.read_only {
+        return Ok(outcome);
+    }
+    let written = export::write_all(&mut outcome, opts).map_err(|(p, e)| werr(&p, &e))?;
+    outcome.outputs.extend(written);
+    timer.lap("exports");
+    if opts.use_cache {
+        let entries: Vec<(BatchKey, BatchReduction)> =
+            reductions.into_iter().map(|(_, k, r)| (k, r)).collect();
+        cache::save(&cache_path, &opts.chain, &entries).map_err(|e| werr(&cache_path, &e))?;
+    }
+    timer.lap("cache save");
+    let marker = out_dir.join(export::COMPLETE);
+    let names: Vec<String> = outcome
+        .outputs
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let body = serde_json::json!({"run_uuid": outcome.results.run_uuid, "outputs": names});
+    crate::fsutil::write_atomic(&marker, body.to_string().as_bytes())
+        .map_err(|e| werr(&marker, &e))?;
+    outcome.outputs.push(marker);
+    Ok(outcome)
+}
+
+/// What [`read_batches`] returns.
+struct Read {
+    /// (batch rel, key, reduction) of every batch used, in batch order.
+    reductions: Vec<(String, BatchKey, BatchReduction)>,
+    /// Skipped files and warnings.
+    problems: Vec<Problem>,
+    /// Batches whose metrics.parquet was read (the rest came from a cache or a partial).
+    n_read: usize,
+    /// The writer, every batch appended (when one was given).
+    writer: Option<UnprocessedWriter>,
+}
+
+/// Reads and reduces the `complete` batches in parallel (their `keys` from [`complete_keys`]),
+/// taking the reduction of a batch from `cached` when one of `sources` holds its rows, and
+/// appends each batch's rows to `writer` (when given) on one thread, in batch order.
+fn read_batches(
+    complete: &[&run_dir::BatchDir],
+    keys: &[Result<BatchKey, String>],
+    opts: &Options,
+    cached: &cache::Cache,
+    sources: &[&PreviousFile],
+    mut writer: Option<UnprocessedWriter>,
+    unprocessed_path: &Path,
+) -> Result<Read, Error> {
+    let encoder = writer.as_ref().map(UnprocessedWriter::encoder);
     let bar = progress::bar(complete.len() as u64, "reading batches", opts.progress);
     let mut reductions: Vec<(String, BatchKey, BatchReduction)> =
         Vec::with_capacity(complete.len());
+    let mut problems = Vec::new();
     let mut n_read = 0;
     let chunk = (rayon::current_num_threads() * 8).max(8);
     // A batch whose file has no rows, or whose clipgt_id disagrees with its scene directory.
@@ -321,14 +469,12 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
             let loaded: Vec<Loaded> = group
                 .par_iter()
                 .zip(group_keys)
-                .map(|(b, key)| {
-                    load_one(b, key, opts, &cached, previous.as_ref(), encoder.as_ref())
-                })
+                .map(|(b, key)| load_one(b, key, opts, cached, sources, encoder.as_ref()))
                 .collect();
             for (b, l) in group.iter().zip(loaded) {
                 bar.inc(1);
                 if let Loaded::Reduced(_, red)
-                | Loaded::Cached(_, red, _)
+                | Loaded::Cached(_, red, _, _)
                 | Loaded::Fresh(_, red, _) = &l
                 {
                     problems.extend(suspicious(&b.rel, red));
@@ -339,12 +485,9 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
                         n_read += 1;
                         reductions.push((b.rel.clone(), key, red));
                     }
-                    Loaded::Cached(key, red, groups) => {
-                        if tx.is_some() {
-                            let prev = previous.as_ref().expect("cached only with a previous file");
-                            if !send(&key, Source::Copy(prev, groups)) {
-                                break 'groups;
-                            }
+                    Loaded::Cached(key, red, source, groups) => {
+                        if tx.is_some() && !send(&key, Source::Copy(sources[source], groups)) {
+                            break 'groups;
                         }
                         reductions.push((b.rel.clone(), key, red));
                     }
@@ -364,99 +507,20 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
                 .join()
                 .expect("the metrics_unprocessed.parquet appender does not panic")
                 .map(Some)
-                .map_err(|e| werr(&unprocessed_path, &e)),
+                .map_err(|e| Error::Write {
+                    path: unprocessed_path.to_path_buf(),
+                    message: e.to_string(),
+                }),
             None => Ok(None),
         }
     })?;
     bar.finish_and_clear();
-
-    timer.lap("read + reduce + unprocessed");
-    let pairs: Vec<(String, &BatchReduction)> = reductions
-        .iter()
-        .map(|(r, _, red)| (r.clone(), red))
-        .collect();
-    let results = summary::merge(&pairs, &opts.profiles);
-    let rejected: BTreeSet<String> = results.problems.iter().map(|p| p.batch.clone()).collect();
-    for p in &results.problems {
-        problems.push(Problem {
-            kind: ProblemKind::SkippedFile,
-            path: format!("{}/{}", p.batch, run_dir::METRICS),
-            message: p.message.clone(),
-        });
-    }
-    let mut modifier_counts = ModifierCounts::default();
-    for (rel, _, red) in &reductions {
-        if !rejected.contains(rel.as_str()) {
-            trajectory::add_counts(&mut modifier_counts, &red.counts);
-        }
-    }
-    if results.offroad_defaulted && !results.trajectories.is_empty() {
-        problems.push(Problem {
-            kind: ProblemKind::Warning,
-            path: String::new(),
-            message:
-                "No offroad column found in the metrics dataframe. Adding a default value of 0.0."
-                    .into(),
-        });
-    }
-    missing_scenes(&layout, &expected_scenes, &mut problems);
-
-    // metrics_unprocessed.parquet: rewrite once more only if the combined run_uuid differs from
-    // the guess or a batch was rejected while merging.
-    timer.lap("merge + stats");
-    drop(previous); // release the old file before it is replaced
-    let unprocessed = match writer {
-        Some(w) => Some(w.finish().map_err(|e| werr(&unprocessed_path, &e))?),
-        None if opts.read_only => None,
-        None => Some(unprocessed_path.clone()),
-    };
-    if let Some(path) = &unprocessed {
-        if results.run_uuid != guess || !rejected.is_empty() {
-            rewrite_unprocessed(path, &out_schema, &results.run_uuid, &reductions, &rejected)?;
-        }
-    }
-
-    timer.lap("unprocessed footer");
-    problems.sort();
-    problems.dedup();
-    let mut outcome = Outcome {
-        output_dir: out_dir.clone(),
-        results,
-        modifier_counts,
-        n_batches: layout.batches.len(),
-        n_batches_used: reductions.len() - rejected.len(),
-        n_batches_read: n_read,
-        failed_rollouts,
+    Ok(Read {
+        reductions,
         problems,
-        outputs: unprocessed.into_iter().collect(),
-        batch_dirs: reductions
-            .iter()
-            .map(|(rel, _, _)| root.join(rel))
-            .collect(),
-    };
-    if opts.read_only {
-        return Ok(outcome);
-    }
-    let written = export::write_all(&mut outcome, opts).map_err(|(p, e)| werr(&p, &e))?;
-    outcome.outputs.extend(written);
-    timer.lap("exports");
-    if opts.use_cache {
-        let entries: Vec<(BatchKey, BatchReduction)> =
-            reductions.into_iter().map(|(_, k, r)| (k, r)).collect();
-        cache::save(&cache_path, &opts.chain, &entries).map_err(|e| werr(&cache_path, &e))?;
-    }
-    timer.lap("cache save");
-    let marker = out_dir.join(export::COMPLETE);
-    let names: Vec<String> = outcome
-        .outputs
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    let body = serde_json::json!({"run_uuid": outcome.results.run_uuid, "outputs": names});
-    crate::fsutil::write_atomic(&marker, body.to_string().as_bytes())
-        .map_err(|e| werr(&marker, &e))?;
-    outcome.outputs.push(marker);
-    Ok(outcome)
+        n_read,
+        writer,
+    })
 }
 
 /// Splits the batches by marker: complete ones to read, failed ones' rollouts, and incomplete
@@ -537,7 +601,7 @@ fn load_one(
     key: &Result<BatchKey, String>,
     opts: &Options,
     cached: &cache::Cache,
-    previous: Option<&PreviousFile>,
+    sources: &[&PreviousFile],
     encoder: Option<&unprocessed::Encoder>,
 ) -> Loaded {
     let metrics = b.dir.join(run_dir::METRICS);
@@ -559,9 +623,13 @@ fn load_one(
             )
         }
     };
-    if let (Some(red), Some(prev)) = (cached.get(&key), previous) {
-        if let Some(groups) = prev.row_groups(&key) {
-            return Loaded::Cached(key, red.clone(), groups.to_vec());
+    if let Some(red) = cached.get(&key) {
+        if let Some((i, groups)) = sources
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| Some((i, s.row_groups(&key)?)))
+        {
+            return Loaded::Cached(key, red.clone(), i, groups.to_vec());
         }
     }
     if opts.read_only {

@@ -180,6 +180,23 @@ impl PreviousFile {
     }
 }
 
+/// The row groups of each batch (by its dir relative to the run root) in a file written by
+/// [`UnprocessedWriter`]; empty when `meta` does not say.
+pub fn batch_row_groups(meta: &ParquetMetaData) -> HashMap<String, Vec<usize>> {
+    let keys: Option<Vec<BatchKey>> = meta
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == KV_ROW_GROUPS))
+        .and_then(|k| k.value.as_deref())
+        .and_then(|v| serde_json::from_str(v).ok())
+        .filter(|keys: &Vec<BatchKey>| keys.len() == meta.num_row_groups());
+    let mut out: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, k) in keys.into_iter().flatten().enumerate() {
+        out.entry(k.batch).or_default().push(i);
+    }
+    out
+}
+
 /// Where a row group's bytes come from.
 pub enum Source<'a> {
     /// Freshly encoded.

@@ -73,6 +73,16 @@ struct Args {
     /// (METRIC=VALUE, repeatable; default 0).
     #[arg(long, value_name = "METRIC=VALUE")]
     tolerance: Vec<String>,
+    /// Map step of a Slurm array: reduce only this shard's batches into
+    /// RUN_DIR/aggregate/partials/shard-I-of-N/ (run it in each array task after `simulate run`);
+    /// the final `aggregate RUN_DIR` then takes every unchanged batch from the partials instead
+    /// of reading its metrics.parquet, with the same outputs as a cold aggregate.
+    #[arg(long)]
+    partial: bool,
+    /// The shard of --partial (I/N, as `simulate run --shard`; default: Slurm's array
+    /// variables, read as `simulate run` reads them).
+    #[arg(long, value_name = "I/N", requires = "partial")]
+    shard: Option<String>,
     /// Benchmark score profiles to report, comma-separated: nuplan (CLS), navsim (PDMS, EPDMS),
     /// carla (driving score), waymax (its metrics), alpasim (scene score); `all` or `none`.
     /// A profile whose metrics the run lacks is left out with the reason (docs/scores.md).
@@ -140,6 +150,13 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         profiles: drivekit::metrics::profiles::Profile::parse_list(&args.profiles)
             .context("--profiles")?,
     };
+    if args.partial {
+        anyhow::ensure!(
+            args.compare.is_none(),
+            "--compare applies to the final aggregate, not to --partial"
+        );
+        return run_partial(args, &opts);
+    }
     let outcome = aggregate::run(&opts)?;
     let mut stdout = std::io::stdout().lock();
     let printed = if args.json {
@@ -200,6 +217,39 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// `--partial`: one shard's reductions.
+fn run_partial(args: &Args, opts: &aggregate::Options) -> anyhow::Result<u8> {
+    let shard = match &args.shard {
+        Some(s) => drivekit::run_dir::Shard::parse(s)?,
+        None => drivekit::run_dir::Shard::from_slurm(|k| std::env::var(k).ok())?.context(
+            "--partial needs --shard I/N outside a Slurm array task (no SLURM_ARRAY_TASK_ID)",
+        )?,
+    };
+    let outcome = aggregate::partial::run(opts, shard)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else if !args.quiet {
+        println!(
+            "shard {}: {} scenes, {} batches ({} read now), {} rollouts → {}",
+            outcome.shard,
+            outcome.n_scenes,
+            outcome.n_batches,
+            outcome.n_batches_read,
+            outcome.n_rollouts,
+            outcome.dir.display()
+        );
+        for p in outcome
+            .problems
+            .iter()
+            .filter(|p| p.kind != aggregate::ProblemKind::Warning)
+        {
+            eprintln!("aggregate: {}: {}", p.path, p.message);
+        }
+    }
+    // The final aggregate reports (and reads) whatever the partial left out.
+    Ok(0)
 }
 
 /// Benchmark result files: read, recompute, report.

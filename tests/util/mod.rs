@@ -357,3 +357,25 @@ fn arrow_cast_utf8(a: &dyn arrow_array::Array) -> Vec<String> {
         .map(|s| s.unwrap().to_string())
         .collect()
 }
+
+/// Every file under an aggregate/ dir (but the cache and the partials) with its bytes.
+#[allow(dead_code)]
+pub fn aggregate_outputs(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()) {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            if rel == ".cache" || rel == drivekit::aggregate::partial::DIR {
+                continue;
+            }
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = Default::default();
+    walk(dir, dir, &mut out);
+    out
+}

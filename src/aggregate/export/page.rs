@@ -119,8 +119,15 @@ pub fn write_data(
             fs::write(tmp.join(format!("rollouts-{k}.js")), body)
         },
     )?;
-    // Series, read again from their batches' metrics.parquet (one read per batch, in parallel),
-    // unless the previous report has the same file (same batch file, rollouts and settings).
+    // Series, read again from their batch's rows in metrics_unprocessed.parquet (written just
+    // before; one read per batch, in parallel) — so a merge of partial aggregations reads no
+    // batch's metrics.parquet — or, for a batch it lacks, from the batch's own file; unless the
+    // previous report has the same file (same batch file, rollouts and settings).
+    let rows = metrics_file::MetricsFileMeta::open(&dir.join(super::UNPROCESSED)).ok();
+    let groups_of = rows
+        .as_ref()
+        .map(|m| crate::aggregate::unprocessed::batch_row_groups(m.parquet_metadata()))
+        .unwrap_or_default();
     let results: Vec<std::io::Result<Option<Problem>>> = series_files
         .par_iter()
         .map(|(b, idx, name)| {
@@ -132,8 +139,20 @@ pub fn write_data(
             {
                 return Ok(None);
             }
-            let file = o.batch_dirs[*b].join("metrics.parquet");
-            let found = match read_series(&file) {
+            let batch_dir = &o.batch_dirs[*b];
+            let groups = batch_dir
+                .strip_prefix(run_dir)
+                .ok()
+                .and_then(|rel| groups_of.get(&rel.to_string_lossy().replace('\\', "/")));
+            let (file, reader) = match (&rows, groups) {
+                (Some(m), Some(g)) => (dir.join(super::UNPROCESSED), m.reader(Some(g.clone()))),
+                _ => {
+                    let file = batch_dir.join("metrics.parquet");
+                    let reader = metrics_file::open_metrics_file(&file);
+                    (file, reader)
+                }
+            };
+            let found = match reader.map_err(load::BatchError::from).and_then(read_series) {
                 Ok(found) => found,
                 Err(e) => {
                     return Ok(Some(Problem {
@@ -327,7 +346,7 @@ fn series_choice(o: &Outcome) -> BTreeSet<usize> {
 
 /// Every rollout of one metrics.parquet: metric names (file order) and its wide trajectory.
 fn read_series(
-    file: &Path,
+    reader: metrics_file::MetricsFileReader,
 ) -> Result<HashMap<String, (Vec<String>, WideTrajectory)>, load::BatchError> {
     // Dictionary values are interned once per record batch; rows only index them.
     let mut names = load::Interner::default();
@@ -335,10 +354,11 @@ fn read_series(
     // Per rollout id, per metric id: (timestamp, value).
     type Points = Vec<Vec<(i64, Option<f64>)>>;
     let mut points: Vec<Points> = Vec::new();
-    for batch in metrics_file::open_metrics_file(file)? {
+    let file = reader.path().to_path_buf();
+    for batch in reader {
         let batch = batch?;
-        let (name_map, nk) = load::dict_ids(&batch, col::NAME, &mut names, file)?;
-        let (roll_map, rk) = load::dict_ids(&batch, col::ROLLOUT_ID, &mut rollouts, file)?;
+        let (name_map, nk) = load::dict_ids(&batch, col::NAME, &mut names, &file)?;
+        let (roll_map, rk) = load::dict_ids(&batch, col::ROLLOUT_ID, &mut rollouts, &file)?;
         points.resize_with(rollouts.names.len(), Vec::new);
         let ts = batch.column(col::TIMESTAMPS_US).as_primitive::<Int64Type>();
         let vals = batch.column(col::VALUES).as_primitive::<Float64Type>();

@@ -30,8 +30,19 @@ pub fn rule(out: &mut String, title: &str) {
     let _ = writeln!(out, "{} {title} {}", "─".repeat(pad), "─".repeat(pad));
 }
 
-/// Renders the report.
+/// Renders the report as `aggregate` prints it: [`render_file`] plus how many batches were read
+/// now and how many came from the cache or the partials.
 pub fn render(o: &Outcome, opts: &Options) -> String {
+    render_as(o, opts, true)
+}
+
+/// Renders metrics_results.txt: the results only, so a cold aggregate, an incremental one and a
+/// merge of partials write the same bytes.
+pub fn render_file(o: &Outcome, opts: &Options) -> String {
+    render_as(o, opts, false)
+}
+
+fn render_as(o: &Outcome, opts: &Options, provenance: bool) -> String {
     let r = &o.results;
     let mut out = String::new();
     rule(&mut out, "drivekit aggregate");
@@ -45,13 +56,20 @@ pub fn render(o: &Outcome, opts: &Options) -> String {
         kept,
         num(r.run.n_clips.mean)
     );
+    let read = if provenance {
+        format!(
+            " ({} read, {} from the cache or partials)",
+            o.n_batches_read,
+            o.n_batches_used.saturating_sub(o.n_batches_read)
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "batches: {} found, {} aggregated ({} read, {} from cache), {} incomplete, {} failed rollouts, {} skipped files, {} missing scenes",
+        "batches: {} found, {} aggregated{read}, {} incomplete, {} failed rollouts, {} skipped files, {} missing scenes",
         o.n_batches,
         o.n_batches_used,
-        o.n_batches_read,
-        o.n_batches_used.saturating_sub(o.n_batches_read),
         o.count(ProblemKind::IncompleteBatch),
         o.failed_rollouts.len(),
         o.count(ProblemKind::SkippedFile),
@@ -308,6 +326,6 @@ pub fn write(path: &Path, o: &Outcome, opts: &Options) -> std::io::Result<()> {
     fsutil::write_atomic_as(
         path,
         fsutil::Durability::Renamed,
-        render(o, opts).as_bytes(),
+        render_file(o, opts).as_bytes(),
     )
 }
