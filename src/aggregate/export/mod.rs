@@ -56,20 +56,49 @@ pub fn write_all(outcome: &mut Outcome, opts: &Options) -> Result<Vec<PathBuf>, 
     outcome.problems.extend(unreadable);
     outcome.problems.sort();
     timer.lap("report data");
-    tables::write_results(&p(RESULTS), outcome).map_err(e(p(RESULTS)))?;
-    tables::write_by_scene(&p(RESULTS_BY_SCENE), outcome).map_err(e(p(RESULTS_BY_SCENE)))?;
-    tables::write_by_tag(&p(RESULTS_BY_TAG), outcome).map_err(e(p(RESULTS_BY_TAG)))?;
-    timer.lap("tables");
-    json::write(&p(SUMMARY_JSON), outcome, &video_report.links).map_err(e(p(SUMMARY_JSON)))?;
-    timer.lap("json");
-    txt::write(&p(TXT), outcome, opts).map_err(e(p(TXT)))?;
-    timer.lap("txt");
-    png::write(&p(PNG), outcome).map_err(e(p(PNG)))?;
-    png::write_histograms(&p(HISTOGRAMS), outcome).map_err(e(p(HISTOGRAMS)))?;
-    timer.lap("png");
-    let html = page::write_html(outcome, &opts.run_dir, &video_report.links, None)
-        .map_err(e(p(page::REPORT)))?;
-    timer.lap("report.html");
+    // The rest only read the outcome: written side by side (most are one thread each).
+    let o: &Outcome = outcome;
+    let links = &video_report.links;
+    type Written = Result<Option<PathBuf>, (PathBuf, String)>;
+    let jobs: Vec<Box<dyn Fn() -> Written + Send + Sync + '_>> = vec![
+        Box::new(|| tables::write_results(&p(RESULTS), o).map(|_| None).map_err(e(p(RESULTS)))),
+        Box::new(|| {
+            tables::write_by_scene(&p(RESULTS_BY_SCENE), o)
+                .map(|_| None)
+                .map_err(e(p(RESULTS_BY_SCENE)))
+        }),
+        Box::new(|| {
+            tables::write_by_tag(&p(RESULTS_BY_TAG), o)
+                .map(|_| None)
+                .map_err(e(p(RESULTS_BY_TAG)))
+        }),
+        Box::new(|| {
+            json::write(&p(SUMMARY_JSON), o, links)
+                .map(|_| None)
+                .map_err(e(p(SUMMARY_JSON)))
+        }),
+        Box::new(|| txt::write(&p(TXT), o, opts).map(|_| None).map_err(e(p(TXT)))),
+        Box::new(|| png::write(&p(PNG), o).map(|_| None).map_err(e(p(PNG)))),
+        Box::new(|| {
+            png::write_histograms(&p(HISTOGRAMS), o)
+                .map(|_| None)
+                .map_err(e(p(HISTOGRAMS)))
+        }),
+        Box::new(|| {
+            page::write_html(o, &opts.run_dir, links, None)
+                .map(Some)
+                .map_err(e(p(page::REPORT)))
+        }),
+    ];
+    use rayon::prelude::*;
+    let written: Vec<Written> = jobs.par_iter().map(|job| job()).collect();
+    let mut html = p(page::REPORT);
+    for w in written {
+        if let Some(path) = w? {
+            html = path;
+        }
+    }
+    timer.lap("tables…html");
     Ok(vec![
         html,
         p(page::REPORT_DATA),
