@@ -523,29 +523,6 @@ fn aggregate_json(args: &[&str], code: i32) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Asserts that the outputs of the aggregate/ dir of `root` are byte for byte those of a cold
-/// aggregate (no cache, no partials, no previous outputs) of the same run.
-fn assert_same_as_cold(root: &Path) {
-    let merged = util::aggregate_outputs(&root.join("aggregate"));
-    let aside = root.with_extension("merged");
-    let _ = fs::remove_dir_all(&aside);
-    fs::rename(root.join("aggregate"), &aside).unwrap();
-    let cold = aggregate_json(&[root.to_str().unwrap()], 0);
-    assert_eq!(cold["n_batches_read"], cold["n_batches_used"]);
-    let cold = util::aggregate_outputs(&root.join("aggregate"));
-    assert!(cold.contains_key("metrics_unprocessed.parquet") && cold.len() > 10);
-    assert_eq!(
-        merged.keys().collect::<Vec<_>>(),
-        cold.keys().collect::<Vec<_>>()
-    );
-    for (name, bytes) in &cold {
-        assert!(
-            merged[name] == *bytes,
-            "{name} differs from a cold aggregate's"
-        );
-    }
-}
-
 #[test]
 fn partial_aggregations_merge_into_the_bytes_of_a_cold_aggregate() {
     let d = tempfile::tempdir().unwrap();
@@ -578,7 +555,7 @@ fn partial_aggregations_merge_into_the_bytes_of_a_cold_aggregate() {
         (&merged["n_batches_read"], &merged["n_scenes"]),
         (&0.into(), &9.into())
     );
-    assert_same_as_cold(&root);
+    util::assert_outputs_are_cold(&root);
 
     // A shard whose partial never ran and a batch rewritten after its partial: those batches are
     // read again, and the outputs are still a cold aggregate's.
@@ -592,7 +569,7 @@ fn partial_aggregations_merge_into_the_bytes_of_a_cold_aggregate() {
     drop(f);
     let merged = aggregate_json(&[rs], 0);
     assert_eq!(merged["n_batches_read"], 4, "{merged}");
-    assert_same_as_cold(&root);
+    util::assert_outputs_are_cold(&root);
 
     // Shards need the run's scene list (simulate run writes it into wizard-config.yaml).
     let bare = d.path().join("bare");

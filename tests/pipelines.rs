@@ -253,29 +253,7 @@ fn slurm_array_then_aggregation_on_a_real_slurm() {
         "{agg_log}"
     );
     // ...into the same bytes as a cold aggregate of the run.
-    let merged = util::aggregate_outputs(&run.join("aggregate"));
-    fs::rename(run.join("aggregate"), d.path().join("aggregate-merged")).unwrap();
-    let cold = Command::new(bin_dir.join("aggregate"))
-        .arg(&run)
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    assert!(
-        cold.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cold.stderr)
-    );
-    let cold = util::aggregate_outputs(&run.join("aggregate"));
-    assert_eq!(
-        merged.keys().collect::<Vec<_>>(),
-        cold.keys().collect::<Vec<_>>()
-    );
-    for (name, bytes) in &cold {
-        assert!(
-            merged[name] == *bytes,
-            "{name} differs from a cold aggregate's"
-        );
-    }
+    util::assert_outputs_are_cold(&run);
     // The same submission again (a repeated/requeued array): identical results.
     let before = metrics_files(&run);
     submit();

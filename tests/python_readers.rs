@@ -75,6 +75,56 @@ fn metrics_written_by_polars_are_aggregated() {
     run_script("polars_written_run.py");
 }
 
+/// `aggregate --partial` on a run whose metrics.parquet polars wrote (every column optional, its
+/// own column order: the partials' rows are copied from polars' chunks), then the merge: the
+/// same bytes as a cold aggregate, without reading a batch.
+#[test]
+fn partials_of_a_polars_written_run_merge_into_a_cold_aggregates_bytes() {
+    if !util::have_python(
+        "polars",
+        "python_readers::partials_of_a_polars_written_run_merge_into_a_cold_aggregates_bytes",
+    ) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("run");
+    let rs = root.to_str().unwrap();
+    let gen = util::bin(
+        "drivekit-fixtures",
+        &[rs, "--scenes", "5", "--rollouts", "2", "--steps", "30"],
+    );
+    assert!(gen.status.success());
+    let rewrite = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/polars_rewrite.py"
+        ))
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        rewrite.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rewrite.stderr)
+    );
+    for shard in ["0/2", "1/2"] {
+        let out = util::bin("aggregate", &[rs, "--partial", "--shard", shard, "--quiet"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = util::bin("aggregate", &[rs, "--json"]);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&summary["n_batches_read"], &summary["n_batches_used"]),
+        (&0.into(), &5.into()),
+        "{summary}"
+    );
+    util::assert_outputs_are_cold(&root);
+}
+
 /// drivekit against AlpaSim's pipeline evaluated by polars on a seeded random run (see the
 /// script's docstring).
 #[test]

@@ -379,3 +379,31 @@ pub fn aggregate_outputs(dir: &Path) -> std::collections::BTreeMap<String, Vec<u
     walk(dir, dir, &mut out);
     out
 }
+
+/// Asserts that the outputs in `root`/aggregate/ are byte for byte those of a cold aggregate (no
+/// cache, no partials, no previous outputs) of the same run; leaves the cold outputs there.
+#[allow(dead_code)]
+pub fn assert_outputs_are_cold(root: &Path) {
+    let merged = aggregate_outputs(&root.join("aggregate"));
+    let aside = root.with_extension("merged");
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::rename(root.join("aggregate"), &aside).unwrap();
+    let out = bin("aggregate", &[root.to_str().unwrap(), "--quiet"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cold = aggregate_outputs(&root.join("aggregate"));
+    assert!(cold.contains_key("metrics_unprocessed.parquet") && cold.len() > 10);
+    assert_eq!(
+        merged.keys().collect::<Vec<_>>(),
+        cold.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &cold {
+        assert!(
+            merged[name] == *bytes,
+            "{name} differs from a cold aggregate's"
+        );
+    }
+}

@@ -61,7 +61,11 @@ pub fn write_all(outcome: &mut Outcome, opts: &Options) -> Result<Vec<PathBuf>, 
     let links = &video_report.links;
     type Written = Result<Option<PathBuf>, (PathBuf, String)>;
     let jobs: Vec<Box<dyn Fn() -> Written + Send + Sync + '_>> = vec![
-        Box::new(|| tables::write_results(&p(RESULTS), o).map(|_| None).map_err(e(p(RESULTS)))),
+        Box::new(|| {
+            tables::write_results(&p(RESULTS), o)
+                .map(|_| None)
+                .map_err(e(p(RESULTS)))
+        }),
         Box::new(|| {
             tables::write_by_scene(&p(RESULTS_BY_SCENE), o)
                 .map(|_| None)
@@ -77,7 +81,11 @@ pub fn write_all(outcome: &mut Outcome, opts: &Options) -> Result<Vec<PathBuf>, 
                 .map(|_| None)
                 .map_err(e(p(SUMMARY_JSON)))
         }),
-        Box::new(|| txt::write(&p(TXT), o, opts).map(|_| None).map_err(e(p(TXT)))),
+        Box::new(|| {
+            txt::write(&p(TXT), o, opts)
+                .map(|_| None)
+                .map_err(e(p(TXT)))
+        }),
         Box::new(|| png::write(&p(PNG), o).map(|_| None).map_err(e(p(PNG)))),
         Box::new(|| {
             png::write_histograms(&p(HISTOGRAMS), o)
