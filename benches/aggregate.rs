@@ -6,7 +6,8 @@
 //! aggregate process, measured with wait4(2).
 //!
 //! At each size also the map-reduce of a Slurm array: `aggregate --partial` for each of
-//! `BENCH_SHARDS` (default 8) shards, then the final aggregate merging them, against cold.
+//! `BENCH_SHARDS` (default 8; 0 skips it) shards, then the final aggregate merging them, against
+//! cold.
 //!
 //! `BENCH_SIZES=1000,10000` and `BENCH_POLARS_SIZES=2000,10000` pick sizes; runs are generated
 //! once under target/bench-runs/. The polars runs need python3 with polars (the test
@@ -177,6 +178,9 @@ fn main() {
         // Map-reduce: each of SHARDS array tasks reduces its shard (`--partial`; here one after
         // another, each on one thread as an array task with one CPU would), then the final
         // aggregate merges the partials.
+        if shards == 0 {
+            continue;
+        }
         let _ = std::fs::remove_dir_all(dir.join("aggregate"));
         let mut partial_s = Vec::new();
         let mut partial_rss: f64 = 0.0;

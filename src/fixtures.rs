@@ -212,9 +212,10 @@ pub fn write_run(root: &Path, spec: &RunSpec) -> std::io::Result<Vec<PathBuf>> {
         let mut all: Vec<String> = crate::config::SimConfig::load(&cfg_path)
             .map(|c| c.scenes.scene_ids)
             .unwrap_or_default();
-        let grows = new.iter().any(|id| !all.contains(id));
+        let mut listed: std::collections::HashSet<String> = all.iter().cloned().collect();
+        let grows = new.iter().any(|id| !listed.contains(id));
         for id in new {
-            if !all.contains(&id) {
+            if listed.insert(id.clone()) {
                 all.push(id);
             }
         }

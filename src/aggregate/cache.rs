@@ -36,8 +36,9 @@ pub fn load(path: &Path, params: &ChainParams) -> Cache {
 
 /// Loads the cache; `None` when absent, unreadable or made with other settings.
 pub fn read(path: &Path, params: &ChainParams) -> Option<Cache> {
-    let bytes = std::fs::read(path).ok()?;
-    match bincode::deserialize::<Stored>(&bytes) {
+    // Streamed from the file (not read whole first).
+    let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).ok()?);
+    match bincode::deserialize_from::<_, Stored>(file) {
         Ok(s) if s.version == version() && s.max_dist_to_gt_m == params.max_dist_to_gt_m => {
             Some(s.entries.into_iter().collect())
         }
@@ -57,11 +58,13 @@ pub fn save(
         max_dist_to_gt_m: f64,
         entries: &'a [(BatchKey, BatchReduction)],
     }
-    let bytes = bincode::serialize(&StoredRef {
+    let stored = StoredRef {
         version: version(),
         max_dist_to_gt_m: params.max_dist_to_gt_m,
         entries,
+    };
+    // Streamed into the file: a million rollouts' reductions are not held twice.
+    fsutil::write_atomic_with_as(path, fsutil::Durability::Renamed, |w| {
+        bincode::serialize_into(w, &stored).map_err(std::io::Error::other)
     })
-    .map_err(std::io::Error::other)?;
-    fsutil::write_atomic_as(path, fsutil::Durability::Renamed, &bytes)
 }

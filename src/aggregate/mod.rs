@@ -5,7 +5,8 @@
 //! - [`crate::run_dir`] finds job dirs and batch dirs and reads their markers;
 //! - [`load`] reads one batch's metrics.parquet and reduces each trajectory through the modifier
 //!   chain of [`trajectory`] — batches run in parallel, and a [`cache`] keeps each batch's
-//!   reduction so a rerun reads only new or changed files;
+//!   reduction so a rerun reads only new or changed files, and [`partial`] takes the batches
+//!   the array tasks' `aggregate --partial` already reduced;
 //! - [`unprocessed`] streams every row into metrics_unprocessed.parquet (reusing the encoded
 //!   rows of unchanged batches);
 //! - [`summary`] merges the batches and computes the statistics over clips and rollouts;
@@ -197,8 +198,11 @@ impl Outcome {
 }
 
 enum Loaded {
-    /// Reduction from the cache, rows in these row groups of `sources[.2]`.
-    Cached(BatchKey, BatchReduction, usize, Vec<usize>),
+    /// Reduction in the cache (taken from it, not copied), rows in these row groups of
+    /// `sources[.1]`.
+    Cached(BatchKey, usize, Vec<usize>),
+    /// Reduction in the cache; no rows needed (read-only runs).
+    CachedOnly(BatchKey),
     /// Read now, reduced only (read-only runs write no unprocessed file).
     Reduced(BatchKey, BatchReduction),
     /// Read now; the rows come re-encoded or straight from the batch's file.
@@ -275,12 +279,13 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         &complete,
         &keys,
         opts,
-        &cached,
+        &mut cached,
         &sources,
         writer,
         &unprocessed_path,
     )?;
     drop(sources);
+    drop(cached);
     let Read {
         reductions,
         problems: read_problems,
@@ -393,13 +398,13 @@ struct Read {
 }
 
 /// Reads and reduces the `complete` batches in parallel (their `keys` from [`complete_keys`]),
-/// taking the reduction of a batch from `cached` when one of `sources` holds its rows, and
+/// taking the reduction of a batch out of `cached` when one of `sources` holds its rows, and
 /// appends each batch's rows to `writer` (when given) on one thread, in batch order.
 fn read_batches(
     complete: &[&run_dir::BatchDir],
     keys: &[Result<BatchKey, String>],
     opts: &Options,
-    cached: &cache::Cache,
+    cached: &mut cache::Cache,
     sources: &[&PreviousFile],
     mut writer: Option<UnprocessedWriter>,
     unprocessed_path: &Path,
@@ -473,10 +478,14 @@ fn read_batches(
                 .collect();
             for (b, l) in group.iter().zip(loaded) {
                 bar.inc(1);
-                if let Loaded::Reduced(_, red)
-                | Loaded::Cached(_, red, _, _)
-                | Loaded::Fresh(_, red, _) = &l
-                {
+                let taken = match &l {
+                    Loaded::Cached(key, ..) | Loaded::CachedOnly(key) => cached.remove(key),
+                    _ => None,
+                };
+                if let Some(red) = &taken {
+                    problems.extend(suspicious(&b.rel, red));
+                }
+                if let Loaded::Reduced(_, red) | Loaded::Fresh(_, red, _) = &l {
                     problems.extend(suspicious(&b.rel, red));
                 }
                 match l {
@@ -485,10 +494,15 @@ fn read_batches(
                         n_read += 1;
                         reductions.push((b.rel.clone(), key, red));
                     }
-                    Loaded::Cached(key, red, source, groups) => {
+                    Loaded::Cached(key, source, groups) => {
                         if tx.is_some() && !send(&key, Source::Copy(sources[source], groups)) {
                             break 'groups;
                         }
+                        let red = taken.expect("a cached batch is in the cache");
+                        reductions.push((b.rel.clone(), key, red));
+                    }
+                    Loaded::CachedOnly(key) => {
+                        let red = taken.expect("a cached batch is in the cache");
                         reductions.push((b.rel.clone(), key, red));
                     }
                     Loaded::Fresh(key, red, rows) => {
@@ -623,18 +637,18 @@ fn load_one(
             )
         }
     };
-    if let Some(red) = cached.get(&key) {
+    if cached.contains_key(&key) {
         if let Some((i, groups)) = sources
             .iter()
             .enumerate()
             .find_map(|(i, s)| Some((i, s.row_groups(&key)?)))
         {
-            return Loaded::Cached(key, red.clone(), i, groups.to_vec());
+            return Loaded::Cached(key, i, groups.to_vec());
         }
     }
     if opts.read_only {
-        if let Some(red) = cached.get(&key) {
-            return Loaded::Reduced(key, red.clone());
+        if cached.contains_key(&key) {
+            return Loaded::CachedOnly(key);
         }
         return match load::reduce_batch(&metrics, &opts.chain, false) {
             Ok((red, _)) => Loaded::Reduced(key, red),

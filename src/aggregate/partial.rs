@@ -147,7 +147,7 @@ pub fn run(opts: &Options, shard: Shard) -> Result<PartialOutcome, Error> {
     let rows_path = dir.join(export::UNPROCESSED);
     let first = complete.first().map(|b| b.dir.join(run_dir::METRICS));
     let schema = unprocessed::output_schema(first.as_deref());
-    let (cached, previous) = if opts.use_cache {
+    let (mut cached, previous) = if opts.use_cache {
         (
             cache::load(&reductions_path, &opts.chain),
             PreviousFile::open(&rows_path, &schema),
@@ -164,7 +164,7 @@ pub fn run(opts: &Options, shard: Shard) -> Result<PartialOutcome, Error> {
         &complete,
         &keys,
         opts,
-        &cached,
+        &mut cached,
         &sources,
         Some(writer),
         &rows_path,
