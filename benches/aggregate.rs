@@ -104,6 +104,16 @@ fn ensure_run_as(root: &Path, rollouts: usize, polars: bool) -> Option<PathBuf> 
     Some(dir)
 }
 
+/// One table row: wall time, rollouts/s over `rollouts`, peak RSS.
+fn row(n: usize, label: &str, m: &Measure, rollouts: usize) {
+    println!(
+        "| {n} | {label} | {:.2} | {:.0} | {:.0} |",
+        m.wall_s,
+        rollouts as f64 / m.wall_s,
+        m.peak_rss_mb
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; anything else (like a filter) is ignored.
     let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
@@ -130,12 +140,7 @@ fn main() {
         let scenes = n / ROLLOUTS_PER_SCENE;
         let extra = (scenes / 100).max(1);
         let cold = run_aggregate(&dir, &[]);
-        println!(
-            "| {n} | cold | {:.2} | {:.0} | {:.0} |",
-            cold.wall_s,
-            n as f64 / cold.wall_s,
-            cold.peak_rss_mb
-        );
+        row(n, "cold", &cold, n);
         // Incremental: 1 % new batches land, then aggregate again. Adding scenes lists them in
         // the run's config files too: those are restored afterwards, with the scenes removed.
         let configs: Vec<(PathBuf, Vec<u8>)> = ["wizard-config.yaml", "run_metadata.yaml"]
@@ -152,13 +157,8 @@ fn main() {
         };
         let added = fixtures::write_run(&dir, &add).expect("add batches");
         let inc = run_aggregate(&dir, &[]);
-        println!(
-            "| {n} | incremental (+{} rollouts) | {:.2} | {:.0} | {:.0} |",
-            extra * ROLLOUTS_PER_SCENE,
-            inc.wall_s,
-            (n + extra * ROLLOUTS_PER_SCENE) as f64 / inc.wall_s,
-            inc.peak_rss_mb
-        );
+        let new = extra * ROLLOUTS_PER_SCENE;
+        row(n, &format!("incremental (+{new} rollouts)"), &inc, n + new);
         println!(
             "|  | incremental / cold | {:.1} % | | |",
             100.0 * inc.wall_s / cold.wall_s
@@ -199,12 +199,7 @@ fn main() {
             n as f64 / sum
         );
         let merge = run_aggregate(&dir, &[]);
-        println!(
-            "| {n} | merge of the partials | {:.2} | {:.0} | {:.0} |",
-            merge.wall_s,
-            n as f64 / merge.wall_s,
-            merge.peak_rss_mb
-        );
+        row(n, "merge of the partials", &merge, n);
         println!(
             "|  | merge / cold | {:.1} % | | |",
             100.0 * merge.wall_s / cold.wall_s
