@@ -115,6 +115,32 @@ pub fn write_batch(
     Ok(())
 }
 
+/// `rows` metric rows with every kind of string column a metrics file holds, for encoder tests:
+/// 300 metric names (9-bit dictionary keys, bit-packed), runs shorter and longer than eight, a
+/// constant column, nulls and false flags, values across several data pages; `salt` shifts the
+/// names and scenes (and names the run "other run" when non-zero).
+pub fn varied_metrics(rows: usize, salt: usize) -> arrow_array::RecordBatch {
+    let mut b = MetricsBuilder::new();
+    for i in 0..rows {
+        let name = format!("metric_{}", (i * 7 + salt) % 300);
+        let agg = ["mean", "max", "min", "last"][(i / 5) % 4];
+        let clip = format!("clip-{}", (i / 1000 + salt) % 3);
+        let rollout = format!("rollout-{}", i / 37);
+        b.push(&MetricRow {
+            name: &name,
+            timestamps_us: i as i64,
+            value: (i % 11 != 0).then_some(i as f64 * 0.5),
+            valid: i % 3 != 0,
+            time_aggregation: agg,
+            clipgt_id: &clip,
+            rollout_id: &rollout,
+            run_uuid: "uuid",
+            run_name: if salt == 0 { "run" } else { "other run" },
+        });
+    }
+    b.finish()
+}
+
 /// Synthetic metric rows for one rollout (see the module docs for the model).
 pub fn synthetic_rollout(
     b: &mut MetricsBuilder,

@@ -719,29 +719,7 @@ mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
 
-    /// Rows with every kind of string column: 300 metric names (9-bit keys, bit-packed), runs
-    /// shorter and longer than eight, a constant column, values across several data pages.
-    fn batch(rows: usize, salt: usize) -> RecordBatch {
-        let mut b = MetricsBuilder::new();
-        for i in 0..rows {
-            let name = format!("metric_{}", (i * 7 + salt) % 300);
-            let agg = ["mean", "max", "min", "last"][(i / 5) % 4];
-            let clip = format!("clip-{}", (i / 1000 + salt) % 3);
-            let rollout = format!("rollout-{}", i / 37);
-            b.push(&MetricRow {
-                name: &name,
-                timestamps_us: i as i64,
-                value: (i % 11 != 0).then_some(i as f64 * 0.5),
-                valid: i % 3 != 0,
-                time_aggregation: agg,
-                clipgt_id: &clip,
-                rollout_id: &rollout,
-                run_uuid: "uuid",
-                run_name: if salt == 0 { "run" } else { "other run" },
-            });
-        }
-        b.finish()
-    }
+    use crate::fixtures::varied_metrics as batch;
 
     fn plain(batches: &[RecordBatch]) -> Vec<Vec<String>> {
         let mut rows = Vec::new();

@@ -138,7 +138,7 @@ fn means_stds_and_quantiles_match_alpasim_semantics_in_polars() {
 /// row groups).
 #[test]
 fn string_columns_written_from_their_keys_read_as_the_arrow_writer_writes_them() {
-    use drivekit::metrics_file::{self, MetricRow, MetricsBuilder};
+    use drivekit::metrics_file;
     if !util::have_python(
         "pyarrow, pandas, polars",
         "python_readers::string_columns_written_from_their_keys_read_as_the_arrow_writer_writes_them",
@@ -148,28 +148,7 @@ fn string_columns_written_from_their_keys_read_as_the_arrow_writer_writes_them()
     let d = tempfile::tempdir().unwrap();
     let batches: Vec<_> = [(1_100_000usize, 0usize), (25_000, 1)]
         .into_iter()
-        .map(|(rows, salt)| {
-            let mut b = MetricsBuilder::new();
-            for i in 0..rows {
-                let (name, clip) = (
-                    format!("metric_{}", (i * 7 + salt) % 300),
-                    format!("clip-{}", (i / 1000 + salt) % 3),
-                );
-                let rollout = format!("rollout-{}", i / 37);
-                b.push(&MetricRow {
-                    name: &name,
-                    timestamps_us: i as i64,
-                    value: (i % 11 != 0).then_some(i as f64 * 0.5),
-                    valid: i % 3 != 0,
-                    time_aggregation: ["mean", "max", "min", "last"][(i / 5) % 4],
-                    clipgt_id: &clip,
-                    rollout_id: &rollout,
-                    run_uuid: "uuid",
-                    run_name: "run",
-                });
-            }
-            b.finish()
-        })
+        .map(|(rows, salt)| drivekit::fixtures::varied_metrics(rows, salt))
         .collect();
     let ours = d.path().join("ours.parquet");
     metrics_file::write_metrics_file(&ours, &batches).unwrap();

@@ -482,10 +482,11 @@ fn read_batches(
                     Loaded::Cached(key, ..) | Loaded::CachedOnly(key) => cached.remove(key),
                     _ => None,
                 };
-                if let Some(red) = &taken {
-                    problems.extend(suspicious(&b.rel, red));
-                }
-                if let Loaded::Reduced(_, red) | Loaded::Fresh(_, red, _) = &l {
+                let red = match &l {
+                    Loaded::Reduced(_, red) | Loaded::Fresh(_, red, _) => Some(red),
+                    _ => taken.as_ref(),
+                };
+                if let Some(red) = red {
                     problems.extend(suspicious(&b.rel, red));
                 }
                 match l {

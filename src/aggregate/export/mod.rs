@@ -56,59 +56,35 @@ pub fn write_all(outcome: &mut Outcome, opts: &Options) -> Result<Vec<PathBuf>, 
     outcome.problems.extend(unreadable);
     outcome.problems.sort();
     timer.lap("report data");
-    // The rest only read the outcome: written side by side (most are one thread each).
+    // The rest only read the outcome: written side by side (most are one thread each), each
+    // into the file it is named by.
     let o: &Outcome = outcome;
     let links = &video_report.links;
-    type Written = Result<Option<PathBuf>, (PathBuf, String)>;
-    let jobs: Vec<Box<dyn Fn() -> Written + Send + Sync + '_>> = vec![
-        Box::new(|| {
-            tables::write_results(&p(RESULTS), o)
-                .map(|_| None)
-                .map_err(e(p(RESULTS)))
-        }),
-        Box::new(|| {
-            tables::write_by_scene(&p(RESULTS_BY_SCENE), o)
-                .map(|_| None)
-                .map_err(e(p(RESULTS_BY_SCENE)))
-        }),
-        Box::new(|| {
-            tables::write_by_tag(&p(RESULTS_BY_TAG), o)
-                .map(|_| None)
-                .map_err(e(p(RESULTS_BY_TAG)))
-        }),
-        Box::new(|| {
-            json::write(&p(SUMMARY_JSON), o, links)
-                .map(|_| None)
-                .map_err(e(p(SUMMARY_JSON)))
-        }),
-        Box::new(|| {
-            txt::write(&p(TXT), o, opts)
-                .map(|_| None)
-                .map_err(e(p(TXT)))
-        }),
-        Box::new(|| png::write(&p(PNG), o).map(|_| None).map_err(e(p(PNG)))),
-        Box::new(|| {
-            png::write_histograms(&p(HISTOGRAMS), o)
-                .map(|_| None)
-                .map_err(e(p(HISTOGRAMS)))
-        }),
-        Box::new(|| {
-            page::write_html(o, &opts.run_dir, links, None)
-                .map(Some)
-                .map_err(e(p(page::REPORT)))
-        }),
+    type Job<'a> = Box<dyn Fn(&std::path::Path) -> std::io::Result<()> + Send + Sync + 'a>;
+    let jobs: Vec<(&str, Job<'_>)> = vec![
+        (RESULTS, Box::new(|f| tables::write_results(f, o))),
+        (RESULTS_BY_SCENE, Box::new(|f| tables::write_by_scene(f, o))),
+        (RESULTS_BY_TAG, Box::new(|f| tables::write_by_tag(f, o))),
+        (SUMMARY_JSON, Box::new(|f| json::write(f, o, links))),
+        (TXT, Box::new(|f| txt::write(f, o, opts))),
+        (PNG, Box::new(|f| png::write(f, o))),
+        (HISTOGRAMS, Box::new(|f| png::write_histograms(f, o))),
+        // report.html goes where `REPORT` names it in the output dir.
+        (
+            page::REPORT,
+            Box::new(|_| page::write_html(o, &opts.run_dir, links, None).map(drop)),
+        ),
     ];
     use rayon::prelude::*;
-    let written: Vec<Written> = jobs.par_iter().map(|job| job()).collect();
-    let mut html = p(page::REPORT);
-    for w in written {
-        if let Some(path) = w? {
-            html = path;
-        }
-    }
+    let written: Vec<Result<(), _>> = jobs
+        .par_iter()
+        .map(|(name, job)| job(&p(name)).map_err(e(p(name))))
+        .collect();
+    // The first failure in the list's order.
+    written.into_iter().collect::<Result<Vec<()>, _>>()?;
     timer.lap("tables…html");
     Ok(vec![
-        html,
+        p(page::REPORT),
         p(page::REPORT_DATA),
         p(RESULTS),
         p(RESULTS_BY_SCENE),

@@ -123,11 +123,18 @@ pub fn write_data(
     // before; one read per batch, in parallel) — so a merge of partial aggregations reads no
     // batch's metrics.parquet — or, for a batch it lacks, from the batch's own file; unless the
     // previous report has the same file (same batch file, rollouts and settings).
-    let rows = metrics_file::MetricsFileMeta::open(&dir.join(super::UNPROCESSED)).ok();
-    let groups_of = rows
-        .as_ref()
-        .map(|m| crate::aggregate::unprocessed::batch_row_groups(m.parquet_metadata()))
-        .unwrap_or_default();
+    // Its footer (and which row groups hold each batch dir), read once, and only when some
+    // series file is not reused.
+    type Rows = Option<(metrics_file::MetricsFileMeta, HashMap<PathBuf, Vec<usize>>)>;
+    let rows: std::sync::OnceLock<Rows> = std::sync::OnceLock::new();
+    let open_rows = || -> Rows {
+        let meta = metrics_file::MetricsFileMeta::open(&dir.join(super::UNPROCESSED)).ok()?;
+        let groups = crate::aggregate::unprocessed::batch_row_groups(meta.parquet_metadata())
+            .into_iter()
+            .map(|(rel, g)| (run_dir.join(rel), g))
+            .collect();
+        Some((meta, groups))
+    };
     let results: Vec<std::io::Result<Option<Problem>>> = series_files
         .par_iter()
         .map(|(b, idx, name)| {
@@ -140,13 +147,13 @@ pub fn write_data(
                 return Ok(None);
             }
             let batch_dir = &o.batch_dirs[*b];
-            let groups = batch_dir
-                .strip_prefix(run_dir)
-                .ok()
-                .and_then(|rel| groups_of.get(&rel.to_string_lossy().replace('\\', "/")));
-            let (file, reader) = match (&rows, groups) {
-                (Some(m), Some(g)) => (dir.join(super::UNPROCESSED), m.reader(Some(g.clone()))),
-                _ => {
+            let in_rows = rows
+                .get_or_init(open_rows)
+                .as_ref()
+                .and_then(|(m, groups)| Some((m, groups.get(batch_dir)?)));
+            let (file, reader) = match in_rows {
+                Some((m, g)) => (dir.join(super::UNPROCESSED), m.reader(Some(g.clone()))),
+                None => {
                     let file = batch_dir.join("metrics.parquet");
                     let reader = metrics_file::open_metrics_file(&file);
                     (file, reader)
