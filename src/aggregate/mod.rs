@@ -156,6 +156,10 @@ pub struct FailedRollout {
 pub struct Outcome {
     /// The aggregate/ directory written.
     pub output_dir: PathBuf,
+    /// The scorecard's rates, computed once ([`scorecard::rates`]) for every output showing
+    /// them.
+    #[serde(skip)]
+    pub(crate) scorecard: std::sync::OnceLock<Vec<scorecard::Rate>>,
     /// The numbers.
     pub results: RunResults,
     /// Rows removed per modifier, over all batches.
@@ -347,6 +351,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     problems.dedup();
     let mut outcome = Outcome {
         output_dir: out_dir.clone(),
+        scorecard: Default::default(),
         results,
         modifier_counts,
         n_batches: layout.batches.len(),

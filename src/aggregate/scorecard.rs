@@ -70,14 +70,23 @@ pub fn continuous_columns(o: &Outcome) -> Vec<usize> {
         .collect()
 }
 
-/// The rates of [`RATES`] the run has.
+/// The rates of [`RATES`] the run has, computed on the first call (the rates in parallel).
 pub fn rates(o: &Outcome) -> Vec<Rate> {
+    o.scorecard.get_or_init(|| compute(o)).clone()
+}
+
+fn compute(o: &Outcome) -> Vec<Rate> {
+    use rayon::prelude::*;
+    RATES
+        .par_iter()
+        .filter_map(|&(name, label)| rate(o, name, label))
+        .collect()
+}
+
+fn rate(o: &Outcome, name: &'static str, label: &'static str) -> Option<Rate> {
     let r = &o.results;
-    let mut out = Vec::new();
-    for (name, label) in RATES {
-        let Some(c) = r.metric_columns.iter().position(|x| x.name == name) else {
-            continue;
-        };
+    {
+        let c = r.metric_columns.iter().position(|x| x.name == name)?;
         let mut per_scene: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         for t in r.trajectories.iter().filter(|t| t.kept) {
             let Some(v) = t.values[c] else { continue };
@@ -89,7 +98,7 @@ pub fn rates(o: &Outcome) -> Vec<Rate> {
             .values()
             .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
         if n == 0 {
-            continue;
+            return None;
         }
         let ps: Vec<(usize, usize)> = per_scene.values().copied().collect();
         let (method, (lo, hi)) = if ps.len() >= MIN_BOOTSTRAP_SCENES {
@@ -100,7 +109,7 @@ pub fn rates(o: &Outcome) -> Vec<Rate> {
         } else {
             ("Wilson over rollouts", wilson(k, n))
         };
-        out.push(Rate {
+        Some(Rate {
             name,
             label,
             k,
@@ -110,9 +119,8 @@ pub fn rates(o: &Outcome) -> Vec<Rate> {
             hi,
             method,
             scenes: ps.len(),
-        });
+        })
     }
-    out
 }
 
 /// Wilson's score interval (95 %) for k of n.

@@ -57,8 +57,11 @@ pub fn write_all(outcome: &mut Outcome, opts: &Options) -> Result<Vec<PathBuf>, 
     outcome.problems.sort();
     timer.lap("report data");
     // The rest only read the outcome: written side by side (most are one thread each), each
-    // into the file it is named by.
+    // into the file it is named by. The scorecard (a bootstrap per rate) first, on every
+    // thread: two of them show it.
     let o: &Outcome = outcome;
+    let _ = super::scorecard::rates(o);
+    timer.lap("scorecard");
     let links = &video_report.links;
     type Job<'a> = Box<dyn Fn(&std::path::Path) -> std::io::Result<()> + Send + Sync + 'a>;
     let jobs: Vec<(&str, Job<'_>)> = vec![
@@ -78,7 +81,12 @@ pub fn write_all(outcome: &mut Outcome, opts: &Options) -> Result<Vec<PathBuf>, 
     use rayon::prelude::*;
     let written: Vec<Result<(), _>> = jobs
         .par_iter()
-        .map(|(name, job)| job(&p(name)).map_err(e(p(name))))
+        .map(|(name, job)| {
+            let mut t = crate::report::timing::PhaseTimer::from_env("    ");
+            let r = job(&p(name)).map_err(e(p(name)));
+            t.lap(name);
+            r
+        })
         .collect();
     // The first failure in the list's order.
     written.into_iter().collect::<Result<Vec<()>, _>>()?;
