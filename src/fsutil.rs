@@ -375,3 +375,105 @@ mod claim_tests {
         assert!(!dead.exists() && !dead_dir.exists() && live.exists());
     }
 }
+
+/// Puts the directory (or file) `new` where `target` is, replacing whatever `target` was (a
+/// directory, a file, or nothing) and removing it. On Linux the two are swapped in one
+/// `renameat2(RENAME_EXCHANGE)`, so a reader sees the old or the new, never neither; elsewhere
+/// (or on a filesystem without it) the old one is first moved aside, which leaves a moment
+/// without `target`.
+pub fn replace_dir(new: &Path, target: &Path) -> io::Result<()> {
+    let remove = |p: &Path| -> io::Result<()> {
+        if p.is_dir() && !p.is_symlink() {
+            fs::remove_dir_all(p)
+        } else {
+            fs::remove_file(p)
+        }
+    };
+    match fs::symlink_metadata(target) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return fs::rename(new, target),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    #[cfg(target_os = "linux")]
+    if exchange(new, target).is_ok() {
+        // `new` now names the old contents.
+        return remove(new);
+    }
+    let aside = temp_path(target);
+    fs::rename(target, &aside)?;
+    fs::rename(new, target)?;
+    remove(&aside)
+}
+
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit (as Go's runtime does):
+/// aggregate keeps one descriptor per part file and per partial aggregation it copies from,
+/// which can pass the usual soft limit of 1024 on a large array.
+pub fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrlimit/setrlimit read and write the plain struct given.
+        unsafe {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod replace_tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_replaces_a_directory_a_file_or_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("data.parquet");
+        for old in ["dir", "file", "none"] {
+            let _ = fs::remove_dir_all(&target);
+            match old {
+                "dir" => {
+                    fs::create_dir(&target).unwrap();
+                    fs::write(target.join("old"), b"o").unwrap();
+                }
+                "file" => fs::write(&target, b"o").unwrap(),
+                _ => {}
+            }
+            let new = d.path().join(".next");
+            fs::create_dir(&new).unwrap();
+            fs::write(new.join("part"), b"n").unwrap();
+            replace_dir(&new, &target).unwrap();
+            assert_eq!(fs::read(target.join("part")).unwrap(), b"n", "{old}");
+            assert!(!target.join("old").exists() && !new.exists(), "{old}");
+            let left: Vec<_> = fs::read_dir(d.path()).unwrap().flatten().collect();
+            assert_eq!(left.len(), 1, "{old}: only the target is left");
+        }
+    }
+}

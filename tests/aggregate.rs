@@ -493,20 +493,172 @@ fn incremental_rerun_reads_only_new_batches_and_matches_a_cold_run() {
     let mut cold_opts = quiet(&root);
     cold_opts.use_cache = false;
     let cold_json = |o: &aggregate::Outcome| serde_json::to_string(&o.results).unwrap();
-    let inc_unprocessed = fs::read(root.join("aggregate/metrics_unprocessed.parquet")).unwrap();
+    let inc_unprocessed = parts(&unp);
     let cold = aggregate::run(&cold_opts).unwrap();
     assert_eq!(cold_json(&inc), cold_json(&cold));
-    // Copied row groups hold the same rows as freshly encoded ones.
-    let rows = |bytes: Vec<u8>| {
-        let r =
-            parquet::file::serialized_reader::SerializedFileReader::new(bytes::Bytes::from(bytes))
-                .unwrap();
-        parquet::file::reader::FileReader::metadata(&r)
-            .file_metadata()
-            .num_rows()
+    // Copied row groups are the bytes of freshly encoded ones.
+    let cold_unprocessed = parts(&unp);
+    assert_eq!(
+        inc_unprocessed.values().map(|p| &p.1).collect::<Vec<_>>(),
+        cold_unprocessed.values().map(|p| &p.1).collect::<Vec<_>>()
+    );
+}
+
+/// The part files of a metrics_unprocessed.parquet dataset directory: name → (inode, bytes).
+fn parts(dir: &Path) -> std::collections::BTreeMap<String, (u64, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                name.starts_with("part-") && name.ends_with(".parquet"),
+                "{name} in {}",
+                dir.display()
+            );
+            (
+                name,
+                (e.metadata().unwrap().ino(), fs::read(e.path()).unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// Rows in one parquet file's bytes.
+fn rows(bytes: &[u8]) -> i64 {
+    let r = parquet::file::serialized_reader::SerializedFileReader::new(
+        bytes::Bytes::copy_from_slice(bytes),
+    )
+    .unwrap();
+    parquet::file::reader::FileReader::metadata(&r)
+        .file_metadata()
+        .num_rows()
+}
+
+#[test]
+fn a_single_file_metrics_unprocessed_of_an_older_drivekit_becomes_parts_without_reading_rows() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("run");
+    let rs = root.to_str().unwrap();
+    let gen = bin(
+        "drivekit-fixtures",
+        &[rs, "--scenes", "8", "--rollouts", "2", "--steps", "20"],
+    );
+    assert!(gen.status.success());
+    // A one-shard partial's metrics_unprocessed.parquet is the single file drivekit 0.x wrote
+    // (one row group per batch, the same encoding).
+    aggregate_json(&[rs, "--partial", "--shard", "0/1"], 0);
+    let agg = root.join("aggregate");
+    let mut first = quiet(&root);
+    first.part_batches = 2;
+    aggregate::run(&first).unwrap();
+    fs::remove_dir_all(agg.join("metrics_unprocessed.parquet")).unwrap();
+    fs::rename(
+        agg.join("partials/shard-0-of-1/metrics_unprocessed.parquet"),
+        agg.join("metrics_unprocessed.parquet"),
+    )
+    .unwrap();
+    fs::remove_dir_all(agg.join("partials")).unwrap();
+    // Every batch is in the cache; the rows are copied out of the old file.
+    let mut again = quiet(&root);
+    again.part_batches = 2;
+    let out = aggregate::run(&again).unwrap();
+    assert_eq!(out.n_batches_read, 0);
+    assert!(agg.join("metrics_unprocessed.parquet").is_dir());
+    let upgraded = parts(&agg.join("metrics_unprocessed.parquet"));
+    assert!(upgraded.len() > 1);
+    fs::remove_dir_all(&agg).unwrap();
+    let mut cold = quiet(&root);
+    cold.part_batches = 2;
+    cold.use_cache = false;
+    aggregate::run(&cold).unwrap();
+    assert_eq!(
+        upgraded.iter().map(|(k, v)| (k, &v.1)).collect::<Vec<_>>(),
+        parts(&agg.join("metrics_unprocessed.parquet"))
+            .iter()
+            .map(|(k, v)| (k, &v.1))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn metrics_unprocessed_parts_change_only_where_their_batches_do() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("run");
+    let r = |args: &[&str]| {
+        let out = bin("drivekit-fixtures", args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    let cold_unprocessed = fs::read(root.join("aggregate/metrics_unprocessed.parquet")).unwrap();
-    assert_eq!(rows(inc_unprocessed), rows(cold_unprocessed));
+    let rs = root.to_str().unwrap();
+    r(&[rs, "--scenes", "24", "--rollouts", "2", "--steps", "20"]);
+    let opts = || {
+        let mut o = quiet(&root);
+        o.part_batches = 3;
+        o
+    };
+    let unp = root.join("aggregate/metrics_unprocessed.parquet");
+    aggregate::run(&opts()).unwrap();
+    let first = parts(&unp);
+    assert!(first.len() >= 3, "{} parts", first.len());
+    let first_rows = first.values().map(|p| rows(&p.1)).sum::<i64>();
+    assert_eq!(first_rows % 24, 0);
+    // Nothing new: the same files (inodes).
+    aggregate::run(&opts()).unwrap();
+    let inodes = |p: &std::collections::BTreeMap<String, (u64, Vec<u8>)>| {
+        p.iter().map(|(k, v)| (k.clone(), v.0)).collect::<Vec<_>>()
+    };
+    assert_eq!(inodes(&parts(&unp)), inodes(&first));
+    // One more batch: at most the part it lands in (and, at a boundary, one new part) changes;
+    // every other part is the same file, and the whole equals a cold aggregate's bytes.
+    r(&[
+        rs,
+        "--scenes",
+        "1",
+        "--rollouts",
+        "2",
+        "--steps",
+        "20",
+        "--scene-offset",
+        "24",
+    ]);
+    let inc = aggregate::run(&opts()).unwrap();
+    assert_eq!(inc.n_batches_read, 1);
+    let after = parts(&unp);
+    let same = after
+        .iter()
+        .filter(|(k, v)| first.get(*k).map(|f| f.0) == Some(v.0))
+        .count();
+    assert!(
+        same + 2 >= after.len() && same + 1 >= first.len(),
+        "{same} of {} parts kept ({} before)",
+        after.len(),
+        first.len()
+    );
+    let after_rows = after.values().map(|p| rows(&p.1)).sum::<i64>();
+    assert_eq!(after_rows, first_rows / 24 * 25);
+    let mut cold_opts = opts();
+    cold_opts.use_cache = false;
+    fs::remove_dir_all(root.join("aggregate")).unwrap();
+    aggregate::run(&cold_opts).unwrap();
+    let cold = parts(&unp);
+    assert_eq!(
+        after.iter().map(|(k, v)| (k, &v.1)).collect::<Vec<_>>(),
+        cold.iter().map(|(k, v)| (k, &v.1)).collect::<Vec<_>>()
+    );
+    // A smaller part size only splits differently: the same rows, in the same order.
+    let mut fine = cold_opts.clone();
+    fine.part_batches = 1;
+    aggregate::run(&fine).unwrap();
+    assert!(parts(&unp).len() > cold.len());
+    assert_eq!(
+        parts(&unp).values().map(|p| rows(&p.1)).sum::<i64>(),
+        after_rows
+    );
 }
 
 /// `aggregate --json` (or `--partial --json`) on `args`, parsed; the exit status checked.

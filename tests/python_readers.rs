@@ -22,9 +22,13 @@ fn outputs_are_ordinary_parquet_for_pyarrow_pandas_and_polars() {
     ];
     util::batch(root, "A", "a1", &[s, s]);
     util::batch(root, "B", "b1", &[s]);
-    // Run twice: the second run copies row groups from the first file.
+    // Run twice: the second run keeps the first run's part files; one part per batch, so the
+    // readers take a dataset directory of two files.
     for _ in 0..2 {
-        let out = util::bin("aggregate", &[root.to_str().unwrap(), "--quiet"]);
+        let out = util::bin(
+            "aggregate",
+            &[root.to_str().unwrap(), "--quiet", "--part-batches", "1"],
+        );
         assert_eq!(
             out.status.code(),
             Some(0),

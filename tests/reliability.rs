@@ -1049,8 +1049,8 @@ cp -a "$M/run" "$O/final"
         );
         for f in outputs {
             assert_eq!(
-                fs::read(out.join(dir).join(f)).unwrap(),
-                fs::read(before.join(f)).unwrap(),
+                file_or_dir(&out.join(dir).join(f)),
+                file_or_dir(&before.join(f)),
                 "{name}: the previous {f} is intact"
             );
         }
@@ -1072,4 +1072,25 @@ cp -a "$M/run" "$O/final"
         fs::read(before.join("metrics_results.parquet")).unwrap()
     );
     no_temps(&fin);
+}
+
+/// A file's bytes, or (for a dataset directory such as metrics_unprocessed.parquet) every file in
+/// it by name; fails when `p` is neither.
+fn file_or_dir(p: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    if p.is_dir() {
+        let m: std::collections::BTreeMap<_, _> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        assert!(!m.is_empty(), "{} is empty", p.display());
+        m
+    } else {
+        [(String::new(), fs::read(p).unwrap())].into()
+    }
 }

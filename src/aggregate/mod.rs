@@ -7,8 +7,8 @@
 //!   chain of [`trajectory`] — batches run in parallel, and a [`cache`] keeps each batch's
 //!   reduction so a rerun reads only new or changed files, and [`partial`] takes the batches
 //!   the array tasks' `aggregate --partial` already reduced;
-//! - [`unprocessed`] streams every row into metrics_unprocessed.parquet (reusing the encoded
-//!   rows of unchanged batches);
+//! - [`unprocessed`] streams every row into the part files of metrics_unprocessed.parquet
+//!   ([`parts`]; reusing the encoded rows of unchanged batches, and the parts that stand);
 //! - [`summary`] merges the batches and computes the statistics over clips and rollouts;
 //! - [`export`] writes the outputs, each atomically.
 //!
@@ -23,6 +23,7 @@ pub mod compare;
 pub mod export;
 pub mod load;
 pub mod partial;
+pub mod parts;
 pub mod scorecard;
 pub mod summary;
 pub mod trajectory;
@@ -39,9 +40,10 @@ use crate::report::progress;
 use crate::report::timing::PhaseTimer;
 use crate::run_dir::{self, BatchState, RunLayout};
 use load::BatchReduction;
+use parts::{PartsWriter, PreviousParts};
 use summary::RunResults;
 use trajectory::{ChainParams, ModifierCounts};
-use unprocessed::{BatchKey, PreviousFile, Source, UnprocessedWriter};
+use unprocessed::{BatchKey, PreviousFile, RowSink, Source};
 
 /// Settings of one aggregation.
 #[derive(Debug, Clone)]
@@ -62,6 +64,8 @@ pub struct Options {
     /// Compute the results without writing anything into the run dir (its aggregate/ and cache
     /// are read, never replaced): how `--compare` reads its baseline.
     pub read_only: bool,
+    /// Batches per part file of metrics_unprocessed.parquet, on average ([`parts`]).
+    pub part_batches: usize,
 }
 
 impl Options {
@@ -74,6 +78,7 @@ impl Options {
             use_cache: true,
             progress: true,
             read_only: false,
+            part_batches: parts::DEFAULT_PART_BATCHES,
             profiles: crate::metrics::profiles::Profile::ALL.to_vec(),
         }
     }
@@ -216,6 +221,8 @@ enum Loaded {
 
 /// Aggregates the run dir of `opts`; see the module docs.
 pub fn run(opts: &Options) -> Result<Outcome, Error> {
+    // One descriptor per part file and per partial aggregation is kept open while copying.
+    crate::fsutil::raise_open_files_limit();
     let root = &opts.run_dir;
     let layout = RunLayout::discover(root)?;
     if layout.batches.is_empty() {
@@ -257,27 +264,40 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     };
     problems.extend(partials.problems.iter().cloned());
     let previous = if opts.use_cache && !opts.read_only {
-        PreviousFile::open(&unprocessed_path, &out_schema)
+        PreviousParts::open(&unprocessed_path, &out_schema)
     } else {
-        None
+        Default::default()
     };
     let guess = guess_run_uuid(&layout, &cached);
-    // Nothing new, changed or removed since the previous run: its unprocessed file stands as is.
     let keys = complete_keys(&complete);
-    let unchanged = previous
-        .as_ref()
-        .is_some_and(|p| p.unchanged(&keys, &cached, &guess));
-    let writer = if unchanged || opts.read_only {
+    // The parts of the previous file that stand as they are (every batch in them unchanged):
+    // their batches are neither read nor copied.
+    let keep = {
+        let ok: Vec<Option<&BatchKey>> = keys.iter().map(|k| k.as_ref().ok()).collect();
+        parts::standing(
+            &ok,
+            |k| cached.get(k).map(|r| r.rows),
+            &previous,
+            &guess,
+            opts.part_batches,
+        )
+    };
+    let writer = if opts.read_only {
         None
     } else {
         Some(
-            UnprocessedWriter::create(&unprocessed_path, &guess, out_schema.clone())
-                .map_err(|e| werr(&unprocessed_path, &e))?,
+            PartsWriter::create(
+                &unprocessed_path,
+                &guess,
+                out_schema.clone(),
+                opts.part_batches,
+            )
+            .map_err(|e| werr(&unprocessed_path, &e))?,
         )
     };
 
     timer.lap("discover + cache load");
-    let mut sources: Vec<&PreviousFile> = previous.iter().collect();
+    let mut sources: Vec<&PreviousFile> = previous.files.iter().collect();
     sources.extend(partials.files.iter());
     let read = read_batches(
         &complete,
@@ -285,6 +305,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         opts,
         &mut cached,
         &sources,
+        &keep,
         writer,
         &unprocessed_path,
     )?;
@@ -329,24 +350,28 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     }
     missing_scenes(&layout, &expected_scenes, &mut problems);
 
-    // metrics_unprocessed.parquet: rewrite once more only if the combined run_uuid differs from
-    // the guess or a batch was rejected while merging.
+    // metrics_unprocessed.parquet: the staged parts become the dataset, parts written again
+    // where the combined run_uuid differs from the guess or a batch was rejected while merging.
     timer.lap("merge + stats");
-    // Release the old file before it is replaced.
-    drop(previous);
     drop(partials);
     let unprocessed = match writer {
-        Some(w) => Some(w.finish().map_err(|e| werr(&unprocessed_path, &e))?),
-        None if opts.read_only => None,
-        None => Some(unprocessed_path.clone()),
-    };
-    if let Some(path) = &unprocessed {
-        if results.run_uuid != guess || !rejected.is_empty() {
-            rewrite_unprocessed(path, &out_schema, &results.run_uuid, &reductions, &rejected)?;
+        Some(w) => {
+            let kept: Vec<BatchKey> = reductions
+                .iter()
+                .filter(|(rel, _, red)| red.rows > 0 && !rejected.contains(rel))
+                .map(|(_, k, _)| k.clone())
+                .collect();
+            let staged = w.finish().map_err(|e| werr(&unprocessed_path, &e))?;
+            let path = staged
+                .commit(&previous, &kept, &results.run_uuid)
+                .map_err(|e| werr(&unprocessed_path, &e))?;
+            Some(path)
         }
-    }
+        None => None,
+    };
+    drop(previous);
 
-    timer.lap("unprocessed footer");
+    timer.lap("unprocessed parts");
     problems.sort();
     problems.dedup();
     let mut outcome = Outcome {
@@ -391,7 +416,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
 }
 
 /// What [`read_batches`] returns.
-struct Read {
+struct Read<W> {
     /// (batch rel, key, reduction) of every batch used, in batch order.
     reductions: Vec<(String, BatchKey, BatchReduction)>,
     /// Skipped files and warnings.
@@ -399,22 +424,35 @@ struct Read {
     /// Batches whose metrics.parquet was read (the rest came from a cache or a partial).
     n_read: usize,
     /// The writer, every batch appended (when one was given).
-    writer: Option<UnprocessedWriter>,
+    writer: Option<W>,
 }
 
 /// Reads and reduces the `complete` batches in parallel (their `keys` from [`complete_keys`]),
-/// taking the reduction of a batch out of `cached` when one of `sources` holds its rows, and
-/// appends each batch's rows to `writer` (when given) on one thread, in batch order.
-fn read_batches(
+/// taking the reduction of a batch out of `cached` when one of `sources` holds its rows or its
+/// rows stay where they are (`keep`), and appends each other batch's rows to `writer` (when
+/// given) on one thread, in batch order.
+#[allow(clippy::too_many_arguments)]
+fn read_batches<W: RowSink>(
     complete: &[&run_dir::BatchDir],
     keys: &[Result<BatchKey, String>],
     opts: &Options,
     cached: &mut cache::Cache,
     sources: &[&PreviousFile],
-    mut writer: Option<UnprocessedWriter>,
+    keep: &std::collections::HashSet<BatchKey>,
+    mut writer: Option<W>,
     unprocessed_path: &Path,
-) -> Result<Read, Error> {
-    let encoder = writer.as_ref().map(UnprocessedWriter::encoder);
+) -> Result<Read<W>, Error> {
+    let encoder = writer.as_ref().map(RowSink::encoder);
+    // Which source holds each batch's rows (the first that does).
+    let mut in_sources: std::collections::HashMap<&BatchKey, (usize, &[usize])> =
+        std::collections::HashMap::new();
+    for (i, s) in sources.iter().enumerate() {
+        for k in s.keys() {
+            if let Some(groups) = s.row_groups(k) {
+                in_sources.entry(k).or_insert((i, groups));
+            }
+        }
+    }
     let bar = progress::bar(complete.len() as u64, "reading batches", opts.progress);
     let mut reductions: Vec<(String, BatchKey, BatchReduction)> =
         Vec::with_capacity(complete.len());
@@ -457,31 +495,32 @@ fn read_batches(
     };
     // One thread appends to metrics_unprocessed.parquet (copying chunks is mostly I/O) while
     // the workers read and reduce the next batches.
-    writer = std::thread::scope(|scope| -> Result<Option<UnprocessedWriter>, Error> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(BatchKey, Source<'_>)>(chunk * 2);
+    writer = std::thread::scope(|scope| -> Result<Option<W>, Error> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, BatchKey, Source<'_>)>(chunk * 2);
         let appender = writer.take().map(|mut w| {
-            scope.spawn(
-                move || -> Result<UnprocessedWriter, parquet::errors::ParquetError> {
-                    for (key, source) in rx {
-                        w.append(key, source)?;
-                    }
-                    Ok(w)
-                },
-            )
+            scope.spawn(move || -> Result<W, parquet::errors::ParquetError> {
+                for (ordinal, key, source) in rx {
+                    w.append(ordinal, key, source)?;
+                }
+                Ok(w)
+            })
         });
         let tx = appender.as_ref().map(|_| tx);
         // False when the appender stopped on an error (reported when it is joined below).
-        let send = |key: &BatchKey, source| {
+        let send = |ordinal: usize, key: &BatchKey, source| {
             tx.as_ref()
-                .is_some_and(|tx| tx.send((key.clone(), source)).is_ok())
+                .is_some_and(|tx| tx.send((ordinal, key.clone(), source)).is_ok())
         };
-        'groups: for (group, group_keys) in complete.chunks(chunk).zip(keys.chunks(chunk)) {
+        'groups: for (g, (group, group_keys)) in
+            complete.chunks(chunk).zip(keys.chunks(chunk)).enumerate()
+        {
             let loaded: Vec<Loaded> = group
                 .par_iter()
                 .zip(group_keys)
-                .map(|(b, key)| load_one(b, key, opts, cached, sources, encoder.as_ref()))
+                .map(|(b, key)| load_one(b, key, opts, cached, &in_sources, keep, encoder.as_ref()))
                 .collect();
-            for (b, l) in group.iter().zip(loaded) {
+            for (j, (b, l)) in group.iter().zip(loaded).enumerate() {
+                let ordinal = g * chunk + j;
                 bar.inc(1);
                 let taken = match &l {
                     Loaded::Cached(key, ..) | Loaded::CachedOnly(key) => cached.remove(key),
@@ -501,7 +540,9 @@ fn read_batches(
                         reductions.push((b.rel.clone(), key, red));
                     }
                     Loaded::Cached(key, source, groups) => {
-                        if tx.is_some() && !send(&key, Source::Copy(sources[source], groups)) {
+                        if tx.is_some()
+                            && !send(ordinal, &key, Source::Copy(sources[source], groups))
+                        {
                             break 'groups;
                         }
                         let red = taken.expect("a cached batch is in the cache");
@@ -513,7 +554,7 @@ fn read_batches(
                     }
                     Loaded::Fresh(key, red, rows) => {
                         n_read += 1;
-                        if !send(&key, rows) {
+                        if !send(ordinal, &key, rows) {
                             break 'groups;
                         }
                         reductions.push((b.rel.clone(), key, red));
@@ -580,33 +621,6 @@ fn classify<'a>(
     (complete, failed_rollouts)
 }
 
-/// Rewrites metrics_unprocessed.parquet with another run_uuid and without the rejected batches,
-/// copying the encoded rows of the others.
-fn rewrite_unprocessed(
-    path: &Path,
-    schema: &arrow_schema::SchemaRef,
-    run_uuid: &str,
-    reductions: &[(String, BatchKey, BatchReduction)],
-    rejected: &BTreeSet<String>,
-) -> Result<(), Error> {
-    let werr = |e: &dyn std::fmt::Display| Error::Write {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let prev = PreviousFile::open(path, schema).ok_or_else(|| werr(&"cannot reopen"))?;
-    let mut w = UnprocessedWriter::create(path, run_uuid, schema.clone()).map_err(|e| werr(&e))?;
-    for (rel, key, _) in reductions {
-        if rejected.contains(rel) {
-            continue;
-        }
-        let groups = prev.row_groups(key).expect("written above").to_vec();
-        w.append(key.clone(), Source::Copy(&prev, groups))
-            .map_err(|e| werr(&e))?;
-    }
-    w.finish().map_err(|e| werr(&e))?;
-    Ok(())
-}
-
 /// The keys (size, mtime) of the complete batches' metrics.parquet, each stat'ed once; the
 /// error text where it cannot be.
 fn complete_keys(complete: &[&run_dir::BatchDir]) -> Vec<Result<BatchKey, String>> {
@@ -621,7 +635,8 @@ fn load_one(
     key: &Result<BatchKey, String>,
     opts: &Options,
     cached: &cache::Cache,
-    sources: &[&PreviousFile],
+    in_sources: &std::collections::HashMap<&BatchKey, (usize, &[usize])>,
+    keep: &std::collections::HashSet<BatchKey>,
     encoder: Option<&unprocessed::Encoder>,
 ) -> Loaded {
     let metrics = b.dir.join(run_dir::METRICS);
@@ -644,12 +659,11 @@ fn load_one(
         }
     };
     if cached.contains_key(&key) {
-        if let Some((i, groups)) = sources
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| Some((i, s.row_groups(&key)?)))
-        {
-            return Loaded::Cached(key, i, groups.to_vec());
+        if keep.contains(&key) {
+            return Loaded::CachedOnly(key);
+        }
+        if let Some((i, groups)) = in_sources.get(&key) {
+            return Loaded::Cached(key, *i, groups.to_vec());
         }
     }
     if opts.read_only {

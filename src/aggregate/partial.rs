@@ -166,6 +166,7 @@ pub fn run(opts: &Options, shard: Shard) -> Result<PartialOutcome, Error> {
         opts,
         &mut cached,
         &sources,
+        &Default::default(),
         Some(writer),
         &rows_path,
     )?;

@@ -112,11 +112,14 @@ pub struct EncodedBatch {
 
 /// A previous `metrics_unprocessed.parquet` whose row groups can be copied.
 pub struct PreviousFile {
+    path: PathBuf,
     file: File,
     meta: ParquetMetaData,
     by_key: HashMap<BatchKey, Vec<usize>>,
     /// Batches in file order (each once).
     order: Vec<BatchKey>,
+    /// The run_uuid it was written with.
+    run_uuid: Option<String>,
 }
 
 impl PreviousFile {
@@ -147,31 +150,34 @@ impl PreviousFile {
             }
             by_key.entry(k).or_default().push(i);
         }
+        let run_uuid = kv
+            .iter()
+            .find(|k| k.key == KV_RUN_UUID)
+            .and_then(|k| k.value.clone());
         Some(PreviousFile {
+            path: path.to_path_buf(),
             file,
             meta,
             by_key,
             order,
+            run_uuid,
         })
     }
 
-    /// True when this file holds exactly the batches `keys` (in order), all of them are in
-    /// `cache`, and it was written with `run_uuid`: then it needs no rewrite.
-    pub fn unchanged(
-        &self,
-        keys: &[Result<BatchKey, String>],
-        cache: &super::cache::Cache,
-        run_uuid: &str,
-    ) -> bool {
-        let kv = self.meta.file_metadata().key_value_metadata();
-        let uuid = kv.and_then(|kv| kv.iter().find(|k| k.key == KV_RUN_UUID)?.value.as_deref());
-        uuid == Some(run_uuid)
-            && self.order.len() == keys.len()
-            && self
-                .order
-                .iter()
-                .zip(keys)
-                .all(|(a, b)| b.as_ref().ok() == Some(a) && cache.contains_key(a))
+    /// True when this file holds exactly the batches `keys`, in that order, written with
+    /// `run_uuid`: then it can stand as it is.
+    pub fn holds_exactly(&self, keys: &[BatchKey], run_uuid: &str) -> bool {
+        self.run_uuid.as_deref() == Some(run_uuid) && self.order == keys
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The batches it holds, in file order.
+    pub fn keys(&self) -> &[BatchKey] {
+        &self.order
     }
 
     /// The row groups holding `key`, if the previous file has it.
@@ -404,6 +410,31 @@ impl UnprocessedWriter {
     }
 }
 
+/// Where aggregate's read loop sends each batch's rows, in batch order: one file
+/// ([`UnprocessedWriter`], a partial aggregation's) or the run's part files
+/// ([`super::parts::PartsWriter`]).
+pub trait RowSink: Send {
+    /// A handle workers use to encode batches for this sink.
+    fn encoder(&self) -> Encoder;
+    /// Appends the rows of the batch at position `ordinal` of the run's complete batches.
+    fn append(
+        &mut self,
+        ordinal: usize,
+        key: BatchKey,
+        source: Source<'_>,
+    ) -> Result<(), ParquetError>;
+}
+
+impl RowSink for UnprocessedWriter {
+    fn encoder(&self) -> Encoder {
+        UnprocessedWriter::encoder(self)
+    }
+
+    fn append(&mut self, _: usize, key: BatchKey, source: Source<'_>) -> Result<(), ParquetError> {
+        UnprocessedWriter::append(self, key, source)
+    }
+}
+
 /// Encodes batches for an [`UnprocessedWriter`]; cheap to clone into workers.
 #[derive(Clone)]
 pub struct Encoder {
@@ -413,6 +444,24 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// An encoder for outputs with the columns of `schema` (an [`output_schema`]): what it
+    /// encodes goes into any [`UnprocessedWriter`] of that schema.
+    pub fn new(schema: SchemaRef) -> Result<Encoder, ParquetError> {
+        let props = Arc::new(metrics_file::writer_properties());
+        let descr = parquet_schema(&schema)?;
+        // The factory only takes the schema and properties of the writer it is made from.
+        let writer = SerializedFileWriter::new(Vec::new(), descr.root_schema_ptr(), props)?;
+        let factory = Arc::new(ArrowRowGroupWriterFactory::new(
+            &writer,
+            Arc::clone(&schema),
+        ));
+        Ok(Encoder {
+            factory,
+            descr: Arc::new(descr),
+            schema,
+        })
+    }
+
     /// The batch's own file, when its column chunks can be copied as they are.
     pub fn compatible_input(&self, path: &Path) -> Option<InputFile> {
         InputFile::open_if_compatible(path, &self.descr)

@@ -16,7 +16,9 @@ use drivekit::aggregate::{self, trajectory::ChainParams};
 /// report.html (the run report: open it in a browser), metrics_results.txt,
 /// metrics_results.png (summary), metrics_histograms.png, metrics_results.parquet,
 /// metrics_results_by_scene.parquet, metrics_results_by_tag.parquet,
-/// metrics_unprocessed.parquet, results-summary.json and videos/. Failed, incomplete and missing rollouts are listed, never dropped silently.
+/// metrics_unprocessed.parquet (a dataset directory of part files that pandas, pyarrow and
+/// polars read as one table), results-summary.json and videos/. Failed, incomplete and missing
+/// rollouts are listed, never dropped silently.
 ///
 /// With --compare BASE, also compares every metric with the baseline run (paired by scene,
 /// bootstrap 95 % interval) into comparison.md / .png / .json and the report's comparison view.
@@ -88,6 +90,12 @@ struct Args {
     /// A profile whose metrics the run lacks is left out with the reason (docs/scores.md).
     #[arg(long, value_name = "LIST", default_value = "all")]
     profiles: String,
+    /// Batches per part file of metrics_unprocessed.parquet/, on average: a rerun rewrites only
+    /// the parts holding new, changed or removed batches (parts end at batches picked by a hash
+    /// of their dir, so any aggregate of the same batches writes the same parts).
+    #[arg(long, value_name = "N", default_value_t = aggregate::parts::DEFAULT_PART_BATCHES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    part_batches: u64,
 }
 
 fn main() -> ExitCode {
@@ -147,6 +155,7 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         use_cache: !args.no_cache,
         progress: !args.quiet && !args.json,
         read_only: false,
+        part_batches: args.part_batches as usize,
         profiles: drivekit::metrics::profiles::Profile::parse_list(&args.profiles)
             .context("--profiles")?,
     };

@@ -34,8 +34,12 @@ print("polars-written run aggregated:", res["speed"][0], res["speed_std"][0])
 
 # The polars-written file's column chunks are copied as polars encoded them (every column
 # optional, as polars writes it), and its rows survive unchanged.
+import glob
 import pyarrow.parquet as pq
-out_meta = pq.ParquetFile(os.path.join(work, "aggregate", "metrics_unprocessed.parquet")).metadata
+# metrics_unprocessed.parquet is a dataset directory of part files; one batch → one part.
+out_parts = glob.glob(os.path.join(work, "aggregate", "metrics_unprocessed.parquet", "part-*.parquet"))
+assert len(out_parts) == 1, out_parts
+out_meta = pq.ParquetFile(out_parts[0]).metadata
 in_meta = pq.ParquetFile(os.path.join(batch, "metrics.parquet")).metadata
 assert out_meta.num_row_groups == in_meta.num_row_groups == 1
 out_cols = {out_meta.row_group(0).column(i).path_in_schema: out_meta.row_group(0).column(i) for i in range(9)}
@@ -45,7 +49,7 @@ for i in range(9):
         continue
     o = out_cols[c.path_in_schema]
     assert (o.compression, o.encodings, o.total_compressed_size) == (c.compression, c.encodings, c.total_compressed_size), c.path_in_schema
-assert all(f.nullable for f in pq.read_schema(os.path.join(work, "aggregate", "metrics_unprocessed.parquet")))
+assert all(f.nullable for f in pq.read_schema(out_parts[0]))
 unp = pl.read_parquet(os.path.join(work, "aggregate", "metrics_unprocessed.parquet"))
 src = pl.read_parquet(os.path.join(batch, "metrics.parquet"))
 key = ["rollout_id", "name", "timestamps_us"]

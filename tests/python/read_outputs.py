@@ -24,7 +24,9 @@ for c in ["run_name", "run_uuid", "n_clips", "n_rollouts", "speed", "speed_std",
 by_scene = pl.read_parquet(os.path.join(agg, "metrics_results_by_scene.parquet"))
 assert "clipgt_id" in by_scene.columns and by_scene.height >= 1
 
+# metrics_unprocessed.parquet is a dataset directory (part-*.parquet): each reader takes the dir.
 unp = pq.read_table(os.path.join(agg, "metrics_unprocessed.parquet"))
+assert len(pd.read_parquet(os.path.join(agg, "metrics_unprocessed.parquet"))) == unp.num_rows
 assert unp.num_rows == expected_rows, (unp.num_rows, expected_rows)
 assert str(unp.schema.field("name").type) == "string", unp.schema
 assert str(unp.schema.field("timestamps_us").type) == "int64"

@@ -395,7 +395,11 @@ pub fn assert_outputs_are_cold(root: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
     let cold = aggregate_outputs(&root.join("aggregate"));
-    assert!(cold.contains_key("metrics_unprocessed.parquet") && cold.len() > 10);
+    assert!(
+        cold.keys()
+            .any(|k| k.starts_with("metrics_unprocessed.parquet/part-"))
+            && cold.len() > 10
+    );
     assert_eq!(
         merged.keys().collect::<Vec<_>>(),
         cold.keys().collect::<Vec<_>>()

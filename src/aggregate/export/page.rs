@@ -123,17 +123,32 @@ pub fn write_data(
     // before; one read per batch, in parallel) — so a merge of partial aggregations reads no
     // batch's metrics.parquet — or, for a batch it lacks, from the batch's own file; unless the
     // previous report has the same file (same batch file, rollouts and settings).
-    // Its footer (and which row groups hold each batch dir), read once, and only when some
-    // series file is not reused.
-    type Rows = Option<(metrics_file::MetricsFileMeta, HashMap<PathBuf, Vec<usize>>)>;
+    // The parts' footers (and which part and row groups hold each batch dir), read once, and
+    // only when some series file is not reused.
+    type Parts = Vec<(PathBuf, metrics_file::MetricsFileMeta)>;
+    type Rows = (Parts, HashMap<PathBuf, (usize, Vec<usize>)>);
     let rows: std::sync::OnceLock<Rows> = std::sync::OnceLock::new();
     let open_rows = || -> Rows {
-        let meta = metrics_file::MetricsFileMeta::open(&dir.join(super::UNPROCESSED)).ok()?;
-        let groups = crate::aggregate::unprocessed::batch_row_groups(meta.parquet_metadata())
+        let mut paths: Vec<PathBuf> = fs::read_dir(dir.join(super::UNPROCESSED))
             .into_iter()
-            .map(|(rel, g)| (run_dir.join(rel), g))
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
             .collect();
-        Some((meta, groups))
+        paths.sort();
+        let parts: Parts = paths
+            .into_iter()
+            .filter_map(|p| Some((p.clone(), metrics_file::MetricsFileMeta::open(&p).ok()?)))
+            .collect();
+        let mut groups = HashMap::new();
+        for (i, (_, meta)) in parts.iter().enumerate() {
+            for (rel, g) in crate::aggregate::unprocessed::batch_row_groups(meta.parquet_metadata())
+            {
+                groups.insert(run_dir.join(rel), (i, g));
+            }
+        }
+        (parts, groups)
     };
     let results: Vec<std::io::Result<Option<Problem>>> = series_files
         .par_iter()
@@ -147,12 +162,9 @@ pub fn write_data(
                 return Ok(None);
             }
             let batch_dir = &o.batch_dirs[*b];
-            let in_rows = rows
-                .get_or_init(open_rows)
-                .as_ref()
-                .and_then(|(m, groups)| Some((m, groups.get(batch_dir)?)));
-            let (file, reader) = match in_rows {
-                Some((m, g)) => (dir.join(super::UNPROCESSED), m.reader(Some(g.clone()))),
+            let (parts, groups) = rows.get_or_init(open_rows);
+            let (file, reader) = match groups.get(batch_dir) {
+                Some((i, g)) => (parts[*i].0.clone(), parts[*i].1.reader(Some(g.clone()))),
                 None => {
                     let file = batch_dir.join("metrics.parquet");
                     let reader = metrics_file::open_metrics_file(&file);
