@@ -431,16 +431,8 @@ fn unusable_inputs_exit_2_with_a_clear_message() {
 fn incremental_rerun_reads_only_new_batches_and_matches_a_cold_run() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("run");
-    let r = |args: &[&str]| {
-        let out = bin("drivekit-fixtures", args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     let rs = root.to_str().unwrap();
-    r(&[rs, "--scenes", "6", "--rollouts", "3", "--steps", "40"]);
+    fixtures(&[rs, "--scenes", "6", "--rollouts", "3", "--steps", "40"]);
     let first = aggregate::run(&quiet(&root)).unwrap();
     assert_eq!(first.n_batches_read, 6);
     // Nothing new: nothing read, and metrics_unprocessed.parquet is left as it is.
@@ -472,7 +464,7 @@ fn incremental_rerun_reads_only_new_batches_and_matches_a_cold_run() {
         serde_json::to_string(&again.results).unwrap(),
         serde_json::to_string(&first.results).unwrap()
     );
-    r(&[
+    fixtures(&[
         rs,
         "--scenes",
         "1",
@@ -498,10 +490,22 @@ fn incremental_rerun_reads_only_new_batches_and_matches_a_cold_run() {
     assert_eq!(cold_json(&inc), cold_json(&cold));
     // Copied row groups are the bytes of freshly encoded ones.
     let cold_unprocessed = parts(&unp);
-    assert_eq!(
-        inc_unprocessed.values().map(|p| &p.1).collect::<Vec<_>>(),
-        cold_unprocessed.values().map(|p| &p.1).collect::<Vec<_>>()
+    assert_eq!(part_bytes(&inc_unprocessed), part_bytes(&cold_unprocessed));
+}
+
+/// `drivekit-fixtures ARGS`, which must succeed.
+fn fixtures(args: &[&str]) {
+    let out = bin("drivekit-fixtures", args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The bytes of each part by name.
+fn part_bytes(parts: &std::collections::BTreeMap<String, (u64, Vec<u8>)>) -> Vec<(&str, &[u8])> {
+    parts.iter().map(|(k, v)| (k.as_str(), &v.1[..])).collect()
 }
 
 /// The part files of a metrics_unprocessed.parquet dataset directory: name → (inode, bytes).
@@ -541,11 +545,7 @@ fn a_single_file_metrics_unprocessed_of_an_older_drivekit_becomes_parts_without_
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("run");
     let rs = root.to_str().unwrap();
-    let gen = bin(
-        "drivekit-fixtures",
-        &[rs, "--scenes", "8", "--rollouts", "2", "--steps", "20"],
-    );
-    assert!(gen.status.success());
+    fixtures(&[rs, "--scenes", "8", "--rollouts", "2", "--steps", "20"]);
     // A one-shard partial's metrics_unprocessed.parquet is the single file drivekit 0.x wrote
     // (one row group per batch, the same encoding).
     aggregate_json(&[rs, "--partial", "--shard", "0/1"], 0);
@@ -574,11 +574,8 @@ fn a_single_file_metrics_unprocessed_of_an_older_drivekit_becomes_parts_without_
     cold.use_cache = false;
     aggregate::run(&cold).unwrap();
     assert_eq!(
-        upgraded.iter().map(|(k, v)| (k, &v.1)).collect::<Vec<_>>(),
-        parts(&agg.join("metrics_unprocessed.parquet"))
-            .iter()
-            .map(|(k, v)| (k, &v.1))
-            .collect::<Vec<_>>()
+        part_bytes(&upgraded),
+        part_bytes(&parts(&agg.join("metrics_unprocessed.parquet")))
     );
 }
 
@@ -586,16 +583,8 @@ fn a_single_file_metrics_unprocessed_of_an_older_drivekit_becomes_parts_without_
 fn metrics_unprocessed_parts_change_only_where_their_batches_do() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("run");
-    let r = |args: &[&str]| {
-        let out = bin("drivekit-fixtures", args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     let rs = root.to_str().unwrap();
-    r(&[rs, "--scenes", "24", "--rollouts", "2", "--steps", "20"]);
+    fixtures(&[rs, "--scenes", "24", "--rollouts", "2", "--steps", "20"]);
     let opts = || {
         let mut o = quiet(&root);
         o.part_batches = 3;
@@ -615,7 +604,7 @@ fn metrics_unprocessed_parts_change_only_where_their_batches_do() {
     assert_eq!(inodes(&parts(&unp)), inodes(&first));
     // One more batch: at most the part it lands in (and, at a boundary, one new part) changes;
     // every other part is the same file, and the whole equals a cold aggregate's bytes.
-    r(&[
+    fixtures(&[
         rs,
         "--scenes",
         "1",
@@ -646,10 +635,7 @@ fn metrics_unprocessed_parts_change_only_where_their_batches_do() {
     fs::remove_dir_all(root.join("aggregate")).unwrap();
     aggregate::run(&cold_opts).unwrap();
     let cold = parts(&unp);
-    assert_eq!(
-        after.iter().map(|(k, v)| (k, &v.1)).collect::<Vec<_>>(),
-        cold.iter().map(|(k, v)| (k, &v.1)).collect::<Vec<_>>()
-    );
+    assert_eq!(part_bytes(&after), part_bytes(&cold));
     // A smaller part size only splits differently: the same rows, in the same order.
     let mut fine = cold_opts.clone();
     fine.part_batches = 1;
