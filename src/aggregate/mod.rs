@@ -223,6 +223,7 @@ enum Loaded {
 pub fn run(opts: &Options) -> Result<Outcome, Error> {
     // One descriptor per part file and per partial aggregation is kept open while copying.
     crate::fsutil::raise_open_files_limit();
+    let mut timer = PhaseTimer::from_env("");
     let root = &opts.run_dir;
     let layout = RunLayout::discover(root)?;
     if layout.batches.is_empty() {
@@ -237,6 +238,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     };
 
     let (complete, failed_rollouts) = classify(&layout, &mut problems);
+    timer.lap("layout + configs");
 
     let cache_path = out_dir.join(cache::FILE);
     if !opts.read_only {
@@ -247,12 +249,12 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         let _ = std::fs::remove_file(out_dir.join(export::COMPLETE));
     }
     let unprocessed_path = out_dir.join(export::UNPROCESSED);
-    let mut timer = PhaseTimer::from_env("");
     let mut cached = if opts.use_cache {
         cache::load(&cache_path, &opts.chain)
     } else {
         Default::default()
     };
+    timer.lap("cache load");
     // Columns as nullable as the first batch's: then every batch from the same writer is copied.
     let first_metrics = complete.first().map(|b| b.dir.join(run_dir::METRICS));
     let out_schema = unprocessed::output_schema(first_metrics.as_deref());
@@ -268,6 +270,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     } else {
         Default::default()
     };
+    timer.lap("partials + previous parts");
     let guess = guess_run_uuid(&layout, &cached);
     let keys = complete_keys(&complete);
     // The parts of the previous file that stand as they are (every batch in them unchanged):
@@ -296,7 +299,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         )
     };
 
-    timer.lap("discover + cache load");
+    timer.lap("batch keys + standing parts");
     let mut sources: Vec<&PreviousFile> = previous.files.iter().collect();
     sources.extend(partials.files.iter());
     let read = read_batches(
@@ -393,15 +396,20 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     if opts.read_only {
         return Ok(outcome);
     }
-    let written = export::write_all(&mut outcome, opts).map_err(|(p, e)| werr(&p, &e))?;
+    // The cache is saved beside the exports (it needs none of them).
+    let save_cache = || -> Result<(), Error> {
+        if opts.use_cache {
+            let entries: Vec<(BatchKey, BatchReduction)> =
+                reductions.into_iter().map(|(_, k, r)| (k, r)).collect();
+            cache::save(&cache_path, &opts.chain, &entries).map_err(|e| werr(&cache_path, &e))?;
+        }
+        Ok(())
+    };
+    let (written, saved) = rayon::join(|| export::write_all(&mut outcome, opts), save_cache);
+    let written = written.map_err(|(p, e)| werr(&p, &e))?;
+    saved?;
     outcome.outputs.extend(written);
-    timer.lap("exports");
-    if opts.use_cache {
-        let entries: Vec<(BatchKey, BatchReduction)> =
-            reductions.into_iter().map(|(_, k, r)| (k, r)).collect();
-        cache::save(&cache_path, &opts.chain, &entries).map_err(|e| werr(&cache_path, &e))?;
-    }
-    timer.lap("cache save");
+    timer.lap("exports + cache save");
     let marker = out_dir.join(export::COMPLETE);
     let names: Vec<String> = outcome
         .outputs
