@@ -81,6 +81,19 @@ fn is_part(name: &str) -> bool {
     name.starts_with("part-") && name.ends_with(".parquet")
 }
 
+/// The part files of the dataset directory `dir`, sorted (none when it is not a directory).
+pub fn part_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| is_part(&e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
 /// The files of a previous dataset whose row groups can be reused: its parts, or the single
 /// file an older drivekit wrote under the same name.
 #[derive(Default)]
@@ -97,14 +110,12 @@ impl PreviousParts {
         let mut files = Vec::new();
         if path.is_file() {
             files.extend(PreviousFile::open(path, schema));
-        } else if let Ok(rd) = fs::read_dir(path) {
-            let mut names: Vec<PathBuf> = rd
-                .flatten()
-                .filter(|e| is_part(&e.file_name().to_string_lossy()))
-                .map(|e| e.path())
-                .collect();
-            names.sort();
-            files.extend(names.iter().filter_map(|p| PreviousFile::open(p, schema)));
+        } else {
+            files.extend(
+                part_files(path)
+                    .iter()
+                    .filter_map(|p| PreviousFile::open(p, schema)),
+            );
         }
         let by_first = files
             .iter()
@@ -342,7 +353,7 @@ impl Staged {
             UnprocessedWriter::create(&path, run_uuid, self.schema.clone())?.finish()?;
             wanted.insert(EMPTY_PART.to_string());
         }
-        timer.lap(&format!("{} parts written", renames.len()));
+        timer.lap(&format!("{} parts linked or written", renames.len()));
         drop(rows);
         drop(staged);
         for (from, to) in renames {

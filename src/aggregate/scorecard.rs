@@ -85,42 +85,40 @@ fn compute(o: &Outcome) -> Vec<Rate> {
 
 fn rate(o: &Outcome, name: &'static str, label: &'static str) -> Option<Rate> {
     let r = &o.results;
-    {
-        let c = r.metric_columns.iter().position(|x| x.name == name)?;
-        let mut per_scene: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-        for t in r.trajectories.iter().filter(|t| t.kept) {
-            let Some(v) = t.values[c] else { continue };
-            let e = per_scene.entry(t.clipgt_id.as_str()).or_default();
-            e.0 += usize::from(v > 0.0);
-            e.1 += 1;
-        }
-        let (k, n) = per_scene
-            .values()
-            .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
-        if n == 0 {
-            return None;
-        }
-        let ps: Vec<(usize, usize)> = per_scene.values().copied().collect();
-        let (method, (lo, hi)) = if ps.len() >= MIN_BOOTSTRAP_SCENES {
-            (
-                "bootstrap over scenes",
-                scene_bootstrap(&ps, 0x5eed_0f5c_e7e5),
-            )
-        } else {
-            ("Wilson over rollouts", wilson(k, n))
-        };
-        Some(Rate {
-            name,
-            label,
-            k,
-            n,
-            rate: k as f64 / n as f64,
-            lo,
-            hi,
-            method,
-            scenes: ps.len(),
-        })
+    let c = r.metric_columns.iter().position(|x| x.name == name)?;
+    let mut per_scene: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for t in r.trajectories.iter().filter(|t| t.kept) {
+        let Some(v) = t.values[c] else { continue };
+        let e = per_scene.entry(t.clipgt_id.as_str()).or_default();
+        e.0 += usize::from(v > 0.0);
+        e.1 += 1;
     }
+    let (k, n) = per_scene
+        .values()
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
+    if n == 0 {
+        return None;
+    }
+    let ps: Vec<(usize, usize)> = per_scene.values().copied().collect();
+    let (method, (lo, hi)) = if ps.len() >= MIN_BOOTSTRAP_SCENES {
+        (
+            "bootstrap over scenes",
+            scene_bootstrap(&ps, 0x5eed_0f5c_e7e5),
+        )
+    } else {
+        ("Wilson over rollouts", wilson(k, n))
+    };
+    Some(Rate {
+        name,
+        label,
+        k,
+        n,
+        rate: k as f64 / n as f64,
+        lo,
+        hi,
+        method,
+        scenes: ps.len(),
+    })
 }
 
 /// Wilson's score interval (95 %) for k of n.

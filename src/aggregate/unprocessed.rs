@@ -257,10 +257,9 @@ fn close_result(meta: &ColumnChunkMetaData, rows: i64) -> ColumnCloseResult {
 
 /// Streams row groups into a temporary file and renames it into place on [`finish`](Self::finish).
 pub struct UnprocessedWriter {
-    schema: SchemaRef,
     writer: SerializedFileWriter<BufWriter<File>>,
-    factory: Arc<ArrowRowGroupWriterFactory>,
-    descr: SchemaDescPtr,
+    /// Encodes this writer's columns (fresh batches, the run_uuid chunks).
+    encoder: Encoder,
     keys: Vec<BatchKey>,
     tmp: fsutil::TempFile,
     path: PathBuf,
@@ -287,22 +286,15 @@ impl UnprocessedWriter {
             fs::create_dir_all(p).map_err(other)?;
         }
         let file = File::create(tmp.path()).map_err(other)?;
-        let props = Arc::new(metrics_file::writer_properties());
-        let descr = parquet_schema(&schema)?;
+        let encoder = Encoder::new(schema)?;
         let writer = SerializedFileWriter::new(
             BufWriter::with_capacity(1 << 22, file),
-            descr.root_schema_ptr(),
-            props,
+            encoder.descr.root_schema_ptr(),
+            Arc::new(metrics_file::writer_properties()),
         )?;
-        let factory = Arc::new(ArrowRowGroupWriterFactory::new(
-            &writer,
-            Arc::clone(&schema),
-        ));
         Ok(UnprocessedWriter {
-            schema,
             writer,
-            factory,
-            descr: Arc::new(descr),
+            encoder,
             keys: Vec::new(),
             tmp,
             path: path.to_path_buf(),
@@ -313,11 +305,7 @@ impl UnprocessedWriter {
 
     /// A handle workers use to encode batches in parallel.
     pub fn encoder(&self) -> Encoder {
-        Encoder {
-            factory: Arc::clone(&self.factory),
-            descr: Arc::clone(&self.descr),
-            schema: Arc::clone(&self.schema),
-        }
+        self.encoder.clone()
     }
 
     /// Appends one batch's rows (one or more row groups).
@@ -373,7 +361,7 @@ impl UnprocessedWriter {
         }
         if !self.uuid_chunks.contains_key(&rows) {
             let chunk = dict_chunk::encode_chunk(
-                &self.descr.column(col::RUN_UUID),
+                &self.encoder.descr.column(col::RUN_UUID),
                 &dict_chunk::KeyedColumn::constant(&self.run_uuid, rows),
             )?;
             self.uuid_chunks.insert(rows, chunk);

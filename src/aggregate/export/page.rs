@@ -129,15 +129,7 @@ pub fn write_data(
     type Rows = (Parts, HashMap<PathBuf, (usize, Vec<usize>)>);
     let rows: std::sync::OnceLock<Rows> = std::sync::OnceLock::new();
     let open_rows = || -> Rows {
-        let mut paths: Vec<PathBuf> = fs::read_dir(dir.join(super::UNPROCESSED))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-            .collect();
-        paths.sort();
-        let parts: Parts = paths
+        let parts: Parts = crate::aggregate::parts::part_files(&dir.join(super::UNPROCESSED))
             .into_iter()
             .filter_map(|p| Some((p.clone(), metrics_file::MetricsFileMeta::open(&p).ok()?)))
             .collect();
