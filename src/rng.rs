@@ -21,6 +21,12 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
+    /// The generator `n` draws further on, in one step (the state advances by a constant per
+    /// draw), so parallel work can start where a sequential draw would be.
+    pub fn advanced(self, n: u64) -> SplitMix64 {
+        SplitMix64(self.0.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+    }
+
     /// Uniform in [0, 1).
     pub fn f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
@@ -91,5 +97,15 @@ mod tests {
         assert_ne!(derive_seed(0, "a", 0), derive_seed(0, "a", 1));
         assert_ne!(derive_seed(0, "a", 0), derive_seed(0, "b", 0));
         assert_ne!(derive_seed(0, "a", 0), derive_seed(1, "a", 0));
+    }
+
+    #[test]
+    fn advanced_is_where_the_sequential_draws_lead() {
+        let mut g = SplitMix64::new(99);
+        for _ in 0..1000 {
+            g.next_u64();
+        }
+        assert_eq!(SplitMix64::new(99).advanced(1000), g);
+        assert_eq!(SplitMix64::new(99).advanced(0), SplitMix64::new(99));
     }
 }

@@ -163,8 +163,14 @@ fn read_dir_sorted(path: &Path) -> Result<Vec<PathBuf>, LayoutError> {
     let mut out = Vec::new();
     for entry in fs::read_dir(path).map_err(io)? {
         let entry = entry.map_err(io)?;
-        // Follow symlinks: users link shards into a run dir.
-        if entry.path().is_dir() {
+        // The entry's type comes with the listing; only a link (users link shards into a run
+        // dir) or an unknown type costs a stat, to follow it.
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_dir() => true,
+            Ok(t) if t.is_file() => false,
+            _ => entry.path().is_dir(),
+        };
+        if is_dir {
             out.push(entry.path());
         }
     }
@@ -243,12 +249,21 @@ impl RunLayout {
         if jobs.is_empty() {
             return Err(LayoutError::NoRollouts(root.to_path_buf()));
         }
-        let mut dirs = Vec::new();
+        let mut scenes = Vec::new();
         for (j, job) in jobs.iter().enumerate() {
             for scene in read_dir_sorted(&job.dir.join(ROLLOUTS))? {
-                for batch in read_dir_sorted(&scene)? {
-                    dirs.push((j, file_name(&scene), batch));
-                }
+                scenes.push((j, scene));
+            }
+        }
+        // The scene dirs listed in parallel, their batches kept in scene order.
+        let listed: Vec<Vec<PathBuf>> = scenes
+            .par_iter()
+            .map(|(_, scene)| read_dir_sorted(scene))
+            .collect::<Result<_, _>>()?;
+        let mut dirs = Vec::new();
+        for ((j, scene), batches) in scenes.iter().zip(listed) {
+            for batch in batches {
+                dirs.push((*j, file_name(scene), batch));
             }
         }
         let mut batches: Vec<BatchDir> = dirs

@@ -225,22 +225,34 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     crate::fsutil::raise_open_files_limit();
     let mut timer = PhaseTimer::from_env("");
     let root = &opts.run_dir;
-    let layout = RunLayout::discover(root)?;
+    let out_dir = root.join(run_dir::AGGREGATE);
+    let cache_path = out_dir.join(cache::FILE);
+    // The cache (one thread reading one file) loads while the run's dirs are listed.
+    let (layout, cached) = rayon::join(
+        || RunLayout::discover(root),
+        || {
+            if opts.use_cache {
+                cache::load(&cache_path, &opts.chain)
+            } else {
+                Default::default()
+            }
+        },
+    );
+    let mut cached = cached;
+    let layout = layout?;
     if layout.batches.is_empty() {
         return Err(Error::NoBatches(root.clone()));
     }
     let mut problems = Vec::new();
     let expected_scenes = check_configs(&layout, opts, &mut problems)?;
-    let out_dir = root.join(run_dir::AGGREGATE);
     let werr = |path: &Path, e: &dyn std::fmt::Display| Error::Write {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
 
     let (complete, failed_rollouts) = classify(&layout, &mut problems);
-    timer.lap("layout + configs");
+    timer.lap("layout + configs, cache load");
 
-    let cache_path = out_dir.join(cache::FILE);
     if !opts.read_only {
         // Temporary files of a killed aggregate (their writers are gone).
         crate::fsutil::remove_stale_temps(&out_dir);
@@ -249,12 +261,6 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         let _ = std::fs::remove_file(out_dir.join(export::COMPLETE));
     }
     let unprocessed_path = out_dir.join(export::UNPROCESSED);
-    let mut cached = if opts.use_cache {
-        cache::load(&cache_path, &opts.chain)
-    } else {
-        Default::default()
-    };
-    timer.lap("cache load");
     // Columns as nullable as the first batch's: then every batch from the same writer is copied.
     let first_metrics = complete.first().map(|b| b.dir.join(run_dir::METRICS));
     let out_schema = unprocessed::output_schema(first_metrics.as_deref());

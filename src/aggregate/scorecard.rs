@@ -3,8 +3,6 @@
 //! or Wilson's score interval over rollouts when the run has fewer than
 //! [`MIN_BOOTSTRAP_SCENES`] scenes.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use super::compare;
@@ -76,50 +74,89 @@ pub fn rates(o: &Outcome) -> Vec<Rate> {
 }
 
 fn compute(o: &Outcome) -> Vec<Rate> {
-    use rayon::prelude::*;
-    RATES
-        .par_iter()
-        .filter_map(|&(name, label)| rate(o, name, label))
+    let r = &o.results;
+    // Each rate's (events, rollouts) per scene, in clipgt_id order: the trajectories are sorted
+    // by (clipgt_id, rollout_id), so a scene's rollouts are consecutive.
+    let found: Vec<(&'static str, &'static str, usize)> = RATES
+        .iter()
+        .filter_map(|&(name, label)| {
+            let c = r.metric_columns.iter().position(|x| x.name == name)?;
+            Some((name, label, c))
+        })
+        .collect();
+    let mut scenes: Vec<Vec<(usize, (usize, usize))>> = vec![Vec::new(); found.len()];
+    let mut scene = 0usize;
+    let mut prev: Option<&str> = None;
+    for t in r.trajectories.iter().filter(|t| t.kept) {
+        if prev.is_some_and(|p| p != t.clipgt_id) {
+            scene += 1;
+        }
+        prev = Some(t.clipgt_id.as_str());
+        for (ps, &(_, _, c)) in scenes.iter_mut().zip(&found) {
+            let Some(v) = t.values[c] else { continue };
+            match ps.last_mut() {
+                Some((s, e)) if *s == scene => {
+                    e.0 += usize::from(v > 0.0);
+                    e.1 += 1;
+                }
+                _ => ps.push((scene, (usize::from(v > 0.0), 1))),
+            }
+        }
+    }
+    // Rates over the same scenes share one bootstrap: the same resampled scenes (the seed is
+    // the same for every rate), each rate's pooled value computed from them.
+    let mut intervals: Vec<Option<(&'static str, (f64, f64))>> = vec![None; found.len()];
+    let mut done = vec![false; found.len()];
+    for i in 0..found.len() {
+        if done[i] || scenes[i].len() < MIN_BOOTSTRAP_SCENES {
+            continue;
+        }
+        let same: Vec<usize> = (i..found.len())
+            .filter(|&j| {
+                !done[j]
+                    && scenes[j].len() == scenes[i].len()
+                    && scenes[j].iter().zip(&scenes[i]).all(|(a, b)| a.0 == b.0)
+            })
+            .collect();
+        let counts: Vec<Vec<(usize, usize)>> = same
+            .iter()
+            .map(|&j| scenes[j].iter().map(|&(_, kn)| kn).collect())
+            .collect();
+        for (&j, iv) in same
+            .iter()
+            .zip(scene_bootstrap_rates(&counts, BOOTSTRAP_SEED))
+        {
+            done[j] = true;
+            intervals[j] = Some(("bootstrap over scenes", iv));
+        }
+    }
+    found
+        .iter()
+        .zip(&scenes)
+        .zip(intervals)
+        .filter_map(|((&(name, label, _), ps), iv)| {
+            let (k, n) = ps.iter().fold((0, 0), |(a, b), (_, (x, y))| (a + x, b + y));
+            if n == 0 {
+                return None;
+            }
+            let (method, (lo, hi)) = iv.unwrap_or(("Wilson over rollouts", wilson(k, n)));
+            Some(Rate {
+                name,
+                label,
+                k,
+                n,
+                rate: k as f64 / n as f64,
+                lo,
+                hi,
+                method,
+                scenes: ps.len(),
+            })
+        })
         .collect()
 }
 
-fn rate(o: &Outcome, name: &'static str, label: &'static str) -> Option<Rate> {
-    let r = &o.results;
-    let c = r.metric_columns.iter().position(|x| x.name == name)?;
-    let mut per_scene: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for t in r.trajectories.iter().filter(|t| t.kept) {
-        let Some(v) = t.values[c] else { continue };
-        let e = per_scene.entry(t.clipgt_id.as_str()).or_default();
-        e.0 += usize::from(v > 0.0);
-        e.1 += 1;
-    }
-    let (k, n) = per_scene
-        .values()
-        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
-    if n == 0 {
-        return None;
-    }
-    let ps: Vec<(usize, usize)> = per_scene.values().copied().collect();
-    let (method, (lo, hi)) = if ps.len() >= MIN_BOOTSTRAP_SCENES {
-        (
-            "bootstrap over scenes",
-            scene_bootstrap(&ps, 0x5eed_0f5c_e7e5),
-        )
-    } else {
-        ("Wilson over rollouts", wilson(k, n))
-    };
-    Some(Rate {
-        name,
-        label,
-        k,
-        n,
-        rate: k as f64 / n as f64,
-        lo,
-        hi,
-        method,
-        scenes: ps.len(),
-    })
-}
+/// The seed of the scorecard's bootstraps.
+const BOOTSTRAP_SEED: u64 = 0x5eed_0f5c_e7e5;
 
 /// Wilson's score interval (95 %) for k of n.
 pub fn wilson(k: usize, n: usize) -> (f64, f64) {
@@ -138,29 +175,52 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
 /// 95 % percentile interval of the pooled rate Σk/Σn with scenes resampled with replacement
 /// ([`compare::RESAMPLES`] times, a fixed seed).
 pub fn scene_bootstrap(per_scene: &[(usize, usize)], seed: u64) -> (f64, f64) {
-    let s = per_scene.len();
+    scene_bootstrap_rates(&[per_scene.to_vec()], seed)[0]
+}
+
+/// [`scene_bootstrap`] of several rates over the same scenes (`per_rate[r][scene]`, every row
+/// as long), sharing the resampled scenes: each rate's interval is the one [`scene_bootstrap`]
+/// gives it alone. The resamples run in parallel, each starting its generator where the
+/// sequential draw would be, so the thread count does not change a bit.
+pub fn scene_bootstrap_rates(per_rate: &[Vec<(usize, usize)>], seed: u64) -> Vec<(f64, f64)> {
+    use rayon::prelude::*;
+    let s = per_rate.first().map_or(0, Vec::len);
     if s == 0 {
-        return (f64::NAN, f64::NAN);
+        return vec![(f64::NAN, f64::NAN); per_rate.len()];
     }
-    let mut rng = SplitMix64::new(seed);
-    let mut rates: Vec<f64> = (0..compare::RESAMPLES)
-        .map(|_| {
-            let (mut k, mut n) = (0usize, 0usize);
+    let nr = per_rate.len();
+    // Scene-major (k, n) of every rate, so one draw reads one contiguous row.
+    let rows: Vec<(usize, usize)> = (0..s)
+        .flat_map(|i| per_rate.iter().map(move |r| r[i]))
+        .collect();
+    let pooled: Vec<Vec<f64>> = (0..compare::RESAMPLES)
+        .into_par_iter()
+        .with_min_len(64)
+        .map(|b| {
+            let mut rng = SplitMix64::new(seed).advanced((b * s) as u64);
+            let mut acc = vec![(0usize, 0usize); nr];
             for _ in 0..s {
-                let (a, b) = per_scene[(rng.next_u64() % s as u64) as usize];
-                k += a;
-                n += b;
+                let i = (rng.next_u64() % s as u64) as usize;
+                for (a, &(k, n)) in acc.iter_mut().zip(&rows[i * nr..(i + 1) * nr]) {
+                    a.0 += k;
+                    a.1 += n;
+                }
             }
-            if n == 0 {
-                0.0
-            } else {
-                k as f64 / n as f64
-            }
+            acc.into_iter()
+                .map(|(k, n)| if n == 0 { 0.0 } else { k as f64 / n as f64 })
+                .collect()
         })
         .collect();
-    rates.sort_by(f64::total_cmp);
-    let at = |q: f64| rates[((q * (rates.len() - 1) as f64).round() as usize).min(rates.len() - 1)];
-    (at(0.025), at(0.975))
+    (0..nr)
+        .map(|r| {
+            let mut rates: Vec<f64> = pooled.iter().map(|p| p[r]).collect();
+            rates.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                rates[((q * (rates.len() - 1) as f64).round() as usize).min(rates.len() - 1)]
+            };
+            (at(0.025), at(0.975))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -187,5 +247,56 @@ mod tests {
             "{lo} {hi}"
         );
         assert_eq!(scene_bootstrap(&[(0, 5), (0, 5)], 1), (0.0, 0.0));
+    }
+
+    /// The bootstrap as it was written first: one rate, one sequential generator.
+    fn sequential(per_scene: &[(usize, usize)], seed: u64) -> (f64, f64) {
+        let s = per_scene.len();
+        let mut rng = SplitMix64::new(seed);
+        let mut rates: Vec<f64> = (0..compare::RESAMPLES)
+            .map(|_| {
+                let (mut k, mut n) = (0usize, 0usize);
+                for _ in 0..s {
+                    let (a, b) = per_scene[(rng.next_u64() % s as u64) as usize];
+                    k += a;
+                    n += b;
+                }
+                if n == 0 {
+                    0.0
+                } else {
+                    k as f64 / n as f64
+                }
+            })
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let at =
+            |q: f64| rates[((q * (rates.len() - 1) as f64).round() as usize).min(rates.len() - 1)];
+        (at(0.025), at(0.975))
+    }
+
+    #[test]
+    fn rates_bootstrapped_together_get_each_their_own_sequential_interval() {
+        let mut g = SplitMix64::new(7);
+        let per_rate: Vec<Vec<(usize, usize)>> = (0..3)
+            .map(|r| {
+                (0..37)
+                    .map(|_| {
+                        let n = 1 + (g.next_u64() % 10) as usize;
+                        (((g.next_u64() % (n as u64 + 1)) as usize) >> r, n)
+                    })
+                    .collect()
+            })
+            .collect();
+        let together = scene_bootstrap_rates(&per_rate, 0x5eed);
+        for (r, ps) in per_rate.iter().enumerate() {
+            let alone = sequential(ps, 0x5eed);
+            assert_eq!(together[r].0.to_bits(), alone.0.to_bits(), "rate {r}");
+            assert_eq!(together[r].1.to_bits(), alone.1.to_bits(), "rate {r}");
+        }
+        let in_one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .map(|p| p.install(|| scene_bootstrap_rates(&per_rate, 0x5eed)));
+        assert_eq!(in_one_thread.ok(), Some(together));
     }
 }

@@ -2,6 +2,7 @@
 //! (duplicates and aggregation conflicts rejected), combined run_uuid, rollout uids, mean over
 //! clips, km per incident, then mean, std and quantiles over rollouts, per run and per scene.
 
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
@@ -155,9 +156,12 @@ pub struct ScoreResult {
 /// appeared in an earlier batch, or whose metric has another time aggregation than in an
 /// earlier batch, is rejected whole and reported.
 pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> RunResults {
+    let mut timer = crate::report::timing::PhaseTimer::from_env("  ");
     let mut problems = Vec::new();
     let mut agg: BTreeMap<String, (TimeAggregation, usize)> = BTreeMap::new();
-    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+    let n_trajectories: usize = batches.iter().map(|(_, r)| r.trajectories.len()).sum();
+    let mut seen: HashMap<(&str, &str), usize, ahash::RandomState> =
+        HashMap::with_capacity_and_hasher(n_trajectories, ahash::RandomState::new());
     let mut accepted: Vec<usize> = Vec::new();
     'batch: for (bi, (rel, red)) in batches.iter().enumerate() {
         for (name, a) in &red.columns {
@@ -195,6 +199,7 @@ pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> Run
         accepted.push(bi);
     }
 
+    timer.lap("batches checked");
     let offroad_defaulted = !accepted.iter().any(|&b| batches[b].1.has_offroad());
     let mut metric_columns: Vec<Column> = agg
         .iter()
@@ -216,29 +221,32 @@ pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> Run
 
     let mut run_uuids = Vec::new();
     let mut run_names = Vec::new();
-    let mut trajectories = Vec::new();
     for &bi in &accepted {
-        let red = batches[bi].1;
-        let map: Vec<usize> = red.columns.iter().map(|(n, _)| index[n.as_str()]).collect();
-        for t in &red.trajectories {
+        for t in &batches[bi].1.trajectories {
             run_uuids.push(t.run_uuid.as_str());
             run_names.push(t.run_name.as_str());
-            trajectories.push(place(
-                t,
-                bi,
-                &map,
-                metric_columns.len(),
-                offroad_defaulted,
-                oc,
-            ));
         }
     }
+    let width = metric_columns.len();
+    let mut trajectories: Vec<Trajectory> = accepted
+        .par_iter()
+        .flat_map_iter(|&bi| {
+            let red = batches[bi].1;
+            let map: Vec<usize> = red.columns.iter().map(|(n, _)| index[n.as_str()]).collect();
+            red.trajectories
+                .iter()
+                .map(move |t| place(t, bi, &map, width, offroad_defaulted, oc))
+        })
+        .collect();
     let run_uuid = combine_run_uuids(run_uuids.iter().copied());
     run_names.sort_unstable();
     run_names.dedup();
     let run_name = run_names.join(", ");
-    trajectories.sort_by(|a, b| (&a.clipgt_id, &a.rollout_id).cmp(&(&b.clipgt_id, &b.rollout_id)));
+    // Stable, as the sequential sort was.
+    trajectories
+        .par_sort_by(|a, b| (&a.clipgt_id, &a.rollout_id).cmp(&(&b.clipgt_id, &b.rollout_id)));
     assign_rollout_uids(&mut trajectories);
+    timer.lap("trajectories placed, sorted");
 
     let dist = index.get(names::DIST_TRAVELED_M).copied();
     let profiles = score_profiles(&mut trajectories, &mut metric_columns, profiles);
@@ -251,14 +259,16 @@ pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> Run
             });
         }
     }
+    timer.lap("profiles scored");
     let kept: Vec<&Trajectory> = trajectories.iter().filter(|t| t.kept).collect();
     let rollouts = over_clips(&kept, metric_columns.len(), dist, oc);
     let run = stats(&rollouts, columns.len());
+    timer.lap("run stats");
     // The same computation restricted to a group of trajectories (a scene, a tag): each
     // rollout is a row with n_clips = 1.
     let grouped = |groups: BTreeMap<&str, Vec<&Trajectory>>| -> Vec<(String, Stats)> {
         groups
-            .into_iter()
+            .into_par_iter()
             .map(|(key, ts)| {
                 let rows: Vec<RolloutRow> = ts
                     .iter()
@@ -282,6 +292,7 @@ pub fn merge(batches: &[(String, &BatchReduction)], profiles: &[Profile]) -> Run
     }
     let by_scene = grouped(scenes);
     let by_tag = grouped(tagged);
+    timer.lap("scene + tag stats");
     RunResults {
         run_uuid,
         run_name,
@@ -306,7 +317,7 @@ fn score_profiles(
     metric_columns: &mut Vec<Column>,
     profiles: &[Profile],
 ) -> Vec<ProfileResult> {
-    let index: HashMap<String, usize> = metric_columns
+    let index: HashMap<String, usize, ahash::RandomState> = metric_columns
         .iter()
         .enumerate()
         .map(|(i, c)| (c.name.clone(), i))
@@ -362,7 +373,9 @@ fn score_profiles(
                 unscored: Vec::new(),
             })
             .collect();
-        for t in trajectories.iter_mut() {
+        // Scored in parallel (each trajectory's new columns appended), then added up in
+        // trajectory order (the sums' bits do not depend on the thread count).
+        trajectories.par_iter_mut().for_each(|t| {
             let values = {
                 let get = |n: &str| index.get(n).and_then(|&i| t.values[i]);
                 if t.kept {
@@ -371,16 +384,17 @@ fn score_profiles(
                     vec![None; columns.len()]
                 }
             };
-            for ((v, &(column, new)), sr) in values.iter().zip(&columns).zip(&mut scores) {
+            for (v, &(column, new)) in values.iter().zip(&columns) {
                 if new {
                     t.values.push(*v);
                 } else {
                     debug_assert_eq!(t.values[column], *v);
                 }
-                if !t.kept {
-                    continue;
-                }
-                match v {
+            }
+        });
+        for t in trajectories.iter().filter(|t| t.kept) {
+            for (&(column, _), sr) in columns.iter().zip(&mut scores) {
+                match t.values[column] {
                     Some(v) => {
                         sr.n_scored += 1;
                         sr.sum += v;

@@ -37,18 +37,26 @@ pub fn write_all(outcome: &mut Outcome, opts: &Options) -> Result<Vec<PathBuf>, 
     let dir = outcome.output_dir.clone();
     let p = |n: &str| dir.join(n);
     let e = |path: PathBuf| move |err: std::io::Error| (path, err.to_string());
-    // Videos first: dangling ones become problems that the reports list.
+    // Videos first: dangling ones become problems that the reports list. The scorecard (a
+    // bootstrap per rate, on every thread; two outputs show it) is computed meanwhile: linking
+    // is mostly waiting on the file system.
     let mut timer = crate::report::timing::PhaseTimer::from_env("  ");
-    let video_report = videos::link(
-        &opts.run_dir,
-        &dir,
-        outcome,
-        &outcome.batch_dirs,
-        opts.chain.max_dist_to_gt_m,
-    )
-    .map_err(e(p("videos")))?;
+    let o: &Outcome = outcome;
+    let (video_report, _) = rayon::join(
+        || {
+            videos::link(
+                &opts.run_dir,
+                &dir,
+                o,
+                &o.batch_dirs,
+                opts.chain.max_dist_to_gt_m,
+            )
+        },
+        || super::scorecard::rates(o),
+    );
+    let video_report = video_report.map_err(e(p("videos")))?;
     outcome.problems.extend(video_report.problems);
-    timer.lap("videos");
+    timer.lap("videos, scorecard");
     // The run report's data (rollout chunks, series) next: a batch whose series cannot be read
     // again is a warning every report lists.
     let unreadable = page::write_data(outcome, &opts.run_dir, &video_report.links, &opts.chain)
@@ -57,11 +65,8 @@ pub fn write_all(outcome: &mut Outcome, opts: &Options) -> Result<Vec<PathBuf>, 
     outcome.problems.sort();
     timer.lap("report data");
     // The rest only read the outcome: written side by side (most are one thread each), each
-    // into the file it is named by. The scorecard (a bootstrap per rate) first, on every
-    // thread: two of them show it.
+    // into the file it is named by.
     let o: &Outcome = outcome;
-    let _ = super::scorecard::rates(o);
-    timer.lap("scorecard");
     let links = &video_report.links;
     type Job<'a> = Box<dyn Fn(&std::path::Path) -> std::io::Result<()> + Send + Sync + 'a>;
     let jobs: Vec<(&str, Job<'_>)> = vec![

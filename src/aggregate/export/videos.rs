@@ -90,19 +90,29 @@ pub fn link(
         links: HashMap::new(),
         problems: Vec::new(),
     };
-    for (b, dir) in batch_dirs.iter().enumerate() {
-        let Some(trajs) = by_batch.get(&b) else {
+    // The batch dirs listed in parallel (a directory read each), then linked in batch order.
+    use rayon::prelude::*;
+    let listed: Vec<Option<Vec<PathBuf>>> = batch_dirs
+        .par_iter()
+        .enumerate()
+        .map(|(b, dir)| {
+            if !by_batch.contains_key(&b) {
+                return None;
+            }
+            let mut files: Vec<PathBuf> = fs::read_dir(dir)
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+                .collect();
+            files.sort();
+            Some(files)
+        })
+        .collect();
+    for (b, (dir, files)) in batch_dirs.iter().zip(listed).enumerate() {
+        let (Some(trajs), Some(files)) = (by_batch.get(&b), files) else {
             continue;
         };
-        let Ok(entries) = fs::read_dir(dir) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
-            .collect();
-        files.sort();
         let rel_dir = dir.strip_prefix(run_root).unwrap_or(dir);
         for f in files {
             let name = f
