@@ -228,7 +228,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     let out_dir = root.join(run_dir::AGGREGATE);
     let cache_path = out_dir.join(cache::FILE);
     // The cache (one thread reading one file) loads while the run's dirs are listed.
-    let (layout, cached) = rayon::join(
+    let (layout, mut cached) = rayon::join(
         || RunLayout::discover(root),
         || {
             if opts.use_cache {
@@ -238,7 +238,6 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
             }
         },
     );
-    let mut cached = cached;
     let layout = layout?;
     if layout.batches.is_empty() {
         return Err(Error::NoBatches(root.clone()));

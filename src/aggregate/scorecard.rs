@@ -106,14 +106,13 @@ fn compute(o: &Outcome) -> Vec<Rate> {
     // Rates over the same scenes share one bootstrap: the same resampled scenes (the seed is
     // the same for every rate), each rate's pooled value computed from them.
     let mut intervals: Vec<Option<(&'static str, (f64, f64))>> = vec![None; found.len()];
-    let mut done = vec![false; found.len()];
     for i in 0..found.len() {
-        if done[i] || scenes[i].len() < MIN_BOOTSTRAP_SCENES {
+        if intervals[i].is_some() || scenes[i].len() < MIN_BOOTSTRAP_SCENES {
             continue;
         }
         let same: Vec<usize> = (i..found.len())
             .filter(|&j| {
-                !done[j]
+                intervals[j].is_none()
                     && scenes[j].len() == scenes[i].len()
                     && scenes[j].iter().zip(&scenes[i]).all(|(a, b)| a.0 == b.0)
             })
@@ -126,7 +125,6 @@ fn compute(o: &Outcome) -> Vec<Rate> {
             .iter()
             .zip(scene_bootstrap_rates(&counts, BOOTSTRAP_SEED))
         {
-            done[j] = true;
             intervals[j] = Some(("bootstrap over scenes", iv));
         }
     }

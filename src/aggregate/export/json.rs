@@ -295,7 +295,7 @@ impl PrettyAt {
     }
 
     /// Before an element or a key: a new line at the current depth.
-    fn item<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+    fn item<W: ?Sized + Write>(&self, w: &mut W, first: bool) -> std::io::Result<()> {
         w.write_all(if first { b"\n" } else { b",\n" })?;
         indent(w, self.depth)
     }
@@ -363,10 +363,10 @@ fn pretty_at<W: Write, T: Serialize + ?Sized>(
         .map_err(std::io::Error::other)
 }
 
-/// A top-level pretty object written field by field (serde_json's layout).
+/// A top-level pretty object written field by field, in [`PrettyAt`]'s layout.
 struct PrettyObject<'w, W: Write> {
     w: &'w mut W,
-    first: bool,
+    f: PrettyAt,
 }
 
 /// Entries rendered per task of [`PrettyObject::array_par`], and per window of tasks held at
@@ -376,28 +376,35 @@ const ARRAY_WINDOW: usize = 32 * ARRAY_CHUNK;
 
 impl<'w, W: Write> PrettyObject<'w, W> {
     fn begin(w: &'w mut W) -> std::io::Result<Self> {
-        w.write_all(b"{")?;
-        Ok(PrettyObject { w, first: true })
+        let mut f = PrettyAt {
+            depth: 0,
+            has_value: false,
+        };
+        f.open(w, b"{")?;
+        Ok(PrettyObject { w, f })
     }
 
     fn key(&mut self, key: &str) -> std::io::Result<()> {
-        self.w
-            .write_all(if self.first { b"\n  " } else { b",\n  " })?;
-        self.first = false;
+        self.f.item(self.w, !self.f.has_value)?;
+        self.f.has_value = true;
         serde_json::to_writer(&mut *self.w, key).map_err(std::io::Error::other)?;
         self.w.write_all(b": ")
     }
 
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, v: &T) -> std::io::Result<()> {
         self.key(key)?;
-        pretty_at(self.w, v, 1)
+        pretty_at(self.w, v, self.f.depth)
     }
 
     /// A field holding an array, its elements rendered in parallel.
     fn array_par<T: Serialize + Sync>(&mut self, key: &str, items: &[T]) -> std::io::Result<()> {
         use rayon::prelude::*;
         self.key(key)?;
-        self.w.write_all(b"[")?;
+        let mut array = PrettyAt {
+            depth: self.f.depth,
+            has_value: false,
+        };
+        array.open(self.w, b"[")?;
         for (wi, window) in items.chunks(ARRAY_WINDOW).enumerate() {
             let texts: Vec<std::io::Result<Vec<u8>>> = window
                 .par_chunks(ARRAY_CHUNK)
@@ -405,9 +412,8 @@ impl<'w, W: Write> PrettyObject<'w, W> {
                 .map(|(ci, chunk)| {
                     let mut buf = Vec::with_capacity(chunk.len() * 1024);
                     for (i, item) in chunk.iter().enumerate() {
-                        let first = wi == 0 && ci == 0 && i == 0;
-                        buf.extend_from_slice(if first { b"\n    " } else { b",\n    " });
-                        pretty_at(&mut buf, item, 2)?;
+                        array.item(&mut buf, wi == 0 && ci == 0 && i == 0)?;
+                        pretty_at(&mut buf, item, array.depth)?;
                     }
                     Ok(buf)
                 })
@@ -416,17 +422,12 @@ impl<'w, W: Write> PrettyObject<'w, W> {
                 self.w.write_all(&t?)?;
             }
         }
-        if !items.is_empty() {
-            self.w.write_all(b"\n  ")?;
-        }
-        self.w.write_all(b"]")
+        array.has_value = !items.is_empty();
+        array.close(self.w, b"]")
     }
 
-    fn end(self) -> std::io::Result<()> {
-        if !self.first {
-            self.w.write_all(b"\n")?;
-        }
-        self.w.write_all(b"}")
+    fn end(mut self) -> std::io::Result<()> {
+        self.f.close(self.w, b"}")
     }
 }
 
