@@ -13,7 +13,7 @@
 //! Layers, bottom to top. A module imports only from its own layer or the layers below it, and no
 //! two modules import each other (`tests/layering.rs` reads this list and checks the code):
 //!
-//! 1. plumbing: [`fsutil`], [`rng`], [`geometry`], [`report`], [`alpasim_grpc`]
+//! 1. plumbing: [`fsutil`], [`process`], [`rng`], [`geometry`], [`report`], [`alpasim_grpc`]
 //! 2. formats: [`config`], [`run_dir`], [`dict_chunk`], [`metrics_file`], [`scene`]
 //! 3. vocabulary: [`metrics`], [`telemetry`]
 //! 4. state: [`state`]
@@ -39,6 +39,7 @@ pub mod geometry;
 pub mod metrics;
 pub mod metrics_file;
 pub mod peer_results;
+pub mod process;
 pub mod render;
 pub mod report;
 pub mod rng;

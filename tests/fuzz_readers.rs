@@ -257,7 +257,7 @@ fn readers_survive_mutated_input() {
         "metrics.parquet",
         &pq,
         d.path().join("m.parquet"),
-        |p| drivekit::aggregate::load::reduce_batch(p, &Default::default(), true).is_ok(),
+        |p| drivekit::aggregate::load::reduce_batch(p, &Default::default(), true, true).is_ok(),
         PLAN,
     );
 

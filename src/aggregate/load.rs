@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type};
 use arrow_array::{Array, DictionaryArray, RecordBatch, StringArray};
 use serde::{Deserialize, Serialize};
 
+use super::series::{BatchSeries, PlotSeries};
 use super::trajectory::{self, ChainColumns, ChainParams, ModifierCounts, Reduced, WideTrajectory};
 use crate::metrics::time_aggregation::UnknownTimeAggregation;
 use crate::metrics::TimeAggregation;
@@ -174,15 +176,28 @@ pub(crate) fn dict_ids(
     Ok((map, arr.keys().values().to_vec()))
 }
 
+/// What [`reduce_batch`] read of one batch's metrics file.
+pub struct BatchRead {
+    /// Its reduction.
+    pub reduction: BatchReduction,
+    /// The record batches read, when asked for (else empty).
+    pub batches: Vec<RecordBatch>,
+    /// Its rollouts' series for the run report, when asked for and its rollout ids are unique
+    /// (else the report reads its rows again).
+    pub series: Option<BatchSeries>,
+}
+
 /// Reads the metrics file of one batch and reduces each of its trajectories.
 ///
 /// When `keep_batches` is true the record batches read are returned too (for
-/// `metrics_unprocessed.parquet`), so the file is read only once.
+/// `metrics_unprocessed.parquet`), and with `keep_series` the rollouts' plotted series (for the
+/// run report), so the file is read only once.
 pub fn reduce_batch(
     path: &Path,
     params: &ChainParams,
     keep_batches: bool,
-) -> Result<(BatchReduction, Vec<RecordBatch>), BatchError> {
+    keep_series: bool,
+) -> Result<BatchRead, BatchError> {
     let file = path;
     let mut strings = Interner::default(); // clip, rollout, run ids and names
     let mut metric_names = Interner::default();
@@ -299,6 +314,8 @@ pub fn reduce_batch(
 
     let mut counts = ModifierCounts::default();
     let mut trajectories = Vec::with_capacity(trajs.len());
+    let series_names = Arc::new(metric_names.names.clone());
+    let mut series = keep_series.then(|| BatchSeries::with_capacity(trajs.len()));
     for tb in trajs {
         let wide = widen(&tb, n_file_metrics).map_err(|(m, t)| BatchError::DuplicateRow {
             file: file.to_path_buf(),
@@ -308,6 +325,16 @@ pub fn reduce_batch(
         })?;
         let reduced = trajectory::reduce(&wide, &aggs, &chain, params);
         trajectory::add_counts(&mut counts, &reduced.counts);
+        if let Some(kept) = series.as_mut() {
+            let s = PlotSeries::of(series_names.clone(), &wide, params);
+            // Series are found by rollout id: a batch reusing one across scenes has none kept.
+            if kept
+                .insert(strings.names[tb.rollout as usize].clone(), s)
+                .is_some()
+            {
+                series = None;
+            }
+        }
         trajectories.push(TrajectoryResult {
             clipgt_id: strings.names[tb.clip as usize].clone(),
             rollout_id: strings.names[tb.rollout as usize].clone(),
@@ -318,8 +345,8 @@ pub fn reduce_batch(
         });
     }
     trajectories.sort_by(|a, b| (&a.clipgt_id, &a.rollout_id).cmp(&(&b.clipgt_id, &b.rollout_id)));
-    Ok((
-        BatchReduction {
+    Ok(BatchRead {
+        reduction: BatchReduction {
             columns,
             n_file_metrics,
             rows,
@@ -327,8 +354,9 @@ pub fn reduce_batch(
             counts,
             tags,
         },
-        kept,
-    ))
+        batches: kept,
+        series,
+    })
 }
 
 /// Pivots one trajectory's points to wide form; `Err((metric, t))` on a duplicate row.

@@ -25,12 +25,14 @@ pub mod load;
 pub mod partial;
 pub mod parts;
 pub mod scorecard;
+pub mod series;
 pub mod summary;
 pub mod trajectory;
 pub mod unprocessed;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -183,6 +185,10 @@ pub struct Outcome {
     pub outputs: Vec<PathBuf>,
     /// The directory of each merged batch ([`summary::Trajectory::batch`] indexes it).
     pub batch_dirs: Vec<PathBuf>,
+    /// The run report's series of the rollouts of the batches (by dir) read this time, kept
+    /// while reducing them in a small run (so the report need not read their rows again).
+    #[serde(skip)]
+    pub(crate) series: std::collections::HashMap<PathBuf, series::BatchSeries>,
 }
 
 impl Outcome {
@@ -214,8 +220,14 @@ enum Loaded {
     CachedOnly(BatchKey),
     /// Read now, reduced only (read-only runs write no unprocessed file).
     Reduced(BatchKey, BatchReduction),
-    /// Read now; the rows come re-encoded or straight from the batch's file.
-    Fresh(BatchKey, BatchReduction, Source<'static>),
+    /// Read now; the rows come re-encoded or straight from the batch's file; the rollouts'
+    /// series when kept for the run report.
+    Fresh(
+        BatchKey,
+        BatchReduction,
+        Source<'static>,
+        Option<series::BatchSeries>,
+    ),
     Skipped(Problem),
 }
 
@@ -223,6 +235,8 @@ enum Loaded {
 pub fn run(opts: &Options) -> Result<Outcome, Error> {
     // One descriptor per part file and per partial aggregation is kept open while copying.
     crate::fsutil::raise_open_files_limit();
+    // Each batch read allocates and frees a few MB: kept for the next instead of faulted in again.
+    crate::process::keep_freed_memory();
     let mut timer = PhaseTimer::from_env("");
     let root = &opts.run_dir;
     let out_dir = root.join(run_dir::AGGREGATE);
@@ -316,6 +330,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         &keep,
         writer,
         &unprocessed_path,
+        true,
     )?;
     drop(sources);
     drop(cached);
@@ -324,6 +339,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         problems: read_problems,
         n_read,
         writer,
+        series,
     } = read;
     problems.extend(read_problems);
 
@@ -397,6 +413,10 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
             .iter()
             .map(|(rel, _, _)| root.join(rel))
             .collect(),
+        series: series
+            .into_iter()
+            .map(|(rel, s)| (root.join(rel), s))
+            .collect(),
     };
     if opts.read_only {
         return Ok(outcome);
@@ -438,12 +458,15 @@ struct Read<W> {
     n_read: usize,
     /// The writer, every batch appended (when one was given).
     writer: Option<W>,
+    /// The series kept for the run report, by batch rel.
+    series: std::collections::HashMap<String, series::BatchSeries>,
 }
 
 /// Reads and reduces the `complete` batches in parallel (their `keys` from [`complete_keys`]),
 /// taking the reduction of a batch out of `cached` when one of `sources` holds its rows or its
 /// rows stay where they are (`keep`), and appends each other batch's rows to `writer` (when
-/// given) on one thread, in batch order.
+/// given) on one thread, in batch order. With `for_report`, the series of a small run's fresh
+/// batches are kept for the run report.
 #[allow(clippy::too_many_arguments)]
 fn read_batches<W: RowSink>(
     complete: &[&run_dir::BatchDir],
@@ -454,6 +477,7 @@ fn read_batches<W: RowSink>(
     keep: &std::collections::HashSet<BatchKey>,
     mut writer: Option<W>,
     unprocessed_path: &Path,
+    for_report: bool,
 ) -> Result<Read<W>, Error> {
     let encoder = writer.as_ref().map(RowSink::encoder);
     // Which source holds each batch's rows (the first that does).
@@ -471,6 +495,17 @@ fn read_batches<W: RowSink>(
         Vec::with_capacity(complete.len());
     let mut problems = Vec::new();
     let mut n_read = 0;
+    // The report plots every rollout's series only in a run of at most SERIES_ALL_UP_TO
+    // rollouts (a larger one plots its worst, read again). So series are kept only when the run
+    // has at most that many batches, and only until more than that many rollouts have been
+    // taken (read or cached): then the run is larger, and what was kept is dropped. The workers
+    // count what they keep (and learn the consumer's count) in `series_seen`.
+    let series_seen =
+        (for_report && writer.is_some() && complete.len() <= export::page::SERIES_ALL_UP_TO)
+            .then(|| AtomicUsize::new(0));
+    // Rollouts of the batches taken so far, read or cached (the consumer's exact count).
+    let mut rollouts_taken = 0usize;
+    let mut series = std::collections::HashMap::new();
     let chunk = (rayon::current_num_threads() * 8).max(8);
     // A batch whose file has no rows, or whose clipgt_id disagrees with its scene directory.
     let suspicious = |rel: &str, red: &BatchReduction| -> Vec<Problem> {
@@ -530,7 +565,20 @@ fn read_batches<W: RowSink>(
             let loaded: Vec<Loaded> = group
                 .par_iter()
                 .zip(group_keys)
-                .map(|(b, key)| load_one(b, key, opts, cached, &in_sources, keep, encoder.as_ref()))
+                .map(|(b, key)| {
+                    load_one(
+                        b,
+                        key,
+                        opts,
+                        &Earlier {
+                            cached,
+                            in_sources: &in_sources,
+                            keep,
+                        },
+                        encoder.as_ref(),
+                        series_seen.as_ref(),
+                    )
+                })
                 .collect();
             for (j, (b, l)) in group.iter().zip(loaded).enumerate() {
                 let ordinal = g * chunk + j;
@@ -540,11 +588,19 @@ fn read_batches<W: RowSink>(
                     _ => None,
                 };
                 let red = match &l {
-                    Loaded::Reduced(_, red) | Loaded::Fresh(_, red, _) => Some(red),
+                    Loaded::Reduced(_, red) | Loaded::Fresh(_, red, ..) => Some(red),
                     _ => taken.as_ref(),
                 };
                 if let Some(red) = red {
                     problems.extend(suspicious(&b.rel, red));
+                    rollouts_taken += red.trajectories.len();
+                    if let Some(seen) = &series_seen {
+                        if rollouts_taken > export::page::SERIES_ALL_UP_TO {
+                            // Too many to plot them all: keep none from here on.
+                            seen.fetch_max(rollouts_taken, Ordering::Relaxed);
+                            series.clear();
+                        }
+                    }
                 }
                 match l {
                     Loaded::Skipped(p) => problems.push(p),
@@ -565,10 +621,15 @@ fn read_batches<W: RowSink>(
                         let red = taken.expect("a cached batch is in the cache");
                         reductions.push((b.rel.clone(), key, red));
                     }
-                    Loaded::Fresh(key, red, rows) => {
+                    Loaded::Fresh(key, red, rows, kept) => {
                         n_read += 1;
                         if !send(ordinal, &key, rows) {
                             break 'groups;
+                        }
+                        if let Some(kept) = kept {
+                            if rollouts_taken <= export::page::SERIES_ALL_UP_TO {
+                                series.insert(b.rel.clone(), kept);
+                            }
                         }
                         reductions.push((b.rel.clone(), key, red));
                     }
@@ -594,6 +655,7 @@ fn read_batches<W: RowSink>(
         problems,
         n_read,
         writer,
+        series,
     })
 }
 
@@ -643,14 +705,23 @@ fn complete_keys(complete: &[&run_dir::BatchDir]) -> Vec<Result<BatchKey, String
         .collect()
 }
 
+/// What earlier runs left for one batch to reuse: its cached reduction, and where its rows
+/// already are in the previous metrics_unprocessed.parquet.
+struct Earlier<'a> {
+    cached: &'a cache::Cache,
+    /// Per batch key: the source file and its row groups holding the batch's rows.
+    in_sources: &'a std::collections::HashMap<&'a BatchKey, (usize, &'a [usize])>,
+    /// Batches whose rows stay where they are (their part is not rewritten).
+    keep: &'a std::collections::HashSet<BatchKey>,
+}
+
 fn load_one(
     b: &run_dir::BatchDir,
     key: &Result<BatchKey, String>,
     opts: &Options,
-    cached: &cache::Cache,
-    in_sources: &std::collections::HashMap<&BatchKey, (usize, &[usize])>,
-    keep: &std::collections::HashSet<BatchKey>,
+    earlier: &Earlier<'_>,
     encoder: Option<&unprocessed::Encoder>,
+    series_seen: Option<&AtomicUsize>,
 ) -> Loaded {
     let metrics = b.dir.join(run_dir::METRICS);
     let skipped = |path: String, message: String| {
@@ -671,6 +742,11 @@ fn load_one(
             )
         }
     };
+    let Earlier {
+        cached,
+        in_sources,
+        keep,
+    } = earlier;
     if cached.contains_key(&key) {
         if keep.contains(&key) {
             return Loaded::CachedOnly(key);
@@ -683,8 +759,8 @@ fn load_one(
         if cached.contains_key(&key) {
             return Loaded::CachedOnly(key);
         }
-        return match load::reduce_batch(&metrics, &opts.chain, false) {
-            Ok((red, _)) => Loaded::Reduced(key, red),
+        return match load::reduce_batch(&metrics, &opts.chain, false, false) {
+            Ok(read) => Loaded::Reduced(key, read.reduction),
             Err(e) => skipped(
                 format!("{}/{}", b.rel, run_dir::METRICS),
                 format!("{e}; batch left out"),
@@ -699,17 +775,25 @@ fn load_one(
     };
     // Files whose columns match the output exactly are copied chunk by chunk; others re-encoded.
     let input = encoder.compatible_input(&metrics);
-    let result = load::reduce_batch(&metrics, &opts.chain, input.is_none())
+    // Series are kept until the run shows more rollouts than the report plots in full.
+    let keep_series =
+        series_seen.is_some_and(|n| n.load(Ordering::Relaxed) <= export::page::SERIES_ALL_UP_TO);
+    let result = load::reduce_batch(&metrics, &opts.chain, input.is_none(), keep_series)
         .map_err(|e| e.to_string())
-        .and_then(|(red, batches)| match input {
-            Some(input) => Ok((red, Source::Input(input))),
-            None => encoder
-                .encode(&batches)
-                .map(|enc| (red, Source::Fresh(enc)))
-                .map_err(|e| format!("{}: {e}", metrics.display())),
+        .and_then(|read| {
+            if let (Some(n), Some(s)) = (series_seen, &read.series) {
+                n.fetch_add(s.len(), Ordering::Relaxed);
+            }
+            match input {
+                Some(input) => Ok((read.reduction, Source::Input(input), read.series)),
+                None => encoder
+                    .encode(&read.batches)
+                    .map(|enc| (read.reduction, Source::Fresh(enc), read.series))
+                    .map_err(|e| format!("{}: {e}", metrics.display())),
+            }
         });
     match result {
-        Ok((red, rows)) => Loaded::Fresh(key, red, rows),
+        Ok((red, rows, series)) => Loaded::Fresh(key, red, rows, series),
         Err(message) => skipped(
             format!("{}/{}", b.rel, run_dir::METRICS),
             format!("{message}; batch left out"),

@@ -122,6 +122,7 @@ pub struct PartialOutcome {
 /// `aggregate --partial`: reduces the complete batches of `shard`'s scenes into
 /// [`shard_dir`], reusing its previous version's unchanged batches (a requeued task).
 pub fn run(opts: &Options, shard: Shard) -> Result<PartialOutcome, Error> {
+    crate::process::keep_freed_memory();
     let root = &opts.run_dir;
     let layout = RunLayout::discover(root)?;
     let mut problems = Vec::new();
@@ -169,6 +170,7 @@ pub fn run(opts: &Options, shard: Shard) -> Result<PartialOutcome, Error> {
         &Default::default(),
         Some(writer),
         &rows_path,
+        false,
     )?;
     drop(sources);
     drop(previous);

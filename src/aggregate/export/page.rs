@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
@@ -19,7 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::aggregate::compare::{self, Better, MetricComparison};
 use crate::aggregate::load;
-use crate::aggregate::trajectory::{self, names, ChainColumns, ChainParams, WideTrajectory};
+use crate::aggregate::series::{self, PlotSeries};
+use crate::aggregate::trajectory::{names, ChainParams, WideTrajectory};
 use crate::aggregate::{Outcome, Problem, ProblemKind};
 use crate::fsutil;
 use crate::metrics_file::{self, col};
@@ -154,6 +156,30 @@ pub fn write_data(
                 return Ok(None);
             }
             let batch_dir = &o.batch_dirs[*b];
+            // One file per batch (fewer, larger files: creating thousands of small ones costs
+            // more than writing them); each rollout's series is one DK.series call in it.
+            let write = |found: &series::BatchSeries| -> std::io::Result<()> {
+                let mut body: Vec<u8> = Vec::new();
+                for &i in idx {
+                    let t = &r.trajectories[i];
+                    let Some(s) = found.get(&t.rollout_id) else {
+                        continue;
+                    };
+                    body.extend_from_slice(b"DK.series(");
+                    serde_json::to_writer(&mut body, &format!("{name}/{}", t.rollout_id))?;
+                    body.push(b',');
+                    s.write_json(&mut body)?;
+                    body.extend_from_slice(b");\n");
+                }
+                body.extend_from_slice(format!("DK.done(\"series{name}\");\n").as_bytes());
+                fs::write(tmp.join(&file_name), body)
+            };
+            // Kept while the batch was reduced (a small run)…
+            if let Some(found) = o.series.get(batch_dir) {
+                write(found)?;
+                return Ok(None);
+            }
+            // …or read again.
             let (parts, groups) = rows.get_or_init(open_rows);
             let (file, reader) = match groups.get(batch_dir) {
                 Some((i, g)) => (parts[*i].0.clone(), parts[*i].1.reader(Some(g.clone()))),
@@ -163,7 +189,8 @@ pub fn write_data(
                     (file, reader)
                 }
             };
-            let found = match reader.map_err(load::BatchError::from).and_then(read_series) {
+            let (names, wides) = match reader.map_err(load::BatchError::from).and_then(read_series)
+            {
                 Ok(found) => found,
                 Err(e) => {
                     return Ok(Some(Problem {
@@ -177,40 +204,15 @@ pub fn write_data(
                     }))
                 }
             };
-            // One file per batch (fewer, larger files: creating thousands of small ones costs
-            // more than writing them); each rollout's series is one DK.series call in it.
-            let mut body = String::new();
-            for &i in idx {
-                let t = &r.trajectories[i];
-                let Some((names, wide)) = found.get(&t.rollout_id) else {
-                    continue;
-                };
-                let cut = trajectory::cut(wide, &ChainColumns::resolve(names), params);
-                let t0 = wide.timestamps_us.first().copied().unwrap_or(0);
-                let series = SeriesData {
-                    // Seconds since the rollout's first row.
-                    t: wide
-                        .timestamps_us
-                        .iter()
-                        .map(|&u| (u - t0) as f64 / 1e6)
-                        .collect(),
-                    names,
-                    values: wide
-                        .columns
-                        .iter()
-                        .map(|c| c.as_ref().map(|c| c.iter().map(|v| plotted(*v)).collect()))
-                        .collect(),
-                    start: cut.start,
-                    event_end: cut.event_end,
-                    end: cut.end,
-                    dropped: cut.dropped,
-                };
-                let series = serde_json::to_string(&series)?;
-                let key = serde_json::to_string(&format!("{name}/{}", t.rollout_id))?;
-                body.push_str(&format!("DK.series({key},{series});\n"));
-            }
-            body.push_str(&format!("DK.done(\"series{name}\");\n"));
-            fs::write(tmp.join(&file_name), body)?;
+            let found: series::BatchSeries = idx
+                .iter()
+                .filter_map(|&i| {
+                    let id = &r.trajectories[i].rollout_id;
+                    let wide = wides.get(id)?;
+                    Some((id.clone(), PlotSeries::of(names.clone(), wide, params)))
+                })
+                .collect();
+            write(&found)?;
             Ok(None)
         })
         .collect();
@@ -295,24 +297,6 @@ fn series_file_name(o: &Outcome, b: usize, idx: &[usize], params: &ChainParams) 
     digest[..8].iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// One rollout's per-step series as the page plots it (`DK.series(i, …)` in series-B.js).
-#[derive(serde::Serialize)]
-struct SeriesData<'a> {
-    t: Vec<f64>,
-    names: &'a [String],
-    values: Vec<Option<Vec<Option<f32>>>>,
-    start: usize,
-    event_end: usize,
-    end: usize,
-    dropped: bool,
-}
-
-/// A series value as plotted: finite, at single precision (7 significant digits, beyond what a
-/// 420-pixel plot or its 2-decimal axis labels show; it halves the text to write and load).
-fn plotted(v: Option<f64>) -> Option<f32> {
-    finite(v).map(|v| v as f32).filter(|v| v.is_finite())
-}
-
 fn finite(v: Option<f64>) -> Option<f64> {
     v.filter(|v| v.is_finite())
 }
@@ -355,10 +339,14 @@ fn series_choice(o: &Outcome) -> BTreeSet<usize> {
         .collect()
 }
 
-/// Every rollout of one metrics.parquet: metric names (file order) and its wide trajectory.
+/// Each rollout's wide trajectory, by rollout id.
+type Wides = HashMap<String, WideTrajectory>;
+
+/// Every rollout of one metrics.parquet: the metric names (file order) and each rollout's wide
+/// trajectory, by rollout id.
 fn read_series(
     reader: metrics_file::MetricsFileReader,
-) -> Result<HashMap<String, (Vec<String>, WideTrajectory)>, load::BatchError> {
+) -> Result<(Arc<Vec<String>>, Wides), load::BatchError> {
     // Dictionary values are interned once per record batch; rows only index them.
     let mut names = load::Interner::default();
     let mut rollouts = load::Interner::default();
@@ -390,15 +378,13 @@ fn read_series(
     // A rollout with two rows of one metric at one timestep has no series (aggregate rejects
     // such a batch).
     let names = names.names;
-    Ok(rollouts
+    let wides = rollouts
         .names
         .into_iter()
         .zip(points)
-        .filter_map(|(roll, pts)| {
-            let wide = load::widen_points(&pts, names.len()).ok()?;
-            Some((roll, (names.clone(), wide)))
-        })
-        .collect())
+        .filter_map(|(roll, pts)| Some((roll, load::widen_points(&pts, names.len()).ok()?)))
+        .collect();
+    Ok((Arc::new(names), wides))
 }
 
 fn better_name(b: Better) -> &'static str {
