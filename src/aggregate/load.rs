@@ -314,7 +314,8 @@ pub fn reduce_batch(
 
     let mut counts = ModifierCounts::default();
     let mut trajectories = Vec::with_capacity(trajs.len());
-    let series_names = Arc::new(metric_names.names.clone());
+    // The metric names, shared by the batch's series (only when they are kept).
+    let series_names = keep_series.then(|| Arc::new(metric_names.names.clone()));
     let mut series = keep_series.then(|| BatchSeries::with_capacity(trajs.len()));
     for tb in trajs {
         let wide = widen(&tb, n_file_metrics).map_err(|(m, t)| BatchError::DuplicateRow {
@@ -325,8 +326,8 @@ pub fn reduce_batch(
         })?;
         let reduced = trajectory::reduce(&wide, &aggs, &chain, params);
         trajectory::add_counts(&mut counts, &reduced.counts);
-        if let Some(kept) = series.as_mut() {
-            let s = PlotSeries::of(series_names.clone(), &wide, params);
+        if let (Some(kept), Some(names)) = (series.as_mut(), &series_names) {
+            let s = PlotSeries::of(names.clone(), &wide, params);
             // Series are found by rollout id: a batch reusing one across scenes has none kept.
             if kept
                 .insert(strings.names[tb.rollout as usize].clone(), s)

@@ -498,13 +498,11 @@ fn read_batches<W: RowSink>(
     // The report plots every rollout's series only in a run of at most SERIES_ALL_UP_TO
     // rollouts (a larger one plots its worst, read again). So series are kept only when the run
     // has at most that many batches, and only until more than that many rollouts have been
-    // taken (read or cached): then the run is larger, and what was kept is dropped. The workers
-    // count what they keep (and learn the consumer's count) in `series_seen`.
+    // taken (read or cached, counted here in batch order): then the run is larger, and what was
+    // kept is dropped. The workers read the count to stop keeping any.
     let series_seen =
         (for_report && writer.is_some() && complete.len() <= export::page::SERIES_ALL_UP_TO)
             .then(|| AtomicUsize::new(0));
-    // Rollouts of the batches taken so far, read or cached (the consumer's exact count).
-    let mut rollouts_taken = 0usize;
     let mut series = std::collections::HashMap::new();
     let chunk = (rayon::current_num_threads() * 8).max(8);
     // A batch whose file has no rows, or whose clipgt_id disagrees with its scene directory.
@@ -593,11 +591,10 @@ fn read_batches<W: RowSink>(
                 };
                 if let Some(red) = red {
                     problems.extend(suspicious(&b.rel, red));
-                    rollouts_taken += red.trajectories.len();
                     if let Some(seen) = &series_seen {
-                        if rollouts_taken > export::page::SERIES_ALL_UP_TO {
+                        seen.fetch_add(red.trajectories.len(), Ordering::Relaxed);
+                        if !plots_all(seen) {
                             // Too many to plot them all: keep none from here on.
-                            seen.fetch_max(rollouts_taken, Ordering::Relaxed);
                             series.clear();
                         }
                     }
@@ -626,8 +623,8 @@ fn read_batches<W: RowSink>(
                         if !send(ordinal, &key, rows) {
                             break 'groups;
                         }
-                        if let Some(kept) = kept {
-                            if rollouts_taken <= export::page::SERIES_ALL_UP_TO {
+                        if let (Some(kept), Some(seen)) = (kept, &series_seen) {
+                            if plots_all(seen) {
                                 series.insert(b.rel.clone(), kept);
                             }
                         }
@@ -705,6 +702,12 @@ fn complete_keys(complete: &[&run_dir::BatchDir]) -> Vec<Result<BatchKey, String
         .collect()
 }
 
+/// Whether the rollouts taken so far (`seen`) are still few enough for the run report to plot
+/// every rollout's series.
+fn plots_all(seen: &AtomicUsize) -> bool {
+    seen.load(Ordering::Relaxed) <= export::page::SERIES_ALL_UP_TO
+}
+
 /// What earlier runs left for one batch to reuse: its cached reduction, and where its rows
 /// already are in the previous metrics_unprocessed.parquet.
 struct Earlier<'a> {
@@ -775,22 +778,16 @@ fn load_one(
     };
     // Files whose columns match the output exactly are copied chunk by chunk; others re-encoded.
     let input = encoder.compatible_input(&metrics);
-    // Series are kept until the run shows more rollouts than the report plots in full.
-    let keep_series =
-        series_seen.is_some_and(|n| n.load(Ordering::Relaxed) <= export::page::SERIES_ALL_UP_TO);
+    // Series are kept until the batches taken show more rollouts than the report plots in full.
+    let keep_series = series_seen.is_some_and(plots_all);
     let result = load::reduce_batch(&metrics, &opts.chain, input.is_none(), keep_series)
         .map_err(|e| e.to_string())
-        .and_then(|read| {
-            if let (Some(n), Some(s)) = (series_seen, &read.series) {
-                n.fetch_add(s.len(), Ordering::Relaxed);
-            }
-            match input {
-                Some(input) => Ok((read.reduction, Source::Input(input), read.series)),
-                None => encoder
-                    .encode(&read.batches)
-                    .map(|enc| (read.reduction, Source::Fresh(enc), read.series))
-                    .map_err(|e| format!("{}: {e}", metrics.display())),
-            }
+        .and_then(|read| match input {
+            Some(input) => Ok((read.reduction, Source::Input(input), read.series)),
+            None => encoder
+                .encode(&read.batches)
+                .map(|enc| (read.reduction, Source::Fresh(enc), read.series))
+                .map_err(|e| format!("{}: {e}", metrics.display())),
         });
     match result {
         Ok((red, rows, series)) => Loaded::Fresh(key, red, rows, series),
