@@ -103,7 +103,10 @@ pub fn skip(test: &str, why: &str) {
 /// Records that `test` could not run and why in `make test`'s summary, without failing under
 /// CI (for what a checkout cannot fix, such as a sandbox that forbids mounts).
 pub fn record_skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
+    // Straight to the process's stderr: libtest captures `eprintln!` of a passing test, so a
+    // plain `cargo test` would not show it.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("skipped");
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(
