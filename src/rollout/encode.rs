@@ -4,7 +4,7 @@
 //! plans as AlpaSim's driver_ego_trajectory records.
 
 use super::metadata::MetadataEncoder;
-use super::poses::{encode_actor_poses, encode_trajectory, pose_message, PoseRow};
+use super::poses::{encode_actor_poses, encode_trajectory, pose_message, PoseMemo, PoseRow};
 use super::proto;
 use super::trace::RolloutTrace;
 use crate::config::SimConfig;
@@ -22,7 +22,7 @@ pub fn encode_rollout_log(
 ) {
     shared.encode(out, metadata);
     let n_agents = ctx.scene.agents.len();
-    let mut scratch = Vec::with_capacity(64 * (n_agents + 1));
+    let mut memo = PoseMemo::default();
     let mut next_plan = 0;
     for (k, &t) in trace.times_us.iter().enumerate() {
         let e = &trace.ego[k];
@@ -44,7 +44,7 @@ pub fn encode_rollout_log(
                 yaw: p[2],
                 state: p,
             });
-        encode_actor_poses(out, &mut scratch, t as u64, ego.chain(agents));
+        encode_actor_poses(out, &mut memo, t as u64, ego.chain(agents));
         // The plan made at this step (AlpaSim's driver_ego_trajectory, entry 12).
         while next_plan < trace.plans.len() && trace.plans[next_plan].0 as usize == k {
             let pts = &trace.plans[next_plan].1;
@@ -65,7 +65,7 @@ pub fn encode_rollout_log(
                     t as u64 + (j as u64 + 1) * dt,
                 )
             });
-            encode_trajectory(out, &mut scratch, poses);
+            encode_trajectory(out, &mut memo, poses);
             next_plan += 1;
         }
     }

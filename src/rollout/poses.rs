@@ -37,11 +37,55 @@ fn put_varint(out: &mut Vec<u8>, mut v: usize) {
 /// The four floats of the pose quaternion and the three of its position, as AlpaSim stores
 /// them (f32; z = 0; rotation about z only).
 fn floats(p: &PoseRow<'_>) -> ([f32; 3], [f32; 4]) {
-    let (s, c) = (p.yaw / 2.0).sin_cos();
-    (
-        [p.x as f32, p.y as f32, 0.0],
-        [c as f32, 0.0, 0.0, s as f32],
-    )
+    floats_with(p, half_yaw_sin_cos(p.yaw))
+}
+
+/// `floats` with the quaternion's `(sin, cos)` of the half yaw given.
+#[inline(always)]
+fn floats_with(p: &PoseRow<'_>, (s, c): (f32, f32)) -> ([f32; 3], [f32; 4]) {
+    ([p.x as f32, p.y as f32, 0.0], [c, 0.0, 0.0, s])
+}
+
+/// `sin` and `cos` of `yaw / 2` at single precision, as the quaternion stores them.
+#[inline(always)]
+fn half_yaw_sin_cos(yaw: f64) -> (f32, f32) {
+    let (s, c) = (yaw / 2.0).sin_cos();
+    (s as f32, c as f32)
+}
+
+/// The quaternion trigonometry of the poses encoded last, one entry per position in a step's
+/// rows (the ego, then the actors in order) and one for a trajectory's previous point: an actor
+/// whose yaw has not changed since (bit for bit: a parked or straight-driving one) reuses its
+/// `sin_cos`, the same function of the same bits, so the bytes are the same. Keep one per
+/// rollout log.
+#[derive(Debug, Default, Clone)]
+pub struct PoseMemo {
+    /// Per position: the yaw's bits and its half-yaw `(sin, cos)`.
+    trig: Vec<(u64, (f32, f32))>,
+    /// Records over the fast path's buffer (ids over 48 bytes, states over 8 values).
+    scratch: Vec<u8>,
+}
+
+impl PoseMemo {
+    /// The half-yaw `(sin, cos)` of `yaw` for position `slot`, computed again only when its
+    /// yaw's bits changed.
+    #[inline(always)]
+    fn sin_cos(&mut self, slot: usize, yaw: f64) -> (f32, f32) {
+        let bits = yaw.to_bits();
+        if let Some(&(b, sc)) = self.trig.get(slot) {
+            if b == bits {
+                return sc;
+            }
+        }
+        let sc = half_yaw_sin_cos(yaw);
+        if slot >= self.trig.len() {
+            // Filled with a true entry (yaw 0), so a position never holds a wrong one.
+            self.trig
+                .resize(slot + 1, (0.0f64.to_bits(), half_yaw_sin_cos(0.0)));
+        }
+        self.trig[slot] = (bits, sc);
+        sc
+    }
 }
 
 /// Appends `[u32 BE length][LogEntry{field: body}]` with the field's `tag` byte.
@@ -54,11 +98,16 @@ fn frame_entry(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// Writes the bytes of `Pose{vec, quat}` of a row at `buf[at..]` (at most 2 + 15 + 2 + 20 bytes)
-/// and returns the position after them.
+/// The byte count of `Pose{vec, quat}` with these floats (zeros are not written).
 #[inline(always)]
-fn put_pose(buf: &mut [u8], at: usize, p: &PoseRow<'_>) -> usize {
-    let (v, q) = floats(p);
+fn pose_len(v: &[f32; 3], q: &[f32; 4]) -> usize {
+    4 + 5 * (v.iter().chain(q).filter(|f| **f != 0.0).count())
+}
+
+/// Writes the bytes of `Pose{vec, quat}` with these floats at `buf[at..]` (at most 2 + 15 + 2
+/// + 20 bytes) and returns the position after them.
+#[inline(always)]
+fn put_pose(buf: &mut [u8], at: usize, (v, q): ([f32; 3], [f32; 4])) -> usize {
     let mut n = at;
     for (tag, fields) in [(0x0Au8, &v[..]), (0x12u8, &q[..])] {
         buf[n] = tag; // Pose.vec = 1, Pose.quat = 2
@@ -79,7 +128,7 @@ fn put_pose(buf: &mut [u8], at: usize, p: &PoseRow<'_>) -> usize {
 /// The bytes of `Pose{vec, quat}` of a row and their count.
 fn pose_bytes(p: &PoseRow<'_>) -> ([u8; 40], usize) {
     let mut pose = [0u8; 40];
-    let n = put_pose(&mut pose, 0, p);
+    let n = put_pose(&mut pose, 0, floats(p));
     (pose, n)
 }
 
@@ -95,26 +144,41 @@ fn put_varint_at(buf: &mut [u8], mut at: usize, mut v: usize) -> usize {
     at + 1
 }
 
-/// Longest actor id and state written through the fixed record buffer of
-/// [`encode_actor_poses`]; longer ones take the general path.
+/// Longest actor id and state written in place by [`encode_actor_poses`]; longer ones take
+/// the general path.
 const FAST_ID: usize = 48;
 const FAST_STATE: usize = 8;
-/// The record buffer: header (1 + 2), id (1 + 1 + 48), pose (2 + 40), state (2 + 1 + 64).
+/// The most bytes one such record takes: header (1 + 2), id (1 + 1 + 48), pose (2 + 40),
+/// state (2 + 1 + 64).
 const RECORD: usize = 3 + 2 + FAST_ID + 2 + 40 + 3 + 8 * FAST_STATE;
+/// Zeroed room added to the output at a time for records written in place.
+const ROOM: usize = 32 * RECORD;
 
 /// Appends one complete `LogEntry{driver_ego_trajectory}` record (entry 12): a trajectory of
-/// poses (`id` and `state` of the rows unused) with their timestamps.
+/// poses (`id` and `state` of the rows unused) with their timestamps. A point whose yaw is the
+/// previous point's reuses its trigonometry (`memo`).
 pub fn encode_trajectory<'a>(
     out: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
+    memo: &mut PoseMemo,
     poses: impl Iterator<Item = (PoseRow<'a>, u64)>,
 ) {
+    let mut scratch = std::mem::take(&mut memo.scratch);
     scratch.clear();
+    let mut last: Option<(u64, (f32, f32))> = None;
     for (p, t) in poses {
-        let (pose, n) = pose_bytes(&p);
+        let sc = match last {
+            Some((b, sc)) if b == p.yaw.to_bits() => sc,
+            _ => {
+                let sc = half_yaw_sin_cos(p.yaw);
+                last = Some((p.yaw.to_bits(), sc));
+                sc
+            }
+        };
+        let mut pose = [0u8; 40];
+        let n = put_pose(&mut pose, 0, floats_with(&p, sc));
         let ts = if t != 0 { 9 } else { 0 };
         scratch.push(0x0A); // Trajectory.poses = 1
-        put_varint(scratch, 2 + n + ts);
+        put_varint(&mut scratch, 2 + n + ts);
         scratch.push(0x0A); // PoseAtTime.pose = 1
         scratch.push(n as u8);
         scratch.extend_from_slice(&pose[..n]);
@@ -123,17 +187,20 @@ pub fn encode_trajectory<'a>(
             scratch.extend_from_slice(&t.to_le_bytes());
         }
     }
-    frame_entry(out, 0x62, scratch); // LogEntry.driver_ego_trajectory = 12
+    frame_entry(out, 0x62, &scratch); // LogEntry.driver_ego_trajectory = 12
+    memo.scratch = scratch;
 }
 
 /// Appends one complete rollout.asl record (`[u32 BE length][LogEntry{actor_poses}]`) for the
-/// poses at `timestamp_us`. One pass: each pose's trigonometry is computed once and its record
-/// assembled in a fixed buffer, the body goes straight into `out` behind a header that is
-/// filled in (and moved, when the body's length needs other than two varint bytes) at the end.
-/// `scratch` is used for records over the buffer (ids over 48 bytes, states over 8 values).
+/// poses at `timestamp_us`. One pass: each pose's record is written in place into `out`
+/// (zeroed room added [`ROOM`] bytes at a time, the unused rest cut at the end) behind a
+/// header that is filled in (and moved, when the body's length needs other than two varint
+/// bytes) at the end; the quaternion's trigonometry is computed again only for a pose whose
+/// yaw changed since the previous call with the same `memo` (its position in the rows: the
+/// ego, then the actors).
 pub fn encode_actor_poses<'a>(
     out: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
+    memo: &mut PoseMemo,
     timestamp_us: u64,
     poses: impl Iterator<Item = PoseRow<'a>>,
 ) {
@@ -145,45 +212,58 @@ pub fn encode_actor_poses<'a>(
         out.push(0x09); // ActorPoses.timestamp_us = 1, fixed64
         out.extend_from_slice(&timestamp_us.to_le_bytes());
     }
-    let mut rec = [0u8; RECORD];
-    for p in poses {
+    // Written up to `at`; `out[at..]` is zeroed room.
+    let mut at = out.len();
+    for (slot, p) in poses.enumerate() {
+        let sc = memo.sin_cos(slot, p.yaw);
         if p.id.len() > FAST_ID || p.state.len() > FAST_STATE {
+            out.truncate(at);
+            let mut scratch = std::mem::take(&mut memo.scratch);
             scratch.clear();
-            encode_actor_pose_slow(scratch, &p);
-            out.extend_from_slice(scratch);
+            encode_actor_pose_slow(&mut scratch, &p);
+            out.extend_from_slice(&scratch);
+            memo.scratch = scratch;
+            at = out.len();
             continue;
         }
-        // The ActorPose body from offset 3, its header in front of it afterwards.
-        let mut n = 3;
-        if !p.id.is_empty() {
-            rec[n] = 0x0A; // ActorPose.actor_id = 1
-            rec[n + 1] = p.id.len() as u8;
-            rec[n + 2..n + 2 + p.id.len()].copy_from_slice(p.id);
-            n += 2 + p.id.len();
+        if out.len() - at < RECORD {
+            out.resize(at + ROOM, 0);
         }
-        rec[n] = 0x12; // ActorPose.actor_pose = 2
-        let pose_at = n + 2;
-        let end = put_pose(&mut rec, pose_at, &p);
-        rec[n + 1] = (end - pose_at) as u8;
-        n = end;
-        if !p.state.is_empty() {
+        let (v, q) = floats_with(&p, sc);
+        let pose = pose_len(&v, &q);
+        let id = if p.id.is_empty() { 0 } else { 2 + p.id.len() };
+        let state = if p.state.is_empty() {
+            0
+        } else {
+            3 + 8 * p.state.len()
+        };
+        let len = id + 2 + pose + state;
+        let buf = &mut out[..];
+        buf[at] = 0x12; // ActorPoses.actor_poses = 2
+        let mut n = put_varint_at(buf, at + 1, len);
+        if id > 0 {
+            buf[n] = 0x0A; // ActorPose.actor_id = 1
+            buf[n + 1] = p.id.len() as u8;
+            buf[n + 2..n + 2 + p.id.len()].copy_from_slice(p.id);
+            n += id;
+        }
+        buf[n] = 0x12; // ActorPose.actor_pose = 2
+        buf[n + 1] = pose as u8;
+        n = put_pose(buf, n + 2, (v, q));
+        if state > 0 {
             // drivekit_state = 1001, packed doubles: tag varint (1001 << 3 | 2) = CA 3E.
-            rec[n] = 0xCA;
-            rec[n + 1] = 0x3E;
-            rec[n + 2] = (8 * p.state.len()) as u8;
+            buf[n] = 0xCA;
+            buf[n + 1] = 0x3E;
+            buf[n + 2] = (8 * p.state.len()) as u8;
             n += 3;
             for v in p.state {
-                rec[n..n + 8].copy_from_slice(&v.to_le_bytes());
+                buf[n..n + 8].copy_from_slice(&v.to_le_bytes());
                 n += 8;
             }
         }
-        let len = n - 3;
-        let head = 1 + varint_len(len);
-        let from = 3 - head;
-        rec[from] = 0x12; // ActorPoses.actor_poses = 2
-        put_varint_at(&mut rec, from + 1, len);
-        out.extend_from_slice(&rec[from..n]);
+        at = n;
     }
+    out.truncate(at);
     let len = out.len() - body;
     let width = varint_len(len);
     if width != ASSUMED {
@@ -308,10 +388,68 @@ mod tests {
         check_against_prost(&many);
     }
 
+    /// A memo kept across steps (as a rollout's log keeps one) gives each step the bytes a
+    /// fresh one gives (those `bytes_equal_prosts` checks): yaws unchanged, changed, NaN, ±0,
+    /// and rows that come and go, shifting the positions.
+    #[test]
+    fn memo_across_steps_changes_no_byte() {
+        let mut rng = crate::rng::SplitMix64::new(3);
+        let yaws = [0.0, -0.0, 1.25, -3.0, f64::NAN, f64::INFINITY, 1e-300];
+        let ids: Vec<Vec<u8>> = (0..12).map(|i| format!("actor-{i}").into_bytes()).collect();
+        let long_id = [b'z'; FAST_ID + 3];
+        let states: Vec<[f64; 6]> = (0..12)
+            .map(|i| [i as f64, 2.0, 0.5, 1.0, 0.0, 0.0])
+            .collect();
+        let mut memo = PoseMemo::default();
+        let mut yaw: Vec<f64> = (0..12).map(|i| yaws[i % yaws.len()]).collect();
+        let (mut kept, mut fresh) = (Vec::new(), Vec::new());
+        for step in 0..200u64 {
+            for y in yaw.iter_mut() {
+                // Most yaws stay, some change to another value (sometimes a special one).
+                match rng.next_u64() % 6 {
+                    0 => *y = yaws[(rng.next_u64() % yaws.len() as u64) as usize],
+                    1 => *y = (rng.f64() - 0.5) * 7.0,
+                    _ => {}
+                }
+            }
+            let rows: Vec<PoseRow<'_>> = (0..12)
+                .filter(|&i| !(step + i as u64).is_multiple_of(7)) // rows come and go
+                .map(|i| PoseRow {
+                    id: if i == 5 { &long_id[..] } else { &ids[i] },
+                    x: i as f64 + step as f64 * 0.1,
+                    y: -(i as f64),
+                    yaw: yaw[i],
+                    state: if i % 3 == 0 { &[] } else { &states[i][..] },
+                })
+                .collect();
+            kept.clear();
+            fresh.clear();
+            encode_actor_poses(&mut kept, &mut memo, step, rows.iter().copied());
+            encode_actor_poses(
+                &mut fresh,
+                &mut PoseMemo::default(),
+                step,
+                rows.iter().copied(),
+            );
+            assert_eq!(kept, fresh, "step {step}");
+            let plan = rows.iter().map(|r| (*r, step));
+            kept.clear();
+            fresh.clear();
+            encode_trajectory(&mut kept, &mut memo, plan.clone());
+            encode_trajectory(&mut fresh, &mut PoseMemo::default(), plan);
+            assert_eq!(kept, fresh, "trajectory, step {step}");
+        }
+    }
+
     fn check_against_prost(rows: &[PoseRow<'_>]) {
         for ts in [0u64, 1_000_000, u64::MAX] {
             let mut ours = vec![7u8; 3]; // bytes already in the buffer stay
-            encode_actor_poses(&mut ours, &mut Vec::new(), ts, rows.iter().copied());
+            encode_actor_poses(
+                &mut ours,
+                &mut PoseMemo::default(),
+                ts,
+                rows.iter().copied(),
+            );
             assert_eq!(&ours[..3], &[7, 7, 7]);
             let ours = ours[3..].to_vec();
             let entry = LogEntry {
@@ -333,7 +471,7 @@ mod tests {
             let mut traj = Vec::new();
             encode_trajectory(
                 &mut traj,
-                &mut Vec::new(),
+                &mut PoseMemo::default(),
                 rows.iter()
                     .enumerate()
                     .map(|(i, r)| (*r, ts.wrapping_add(i as u64))),
