@@ -207,6 +207,10 @@ pub fn reduce_batch(
     let mut trajs: Vec<TrajBuild> = Vec::new();
     let mut kept = Vec::new();
     let mut rows = 0u64;
+    // Per metric id, the most points one rollout has had so far: a rollout's first point of a
+    // metric reserves that many (the rollouts of a batch mostly have the same length), sparing
+    // the vector's doublings (a tenth of the CPU of a small run's reduction, `perf`).
+    let mut points_hint: Vec<usize> = Vec::new();
 
     let reader = metrics_file::open_metrics_file(path)?;
     let tags = reader.scene_tags().to_vec();
@@ -230,6 +234,7 @@ pub fn reduce_batch(
         let ts = ts.values();
         let vals = batch.column(col::VALUES).as_primitive::<Float64Type>();
         metric_agg.resize(metric_names.names.len(), None);
+        points_hint.resize(metric_names.names.len(), 0);
 
         let mut last: Option<((u32, u32), usize)> = None;
         for i in 0..n {
@@ -280,7 +285,12 @@ pub fn reduce_batch(
             } else {
                 Some(vals.value(i))
             };
-            tb.points[m].push((ts[i], v));
+            let p = &mut tb.points[m];
+            if p.capacity() == 0 {
+                p.reserve_exact(points_hint[m]);
+            }
+            p.push((ts[i], v));
+            points_hint[m] = points_hint[m].max(p.len());
         }
         if keep_batches {
             kept.push(batch);

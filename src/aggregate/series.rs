@@ -27,19 +27,6 @@ pub struct PlotSeries {
 /// The series of one batch's rollouts, by rollout id.
 pub type BatchSeries = HashMap<String, PlotSeries>;
 
-/// What the page reads: field names and order are its format.
-#[derive(serde::Serialize)]
-struct SeriesJson<'a> {
-    t: &'a [f64],
-    names: &'a [String],
-    /// NaN is written as `null`, as serde_json writes every non-finite number.
-    values: &'a [Option<Vec<f32>>],
-    start: usize,
-    event_end: usize,
-    end: usize,
-    dropped: bool,
-}
-
 impl PlotSeries {
     /// The series of `wide` (a trajectory over the metrics `names`, its batch's file order) with
     /// the rows the chain of `params` keeps.
@@ -64,22 +51,62 @@ impl PlotSeries {
 
     /// The JSON object the page plots (`DK.series` in assets/report.js reads its fields),
     /// appended to `out` (written in place: a batch's series go into one file's buffer).
+    /// Fields `t`, `names`, `values` (`null` for a missing metric or a NaN value), `start`,
+    /// `event_end`, `end`, `dropped`: the page's format. Written by hand, the bytes serde_json
+    /// writes for such a struct (the unit tests compare them): numbers formatted straight into `out` cost a third of serde's writer, whose
+    /// per-number `io::Write` calls were most of a small run's report time (`perf`).
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         // About 9 bytes a value; reserved up front so the buffer grows once per series.
         let n: usize = self.values.iter().flatten().map(Vec::len).sum();
         out.reserve(9 * (n + self.t.len()) + 256);
-        serde_json::to_writer(
-            &mut *out,
-            &SeriesJson {
-                t: &self.t,
-                names: &self.names,
-                values: &self.values,
-                start: self.cut.start,
-                event_end: self.cut.event_end,
-                end: self.cut.end,
-                dropped: self.cut.dropped,
-            },
-        )
+        let mut buffer = zmij::Buffer::new();
+        out.extend_from_slice(b"{\"t\":[");
+        for (i, &t) in self.t.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_number(out, &mut buffer, t);
+        }
+        out.extend_from_slice(b"],\"names\":");
+        serde_json::to_writer(&mut *out, &*self.names)?;
+        out.extend_from_slice(b",\"values\":[");
+        for (j, column) in self.values.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            let Some(column) = column else {
+                out.extend_from_slice(b"null");
+                continue;
+            };
+            out.push(b'[');
+            for (i, &v) in column.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_number(out, &mut buffer, v);
+            }
+            out.push(b']');
+        }
+        let c = &self.cut;
+        let tail = format!(
+            "],\"start\":{},\"event_end\":{},\"end\":{},\"dropped\":{}}}",
+            c.start, c.event_end, c.end, c.dropped
+        );
+        out.extend_from_slice(tail.as_bytes());
+        Ok(())
+    }
+}
+
+/// A number as serde_json writes it: shortest round-trip digits, `null` when not finite.
+fn push_number<F: zmij::Float + Into<f64> + Copy>(
+    out: &mut Vec<u8>,
+    buffer: &mut zmij::Buffer,
+    v: F,
+) {
+    if v.into().is_finite() {
+        out.extend_from_slice(buffer.format_finite(v).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
     }
 }
 
