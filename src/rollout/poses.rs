@@ -54,10 +54,10 @@ fn half_yaw_sin_cos(yaw: f64) -> (f32, f32) {
 }
 
 /// The quaternion trigonometry of the poses encoded last, one entry per position in a step's
-/// rows (the ego, then the actors in order) and one for a trajectory's previous point: an actor
-/// whose yaw has not changed since (bit for bit: a parked or straight-driving one) reuses its
-/// `sin_cos`, the same function of the same bits, so the bytes are the same. Keep one per
-/// rollout log.
+/// rows (the ego, then the actors in order): an actor whose yaw has not changed since (bit for
+/// bit: a parked or straight-driving one) reuses its `sin_cos`, the same function of the same
+/// bits, so the bytes are the same. Also holds the scratch buffer of the records written
+/// through one. Keep one per rollout log.
 #[derive(Debug, Default, Clone)]
 pub struct PoseMemo {
     /// Per position: the yaw's bits and its half-yaw `(sin, cos)`.
@@ -215,7 +215,6 @@ pub fn encode_actor_poses<'a>(
     // Written up to `at`; `out[at..]` is zeroed room.
     let mut at = out.len();
     for (slot, p) in poses.enumerate() {
-        let sc = memo.sin_cos(slot, p.yaw);
         if p.id.len() > FAST_ID || p.state.len() > FAST_STATE {
             out.truncate(at);
             let mut scratch = std::mem::take(&mut memo.scratch);
@@ -229,7 +228,7 @@ pub fn encode_actor_poses<'a>(
         if out.len() - at < RECORD {
             out.resize(at + ROOM, 0);
         }
-        let (v, q) = floats_with(&p, sc);
+        let (v, q) = floats_with(&p, memo.sin_cos(slot, p.yaw));
         let pose = pose_len(&v, &q);
         let id = if p.id.is_empty() { 0 } else { 2 + p.id.len() };
         let state = if p.state.is_empty() {
