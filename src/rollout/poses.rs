@@ -56,13 +56,13 @@ fn half_yaw_sin_cos(yaw: f64) -> (f32, f32) {
 /// The quaternion trigonometry of the poses encoded last, one entry per position in a step's
 /// rows (the ego, then the actors in order): an actor whose yaw has not changed since (bit for
 /// bit: a parked or straight-driving one) reuses its `sin_cos`, the same function of the same
-/// bits, so the bytes are the same. Also holds the scratch buffer of the records written
-/// through one. Keep one per rollout log.
+/// bits, so the bytes are the same. Also holds the scratch buffer of the trajectory records
+/// written through one. Keep one per rollout log.
 #[derive(Debug, Default, Clone)]
 pub struct PoseMemo {
     /// Per position: the yaw's bits and its half-yaw `(sin, cos)`.
     trig: Vec<(u64, (f32, f32))>,
-    /// Records over the fast path's buffer (ids over 48 bytes, states over 8 values).
+    /// A trajectory record's body, assembled before its length is known.
     scratch: Vec<u8>,
 }
 
@@ -125,13 +125,6 @@ fn put_pose(buf: &mut [u8], at: usize, (v, q): ([f32; 3], [f32; 4])) -> usize {
     n
 }
 
-/// The bytes of `Pose{vec, quat}` of a row and their count.
-fn pose_bytes(p: &PoseRow<'_>) -> ([u8; 40], usize) {
-    let mut pose = [0u8; 40];
-    let n = put_pose(&mut pose, 0, floats(p));
-    (pose, n)
-}
-
 /// Writes `v` as a varint at `buf[at..]`; returns the position after it.
 #[inline(always)]
 fn put_varint_at(buf: &mut [u8], mut at: usize, mut v: usize) -> usize {
@@ -144,15 +137,9 @@ fn put_varint_at(buf: &mut [u8], mut at: usize, mut v: usize) -> usize {
     at + 1
 }
 
-/// Longest actor id and state written in place by [`encode_actor_poses`]; longer ones take
-/// the general path.
-const FAST_ID: usize = 48;
-const FAST_STATE: usize = 8;
-/// The most bytes one such record takes: header (1 + 2), id (1 + 1 + 48), pose (2 + 40),
-/// state (2 + 1 + 64).
-const RECORD: usize = 3 + 2 + FAST_ID + 2 + 40 + 3 + 8 * FAST_STATE;
-/// Zeroed room added to the output at a time for records written in place.
-const ROOM: usize = 32 * RECORD;
+/// Zeroed room added to the output at a time (or what one record needs, when more) for the
+/// records [`encode_actor_poses`] writes in place.
+const ROOM: usize = 5 << 10;
 
 /// Appends one complete `LogEntry{driver_ego_trajectory}` record (entry 12): a trajectory of
 /// poses (`id` and `state` of the rows unused) with their timestamps. A point whose yaw is the
@@ -215,46 +202,41 @@ pub fn encode_actor_poses<'a>(
     // Written up to `at`; `out[at..]` is zeroed room.
     let mut at = out.len();
     for (slot, p) in poses.enumerate() {
-        if p.id.len() > FAST_ID || p.state.len() > FAST_STATE {
-            out.truncate(at);
-            let mut scratch = std::mem::take(&mut memo.scratch);
-            scratch.clear();
-            encode_actor_pose_slow(&mut scratch, &p);
-            out.extend_from_slice(&scratch);
-            memo.scratch = scratch;
-            at = out.len();
-            continue;
-        }
-        if out.len() - at < RECORD {
-            out.resize(at + ROOM, 0);
-        }
         let (v, q) = floats_with(&p, memo.sin_cos(slot, p.yaw));
         let pose = pose_len(&v, &q);
-        let id = if p.id.is_empty() { 0 } else { 2 + p.id.len() };
+        let id = if p.id.is_empty() {
+            0
+        } else {
+            1 + varint_len(p.id.len()) + p.id.len()
+        };
+        let state_bytes = 8 * p.state.len();
         let state = if p.state.is_empty() {
             0
         } else {
-            3 + 8 * p.state.len()
+            2 + varint_len(state_bytes) + state_bytes
         };
         let len = id + 2 + pose + state;
+        let need = 1 + varint_len(len) + len;
+        if out.len() - at < need {
+            out.resize(at + need.max(ROOM), 0);
+        }
         let buf = &mut out[..];
         buf[at] = 0x12; // ActorPoses.actor_poses = 2
         let mut n = put_varint_at(buf, at + 1, len);
-        if id > 0 {
+        if !p.id.is_empty() {
             buf[n] = 0x0A; // ActorPose.actor_id = 1
-            buf[n + 1] = p.id.len() as u8;
-            buf[n + 2..n + 2 + p.id.len()].copy_from_slice(p.id);
-            n += id;
+            n = put_varint_at(buf, n + 1, p.id.len());
+            buf[n..n + p.id.len()].copy_from_slice(p.id);
+            n += p.id.len();
         }
         buf[n] = 0x12; // ActorPose.actor_pose = 2
         buf[n + 1] = pose as u8;
         n = put_pose(buf, n + 2, (v, q));
-        if state > 0 {
+        if !p.state.is_empty() {
             // drivekit_state = 1001, packed doubles: tag varint (1001 << 3 | 2) = CA 3E.
             buf[n] = 0xCA;
             buf[n + 1] = 0x3E;
-            buf[n + 2] = (8 * p.state.len()) as u8;
-            n += 3;
+            n = put_varint_at(buf, n + 2, state_bytes);
             for v in p.state {
                 buf[n..n + 8].copy_from_slice(&v.to_le_bytes());
                 n += 8;
@@ -280,38 +262,6 @@ pub fn encode_actor_poses<'a>(
     out[start..start + 4].copy_from_slice(&(entry as u32).to_be_bytes());
     out[start + 4] = 0x12; // LogEntry.actor_poses = 2
     put_varint_at(out, start + 5, len);
-}
-
-/// One `ActorPoses.actor_poses` field of any size (ids and states over the fast path's buffer).
-fn encode_actor_pose_slow(out: &mut Vec<u8>, p: &PoseRow<'_>) {
-    let (pose, n) = pose_bytes(p);
-    let id = if p.id.is_empty() {
-        0
-    } else {
-        1 + varint_len(p.id.len()) + p.id.len()
-    };
-    let ext = if p.state.is_empty() {
-        0
-    } else {
-        2 + varint_len(8 * p.state.len()) + 8 * p.state.len()
-    };
-    out.push(0x12); // ActorPoses.actor_poses = 2
-    put_varint(out, id + 2 + n + ext);
-    if !p.id.is_empty() {
-        out.push(0x0A); // ActorPose.actor_id = 1
-        put_varint(out, p.id.len());
-        out.extend_from_slice(p.id);
-    }
-    out.push(0x12); // ActorPose.actor_pose = 2
-    out.push(n as u8);
-    out.extend_from_slice(&pose[..n]);
-    if !p.state.is_empty() {
-        out.extend_from_slice(&[0xCA, 0x3E]);
-        put_varint(out, 8 * p.state.len());
-        for v in p.state {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
 }
 
 /// The prost message of the same pose (for metadata and tests).
@@ -370,9 +320,11 @@ mod tests {
             },
         ];
         check_against_prost(&rows);
-        // Bodies under 128 bytes (one varint byte) and over 16 KiB (three), ids and states at
-        // and just over the fast path's buffer.
+        // Bodies under 128 bytes (one varint byte) and over 16 KiB (three), ids of 48 and 49
+        // bytes and states of 8 and 9 values (the sizes where an earlier fast path ended).
         check_against_prost(&rows[1..2]);
+        const FAST_ID: usize = 48;
+        const FAST_STATE: usize = 8;
         let long_id = [b'x'; FAST_ID + 1];
         let state9 = [0.25; FAST_STATE + 1];
         let many: Vec<PoseRow<'_>> = (0..400)
@@ -395,7 +347,7 @@ mod tests {
         let mut rng = crate::rng::SplitMix64::new(3);
         let yaws = [0.0, -0.0, 1.25, -3.0, f64::NAN, f64::INFINITY, 1e-300];
         let ids: Vec<Vec<u8>> = (0..12).map(|i| format!("actor-{i}").into_bytes()).collect();
-        let long_id = [b'z'; FAST_ID + 3];
+        let long_id = [b'z'; 51];
         let states: Vec<[f64; 6]> = (0..12)
             .map(|i| [i as f64, 2.0, 0.5, 1.0, 0.0, 0.0])
             .collect();
