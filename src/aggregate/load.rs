@@ -155,6 +155,37 @@ struct TrajBuild {
     points: Vec<Vec<(i64, Option<f64>)>>,
 }
 
+/// Per metric id, the most points one rollout of a batch has had so far: a rollout's first point
+/// of a metric reserves that many (the rollouts of a batch mostly have the same length), sparing
+/// the vector's doublings (a tenth of the CPU of a small run's reduction, `perf`).
+#[derive(Debug, Default)]
+pub(crate) struct PointsHint(Vec<usize>);
+
+impl PointsHint {
+    /// Appends `point` (`(timestamp_us, value)`) to metric `m`'s points of one rollout
+    /// (`points`, per metric id).
+    #[inline]
+    pub(crate) fn push(
+        &mut self,
+        points: &mut Vec<Vec<(i64, Option<f64>)>>,
+        m: usize,
+        point: (i64, Option<f64>),
+    ) {
+        if points.len() <= m {
+            points.resize_with(m + 1, Vec::new);
+        }
+        if self.0.len() <= m {
+            self.0.resize(m + 1, 0);
+        }
+        let p = &mut points[m];
+        if p.capacity() == 0 {
+            p.reserve_exact(self.0[m]);
+        }
+        p.push(point);
+        self.0[m] = self.0[m].max(p.len());
+    }
+}
+
 /// Maps each dictionary key of a string column to an interned id; also returns the row keys.
 pub(crate) fn dict_ids(
     batch: &RecordBatch,
@@ -207,10 +238,7 @@ pub fn reduce_batch(
     let mut trajs: Vec<TrajBuild> = Vec::new();
     let mut kept = Vec::new();
     let mut rows = 0u64;
-    // Per metric id, the most points one rollout has had so far: a rollout's first point of a
-    // metric reserves that many (the rollouts of a batch mostly have the same length), sparing
-    // the vector's doublings (a tenth of the CPU of a small run's reduction, `perf`).
-    let mut points_hint: Vec<usize> = Vec::new();
+    let mut points_hint = PointsHint::default();
 
     let reader = metrics_file::open_metrics_file(path)?;
     let tags = reader.scene_tags().to_vec();
@@ -234,7 +262,6 @@ pub fn reduce_batch(
         let ts = ts.values();
         let vals = batch.column(col::VALUES).as_primitive::<Float64Type>();
         metric_agg.resize(metric_names.names.len(), None);
-        points_hint.resize(metric_names.names.len(), 0);
 
         let mut last: Option<((u32, u32), usize)> = None;
         for i in 0..n {
@@ -277,20 +304,12 @@ pub fn reduce_batch(
             };
             let tb = &mut trajs[t];
             tb.rows += 1;
-            if tb.points.len() <= m {
-                tb.points.resize_with(m + 1, Vec::new);
-            }
             let v = if vals.is_null(i) {
                 None
             } else {
                 Some(vals.value(i))
             };
-            let p = &mut tb.points[m];
-            if p.capacity() == 0 {
-                p.reserve_exact(points_hint[m]);
-            }
-            p.push((ts[i], v));
-            points_hint[m] = points_hint[m].max(p.len());
+            points_hint.push(&mut tb.points, m, (ts[i], v));
         }
         if keep_batches {
             kept.push(batch);

@@ -353,16 +353,13 @@ fn read_series(
     // Per rollout id, per metric id: (timestamp, value).
     type Points = Vec<Vec<(i64, Option<f64>)>>;
     let mut points: Vec<Points> = Vec::new();
-    // Per metric id, the most points one rollout has had: a rollout's first point of a metric
-    // reserves that many (as reduce_batch does).
-    let mut hint: Vec<usize> = Vec::new();
+    let mut hint = load::PointsHint::default();
     let file = reader.path().to_path_buf();
     for batch in reader {
         let batch = batch?;
         let (name_map, nk) = load::dict_ids(&batch, col::NAME, &mut names, &file)?;
         let (roll_map, rk) = load::dict_ids(&batch, col::ROLLOUT_ID, &mut rollouts, &file)?;
         points.resize_with(rollouts.names.len(), Vec::new);
-        hint.resize(names.names.len(), 0);
         let ts = batch.column(col::TIMESTAMPS_US).as_primitive::<Int64Type>();
         let vals = batch.column(col::VALUES).as_primitive::<Float64Type>();
         for i in 0..batch.num_rows() {
@@ -372,16 +369,7 @@ fn read_series(
             };
             let (m, r) = (m as usize, r as usize);
             let v = (!vals.is_null(i)).then(|| vals.value(i));
-            let p = &mut points[r];
-            if p.len() <= m {
-                p.resize_with(m + 1, Vec::new);
-            }
-            let p = &mut p[m];
-            if p.capacity() == 0 {
-                p.reserve_exact(hint[m]);
-            }
-            p.push((ts.value(i), v));
-            hint[m] = hint[m].max(p.len());
+            hint.push(&mut points[r], m, (ts.value(i), v));
         }
     }
     // A rollout with two rows of one metric at one timestep has no series (aggregate rejects
